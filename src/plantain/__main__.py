@@ -1,0 +1,3 @@
+from plantain.cli import main
+
+main()

@@ -1,0 +1,214 @@
+"""The ``plantain`` command: thin commands over the core (requests, engines, generation)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plantain import __version__
+from plantain.engines.base import Engine
+from plantain.engines.loading import pull
+from plantain.engines.registry import EngineRegistry
+from plantain.errors import PlantainError
+from plantain.generation import run_request
+from plantain.outputs import output_paths, pick_format
+from plantain.progress import StepBar
+from plantain.settings import Settings
+from plantain.sizes import ASPECT_RATIOS, TIERS
+from plantain.types import ImageRequest, ImageResult, InputImage
+
+RANDOM_WEIGHTS_NOTE = "note: engine {name} has random weights, so its images are noise, not pictures"
+
+
+class PlantainGroup(click.Group):
+    """Turns every PlantainError into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PlantainError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(cls=PlantainGroup)
+@click.version_option(__version__, prog_name="plantain")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PLANTAIN_DATA_DIR",
+    help="Where Plantain keeps its files (default: ~/.local/share/plantain).",
+)
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None) -> None:
+    """Self-hosted image generation and editing with open-weight models."""
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    ctx.obj = EngineRegistry(settings)
+
+
+def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by generate and edit."""
+    options = [
+        click.option("--engine", "-e", help="Engine to run (see 'plantain engines'); default: flux2-klein-4b."),
+        click.option("--aspect-ratio", "-a", help=f"One of {', '.join(ASPECT_RATIOS)}."),
+        click.option("--size", "-s", default="1K", show_default=True, help=f"Size tier: {', '.join(TIERS)}."),
+        click.option("-n", "num_images", type=int, default=1, show_default=True, help="Images to make (1-10)."),
+        click.option("--seed", type=int, help="Seed for image 1 (image k uses seed+k-1); random if unset."),
+        click.option("--format", "-f", "output_format", help="png, jpeg or webp (default: from -o, else png)."),
+        click.option("--steps", type=int, help="Denoising steps (default: the checkpoint's preset)."),
+        click.option("--guidance", type=float, help="Guidance scale (default: the checkpoint's preset)."),
+        click.option("--weights", type=click.Path(path_type=Path), help="Local checkpoint directory for the engine."),
+        click.option("--output", "-o", type=click.Path(path_type=Path), help="Output file or directory."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.argument("prompt")
+@request_options
+@click.pass_obj
+def generate(registry: EngineRegistry, prompt: str, **options: Any) -> None:
+    """Make images from PROMPT."""
+    _make_images(registry, prompt, [], options)
+
+
+@cli.command()
+@click.argument("instruction")
+@click.option("--image", "-i", "images", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Input image (repeat for several: fusion).")
+@request_options
+@click.pass_obj
+def edit(registry: EngineRegistry, instruction: str, images: tuple[Path, ...], **options: Any) -> None:
+    """Edit or fuse input images following INSTRUCTION."""
+    _make_images(registry, instruction, [_read_input(path) for path in images], options)
+
+
+def _make_images(registry: EngineRegistry, prompt: str, images: list[InputImage], options: dict[str, Any]) -> None:
+    output: Path | None = options.pop("output")
+    weights: Path | None = options.pop("weights")
+    output_format = pick_format(options.pop("output_format"), output)
+    engine_name = options.pop("engine") or registry.settings.default_engine
+    if weights is not None:
+        registry.settings.weights[engine_name] = weights
+    request = ImageRequest.create(
+        prompt=prompt,
+        images=images,
+        output_format=output_format,
+        engine=engine_name,
+        options={"steps": options.pop("steps"), "guidance": options.pop("guidance")},
+        **options,
+    )
+    engine = registry.get(engine_name)
+    result = _run_with_progress(request, engine)
+    for path, image in zip(output_paths(output, result, output_format), result.images):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image.data)
+        click.echo(str(path))
+
+
+def _run_with_progress(request: ImageRequest, engine: Engine) -> ImageResult:
+    if engine.weights_status().buildable:
+        click.echo(RANDOM_WEIGHTS_NOTE.format(name=engine.name), err=True)
+    if not engine.loaded:
+        click.echo(f"loading {engine.name}…", err=True)
+        engine.load()
+    with StepBar(engine.name) as bar:
+        result = run_request(request, engine, on_step=bar.update)
+    first = result.images[0]
+    click.echo(
+        f"{engine.name}: {len(result.images)} image(s) {first.width}x{first.height}, "
+        f"seed {first.seed}, {result.steps} steps in {result.seconds:.2f} s",
+        err=True,
+    )
+    return result
+
+
+def _read_input(path: Path) -> InputImage:
+    try:
+        return InputImage(data=path.read_bytes(), label=f"input image {path}")
+    except OSError as exc:
+        raise click.ClickException(f"cannot read input image {path}: {exc.strerror or exc}") from None
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def engines(registry: EngineRegistry, as_json: bool) -> None:
+    """List engines, their capabilities and whether their weights are present."""
+    rows = [engine.describe() for engine in registry.all()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        default = " (default)" if row["name"] == registry.settings.default_engine else ""
+        weights = _weights_label(row)
+        click.echo(f"{row['name']}{default} — {row['description']}")
+        click.echo(
+            f"    tasks: {', '.join(row['tasks'])}; inputs: up to {row['max_input_images']}; "
+            f"up to {row['max_megapixels']} MP, ratios to {row['max_aspect']:g}:1; "
+            f"batchable: {'yes' if row['batchable'] else 'no'}; "
+            f"preset: {row['steps']} steps, guidance {row['guidance']:g}"
+        )
+        click.echo(f"    pipeline: {row['pipeline']}; weights: {weights} ({row['location']})")
+
+
+def _weights_label(row: dict[str, Any]) -> str:
+    if row["weights"] == "present":
+        return "present"
+    return "built on first use" if row["buildable"] else "missing"
+
+
+@cli.command(name="pull")
+@click.argument("engine_name", metavar="ENGINE")
+@click.pass_obj
+def pull_command(registry: EngineRegistry, engine_name: str) -> None:
+    """Download ENGINE's checkpoint from the Hugging Face hub into the hub cache."""
+    engine = registry.get(engine_name)
+    if engine.source.builder is not None:
+        engine.load()
+        click.echo(f"{engine.name} is built locally, nothing to download: {engine.source.local_dir}")
+        return
+    click.echo(f"downloading {engine.source.repo_id} for {engine.name}…", err=True)
+    click.echo(str(pull(engine.source)))
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("plantain-demo"), show_default=True, help="Directory for the demo images.")
+@click.pass_obj
+def demo(registry: EngineRegistry, output: Path) -> None:
+    """Generate an image, then edit it: a round trip on the default engine, or on tiny without weights."""
+    engine = registry.get()
+    if not engine.weights_status().present:
+        click.echo(
+            f"No weights for {engine.name} ({engine.weights_status().location}); running the demo "
+            f"on the random-weight 'tiny' engine. For real images: plantain pull {engine.name}",
+            err=True,
+        )
+        engine = registry.get("tiny")
+    first = _demo_step(registry, engine, "a red bicycle leaning on a sunlit wall", [], output / "generated.png")
+    image = InputImage(data=first.read_bytes(), label=f"input image {first}")
+    _demo_step(registry, engine, "make it night, with a full moon", [image], output / "edited.png")
+
+
+def _demo_step(registry: EngineRegistry, engine: Engine, prompt: str, images: list[InputImage], path: Path) -> Path:
+    request = ImageRequest.create(prompt=prompt, images=images, engine=engine.name, seed=0)
+    result = _run_with_progress(request, engine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(result.images[0].data)
+    click.echo(str(path))
+    return path
+
+
+def main() -> None:
+    cli(prog_name="plantain")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

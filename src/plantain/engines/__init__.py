@@ -1,0 +1,1 @@
+"""Engines: one file per model family, one contract (``base.py``), one registry."""

@@ -1,0 +1,262 @@
+"""The one engine contract every model family implements.
+
+An engine declares what it can do (:class:`Capabilities`) and the sampler settings its checkpoint
+wants (:class:`Preset`), turns a validated :class:`~plantain.types.ImageRequest` into an
+:class:`EngineJob` (exact size, steps, seeds, decoded inputs), and runs one *or several
+compatible* jobs in a single pipeline call, reporting each denoising step and honouring a stop
+flag between steps. Family files (``flux2.py``, ``qwen_image.py``, …) implement ``_load`` and
+``_generate``; everything else — validation, locking, progress, cancellation, error wrapping —
+lives here once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from plantain.engines.loading import WeightsSource, WeightsStatus
+from plantain.errors import (
+    CancelledError,
+    EngineRunError,
+    PlantainError,
+    TooManyImagesError,
+    UnsupportedTaskError,
+)
+from plantain.sizes import SizeLimits, nearest_aspect_ratio, resolve_size
+from plantain.types import ImageRequest
+
+StepCallback = Callable[[int, int], None]
+"""Called after each denoising step with (steps done, total steps)."""
+
+StopFlag = Callable[[], bool]
+"""Polled between steps; returning True stops the run with CancelledError."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sampler settings a checkpoint is meant to run with (pipeline defaults are not model defaults)."""
+
+    steps: int
+    guidance: float
+    call_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra pipeline arguments
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    text_to_image: bool
+    edit: bool
+    max_input_images: int  # 0 for text-to-image-only engines
+    sizes: SizeLimits
+    batchable: bool = True  # several compatible jobs can share one pipeline call
+
+    def tasks(self) -> list[str]:
+        return [name for name, ok in (("text-to-image", self.text_to_image), ("edit", self.edit)) if ok]
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """One request resolved for one engine: everything the pipeline call needs."""
+
+    prompt: str
+    images: tuple[Image.Image, ...]
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seeds: tuple[int, ...]
+    inputs_digest: str  # identifies the input images, so only jobs with the same ones batch
+
+    def batch_key(self) -> tuple[object, ...]:
+        """Jobs with equal keys can run in one pipeline call (prompts and seeds may differ)."""
+        return (self.width, self.height, self.steps, self.guidance, self.inputs_digest)
+
+
+class Engine(ABC):
+    """A model family bound to one checkpoint. Loads once; ``run`` is safe to call from threads."""
+
+    family: str = ""
+    pipeline_class: str = ""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        description: str,
+        source: WeightsSource,
+        capabilities: Capabilities,
+        preset: Preset,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.source = source
+        self.capabilities = capabilities
+        self.preset = preset
+        self._pipeline: Any = None
+        self._lock = threading.Lock()
+
+    # --- weights and loading ---------------------------------------------------------------
+
+    def weights_status(self) -> WeightsStatus:
+        return self.source.status()
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipeline is not None
+
+    def load(self) -> None:
+        """Load the checkpoint once (later calls return at once)."""
+        with self._lock:
+            if self._pipeline is None:
+                self._pipeline = self._load()
+
+    @abstractmethod
+    def _load(self) -> Any:
+        """Build the diffusers pipeline from ``self.source`` on the chosen device."""
+
+    # --- planning --------------------------------------------------------------------------
+
+    def plan(self, request: ImageRequest, images: Sequence[Image.Image], seed: int) -> EngineJob:
+        """Check ``request`` against the capabilities and fix every number the run needs."""
+        self.check_task(request)
+        aspect_ratio = request.aspect_ratio or self._default_aspect_ratio(images)
+        width, height = resolve_size(aspect_ratio, request.size, self.capabilities.sizes, self.name)
+        options = request.options
+        return EngineJob(
+            prompt=request.prompt,
+            images=tuple(images),
+            width=width,
+            height=height,
+            steps=options.steps if options.steps is not None else self.preset.steps,
+            guidance=options.guidance if options.guidance is not None else self.preset.guidance,
+            seeds=tuple(seed + i for i in range(request.num_images)),
+            inputs_digest=_digest(request),
+        )
+
+    def check_task(self, request: ImageRequest) -> None:
+        """Refuse what this engine cannot do, before any input is decoded or weights loaded."""
+        caps = self.capabilities
+        count = len(request.images)
+        if count == 0 and not caps.text_to_image:
+            raise UnsupportedTaskError(
+                f"engine {self.name} only edits images; send at least one input image "
+                f"(up to {caps.max_input_images})",
+                field="images",
+            )
+        if count > 0 and not caps.edit:
+            raise UnsupportedTaskError(
+                f"engine {self.name} makes images from text only and takes no input images; "
+                f"got {count}",
+                field="images",
+            )
+        if count > caps.max_input_images:
+            raise TooManyImagesError(
+                f"engine {self.name} takes at most {caps.max_input_images} input images; got {count}",
+                field="images",
+            )
+
+    def _default_aspect_ratio(self, images: Sequence[Image.Image]) -> str:
+        """An edit keeps its (first) input's shape; a generation is square."""
+        if not images:
+            return "1:1"
+        width, height = images[0].size
+        return nearest_aspect_ratio(width, height, self.capabilities.sizes)
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        jobs: Sequence[EngineJob],
+        on_step: StepCallback | None = None,
+        should_stop: StopFlag | None = None,
+    ) -> list[list[Image.Image]]:
+        """Run compatible ``jobs`` in one pipeline call; returns each job's images in seed order."""
+        self._check_compatible(jobs)
+        self.load()
+        with self._lock:
+            images = self._run_locked(jobs, self._step_callback(jobs[0].steps, on_step, should_stop))
+        return _split(images, [len(job.seeds) for job in jobs])
+
+    def _run_locked(self, jobs: Sequence[EngineJob], callback: Callable[..., Any]) -> list[Image.Image]:
+        try:
+            return self._generate(self._pipeline, jobs, callback)
+        except PlantainError:
+            raise
+        except Exception as exc:  # a pipeline failure must not take the caller down
+            raise EngineRunError(f"engine {self.name} failed: {type(exc).__name__}: {exc}") from exc
+
+    @abstractmethod
+    def _generate(
+        self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
+    ) -> list[Image.Image]:
+        """Call the pipeline once for all ``jobs``; images in job order, then seed order."""
+
+    def _check_compatible(self, jobs: Sequence[EngineJob]) -> None:
+        if not jobs:
+            raise ValueError("run() needs at least one job")
+        if len(jobs) > 1 and not self.capabilities.batchable:
+            raise ValueError(f"engine {self.name} runs one job per call")
+        if len({job.batch_key() for job in jobs}) > 1:
+            raise ValueError("jobs in one run must share size, steps, guidance and input images")
+
+    def _step_callback(
+        self, total: int, on_step: StepCallback | None, should_stop: StopFlag | None
+    ) -> Callable[..., Any]:
+        """A diffusers ``callback_on_step_end`` that reports progress and honours the stop flag."""
+        started = time.monotonic()
+
+        def callback(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if should_stop is not None and should_stop():
+                raise CancelledError(
+                    f"run on engine {self.name} was cancelled after step {step + 1} of {total} "
+                    f"({time.monotonic() - started:.1f} s)"
+                )
+            if on_step is not None:
+                on_step(step + 1, total)
+            return {}
+
+        return callback
+
+    def describe(self) -> dict[str, Any]:
+        """A plain summary for listings (`plantain engines`)."""
+        caps = self.capabilities
+        status = self.weights_status()
+        return {
+            "name": self.name,
+            "family": self.family,
+            "pipeline": self.pipeline_class,
+            "description": self.description,
+            "tasks": caps.tasks(),
+            "max_input_images": caps.max_input_images,
+            "max_megapixels": round(caps.sizes.max_pixels / 1e6, 1),
+            "max_aspect": caps.sizes.max_aspect,
+            "batchable": caps.batchable,
+            "steps": self.preset.steps,
+            "guidance": self.preset.guidance,
+            "weights": "present" if status.present else "missing",
+            "buildable": status.buildable,
+            "location": status.location,
+        }
+
+
+def _digest(request: ImageRequest) -> str:
+    digest = hashlib.sha256()
+    for image in request.images:
+        digest.update(hashlib.sha256(image.data).digest())
+    return digest.hexdigest()
+
+
+def _split(images: list[Image.Image], counts: list[int]) -> list[list[Image.Image]]:
+    if len(images) != sum(counts):
+        raise EngineRunError(f"pipeline returned {len(images)} images, expected {sum(counts)}")
+    out, start = [], 0
+    for count in counts:
+        out.append(images[start : start + count])
+        start += count
+    return out

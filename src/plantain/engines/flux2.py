@@ -1,0 +1,93 @@
+"""FLUX.2 [klein] (``Flux2KleinPipeline``): text-to-image, editing and multi-reference fusion.
+
+One pipeline covers the whole Nano Banana feature set: with no ``image`` it generates, with 1–4
+reference images it edits or fuses them. The distilled 4B checkpoint runs 4 steps at guidance 1
+(the pipeline's own default is 50 steps, so the preset matters). Apache-2.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset
+from plantain.engines.loading import WeightsSource, load_pipeline
+from plantain.settings import Settings
+from plantain.sizes import SizeLimits
+
+HUB_ID = "black-forest-labs/FLUX.2-klein-4B"
+
+KLEIN_4B_PRESET = Preset(steps=4, guidance=1.0)
+
+KLEIN_CAPABILITIES = Capabilities(
+    text_to_image=True,
+    edit=True,
+    max_input_images=4,  # BFL: up to 4 reference images for klein
+    # Up to 4 MP output; the pipeline's sizes are multiples of 16 (8x VAE, 2x2 packing).
+    sizes=SizeLimits(multiple=16, min_side=64, max_pixels=2048 * 2048, max_aspect=8.0),
+)
+
+
+class Flux2KleinEngine(Engine):
+    family = "flux2-klein"
+    pipeline_class = "Flux2KleinPipeline"
+
+    def __init__(
+        self, name: str, settings: Settings, *, dtype: torch.dtype = torch.bfloat16, **kwargs: Any
+    ) -> None:
+        super().__init__(name, **kwargs)
+        self.settings = settings
+        self.default_dtype = dtype  # used when the dtype setting is "auto"
+
+    def _load(self) -> Any:
+        from diffusers import Flux2KleinPipeline
+
+        return load_pipeline(
+            Flux2KleinPipeline, self.source, self.settings, default_dtype=self.default_dtype
+        )
+
+    def _generate(
+        self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
+    ) -> list[Image.Image]:
+        first = jobs[0]
+        output = pipeline(
+            prompt=[job.prompt for job in jobs for _ in job.seeds],
+            image=list(first.images) or None,  # shared by every job in a batch (same digest)
+            height=first.height,
+            width=first.width,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance,
+            generator=_generators(jobs),
+            callback_on_step_end=callback,
+            output_type="pil",
+            **self.preset.call_kwargs,
+        )
+        return list(output.images)
+
+
+def _generators(jobs: Sequence[EngineJob]) -> list[torch.Generator]:
+    """One CPU generator per image, so each image depends on its own seed only."""
+    return [torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
+
+
+def create(name: str, settings: Settings) -> Flux2KleinEngine:
+    """The FLUX.2-klein-4B engine, from ``--weights``/settings or the hub cache."""
+    source = WeightsSource(
+        engine=name,
+        repo_id=settings.repos.get(name, HUB_ID),
+        local_dir=settings.weights.get(name),
+        cache_dir=settings.hub_cache,
+        size_hint="about 16 GB",
+    )
+    return Flux2KleinEngine(
+        name,
+        settings,
+        description="FLUX.2 [klein] 4B: fast text-to-image, editing and fusion of up to 4 images",
+        source=source,
+        capabilities=KLEIN_CAPABILITIES,
+        preset=KLEIN_4B_PRESET,
+    )
+

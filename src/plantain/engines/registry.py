@@ -1,0 +1,53 @@
+"""Which engines exist, and the one loaded instance of each.
+
+Adding a model family is one file under ``engines/`` with a ``create(name, settings)`` function,
+one line in ``BUILTIN_ENGINES`` and one tiny-checkpoint test.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from plantain.engines import flux2, tiny
+from plantain.engines.base import Engine
+from plantain.errors import UnknownEngineError
+from plantain.settings import Settings
+
+EngineFactory = Callable[[str, Settings], Engine]
+
+BUILTIN_ENGINES: dict[str, EngineFactory] = {
+    "flux2-klein-4b": flux2.create,
+    "tiny": tiny.create,
+}
+
+
+class EngineRegistry:
+    """Creates each engine on first use and hands out that same instance afterwards."""
+
+    def __init__(
+        self, settings: Settings, factories: dict[str, EngineFactory] | None = None
+    ) -> None:
+        self.settings = settings
+        self._factories = dict(BUILTIN_ENGINES if factories is None else factories)
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return list(self._factories)
+
+    def get(self, name: str | None = None) -> Engine:
+        """The engine called ``name`` (the default engine when None), created once."""
+        name = name or self.settings.default_engine
+        if name not in self._factories:
+            raise UnknownEngineError(
+                f"engine {name!r} is not known; available: {', '.join(self._factories)}",
+                field="engine",
+            )
+        with self._lock:
+            if name not in self._engines:
+                self._engines[name] = self._factories[name](name, self.settings)
+            return self._engines[name]
+
+    def all(self) -> list[Engine]:
+        return [self.get(name) for name in self._factories]

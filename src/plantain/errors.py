@@ -1,0 +1,80 @@
+"""Plantain's one error hierarchy.
+
+Every error a user can cause or meet carries a stable ``code`` and the HTTP ``status`` it maps to;
+the dialects (Gemini, OpenAI, tasks) and the CLI render them, this module knows none of them.
+Messages name the field, the value and the limit, and say what to do where there is a remedy.
+
+    PlantainError                       500 internal
+    ├── InvalidRequestError             400 invalid_request   (a field's value is not allowed)
+    │   ├── UnsupportedSizeError        400 unsupported_size  (engine cannot make that size natively)
+    │   ├── UnsupportedTaskError        400 unsupported_task  (e.g. edit on a text-to-image engine)
+    │   ├── TooManyImagesError          400 too_many_images   (more inputs than the engine takes)
+    │   └── InvalidImageError           400 invalid_image     (input bytes are not a usable image)
+    ├── UnknownEngineError              404 unknown_engine
+    ├── MissingWeightsError             503 missing_weights   (checkpoint not installed)
+    ├── EngineLoadError                 500 engine_load_failed
+    ├── EngineRunError                  500 engine_failed
+    └── CancelledError                  499 cancelled         (stop flag honoured mid-run)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class PlantainError(Exception):
+    """Base of every error Plantain raises on purpose."""
+
+    code: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field  # the request field at fault, for dialects that report it (OpenAI `param`)
+
+
+class InvalidRequestError(PlantainError):
+    code = "invalid_request"
+    status = 400
+
+
+class UnsupportedSizeError(InvalidRequestError):
+    code = "unsupported_size"
+
+
+class UnsupportedTaskError(InvalidRequestError):
+    code = "unsupported_task"
+
+
+class TooManyImagesError(InvalidRequestError):
+    code = "too_many_images"
+
+
+class InvalidImageError(InvalidRequestError):
+    code = "invalid_image"
+
+
+class UnknownEngineError(PlantainError):
+    code = "unknown_engine"
+    status = 404
+
+
+class MissingWeightsError(PlantainError):
+    code = "missing_weights"
+    status = 503
+
+
+class EngineLoadError(PlantainError):
+    code = "engine_load_failed"
+    status = 500
+
+
+class EngineRunError(PlantainError):
+    code = "engine_failed"
+    status = 500
+
+
+class CancelledError(PlantainError):
+    code = "cancelled"
+    status = 499

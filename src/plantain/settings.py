@@ -1,0 +1,66 @@
+"""One Settings object: every knob, read from ``PLANTAIN_*`` environment variables or passed in.
+
+Each field is documented in docs/settings.md (a test checks that none is missing).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "plantain"
+
+
+class Settings(BaseSettings):
+    """Server and CLI configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANTAIN_", extra="forbid")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where Plantain keeps its own files: the tiny checkpoint, later tasks and results.",
+    )
+    default_engine: str = Field(
+        default="flux2-klein-4b", description="Engine used when a request names none."
+    )
+    device: str = Field(
+        default="auto",
+        description="Torch device for engines: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.",
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        default="auto",
+        description="Weights dtype: auto is each checkpoint's own choice (bfloat16 for real "
+        "checkpoints, float32 for the tiny ones).",
+    )
+    offload: Literal["auto", "none", "model", "sequential"] = Field(
+        default="auto",
+        description="CPU offload on a GPU: auto turns on model offload when the checkpoint does not "
+        "fit in free GPU memory; model and sequential force diffusers' offload modes.",
+    )
+    hub_cache: Path | None = Field(
+        default=None,
+        description="Hugging Face hub cache to load checkpoints from and pull them into "
+        "(default: the hub library's own, e.g. HF_HOME or HF_HUB_CACHE).",
+    )
+    weights: dict[str, Path] = Field(
+        default_factory=dict,
+        description='Local checkpoint directory per engine, e.g. {"qwen-image": "/models/qwen"}; '
+        "overrides the hub id.",
+    )
+    repos: dict[str, str] = Field(
+        default_factory=dict,
+        description='Hub id per engine, overriding the built-in one (a mirror or a fine-tune), '
+        'e.g. {"flux2-klein-4b": "my-org/klein-finetune"}.',
+    )
+
+    @property
+    def models_dir(self) -> Path:
+        """Where checkpoints built locally (the tiny ones) are saved."""
+        return self.data_dir / "models"

@@ -1,0 +1,161 @@
+"""The internal model: one request type every front door converts into, one result type back.
+
+Vendor formats (Gemini, OpenAI, task API) live at the edges and convert to and from these.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from plantain.errors import InvalidRequestError
+from plantain.sizes import ASPECT_RATIOS, TIERS
+
+MAX_IMAGES_PER_REQUEST = 10
+MAX_SEED = 2**63 - 1 - MAX_IMAGES_PER_REQUEST  # seed + index must stay a valid torch seed
+
+OutputFormat = Literal["png", "jpeg", "webp"]
+
+MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+def _normalise_format(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip().lower()
+        return "jpeg" if value == "jpg" else value
+    return value
+
+
+def _normalise_tier(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip().upper()
+        return "512" if value in {"0.5K", "512PX"} else value
+    return value
+
+
+def _check_aspect_ratio(value: Any) -> Any:
+    if value is None or value in ASPECT_RATIOS:
+        return value
+    raise ValueError(f"must be one of {', '.join(ASPECT_RATIOS)}")
+
+
+class InputImage(BaseModel):
+    """An input image as the caller sent it: raw bytes, decoded and checked later."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data: bytes = Field(repr=False)
+    label: str = "input image"  # how errors name it: a file name, or "image 2"
+
+
+class EngineOptions(BaseModel):
+    """Sampler settings that override the engine's preset for its checkpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int | None = Field(default=None, ge=1, le=200)
+    guidance: float | None = Field(default=None, ge=0.0, le=30.0)
+
+
+class ImageRequest(BaseModel):
+    """One request to make or edit images, whatever door it came in by."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(min_length=1)
+    images: tuple[InputImage, ...] = ()
+    aspect_ratio: Annotated[str | None, BeforeValidator(_check_aspect_ratio)] = None
+    size: Annotated[Literal["512", "1K", "2K", "4K"], BeforeValidator(_normalise_tier)] = "1K"
+    num_images: int = Field(default=1, ge=1, le=MAX_IMAGES_PER_REQUEST)
+    output_format: Annotated[OutputFormat, BeforeValidator(_normalise_format)] = "png"
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    engine: str | None = None  # None: the server's default engine
+    options: EngineOptions = EngineOptions()
+
+    @property
+    def is_edit(self) -> bool:
+        return bool(self.images)
+
+    @classmethod
+    def create(cls, **fields: Any) -> ImageRequest:
+        """Validate ``fields``; a bad value raises InvalidRequestError naming field and limit."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise _teaching_error(exc) from None
+
+
+class GeneratedImage(BaseModel):
+    """One encoded output image and the seed that reproduces it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data: bytes = Field(repr=False)
+    media_type: str
+    width: int
+    height: int
+    seed: int
+
+
+class ImageResult(BaseModel):
+    """What a request produced."""
+
+    model_config = ConfigDict(frozen=True)
+
+    engine: str
+    images: tuple[GeneratedImage, ...]
+    steps: int
+    guidance: float
+    seconds: float  # wall time of the engine run
+
+
+def _teaching_error(exc: ValidationError) -> InvalidRequestError:
+    """Turn pydantic's first error into one sentence naming the field, the value and the limit."""
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "request"
+    shown = "missing" if error["type"] == "missing" else f"{error.get('input')!r} is not allowed"
+    return InvalidRequestError(f"{field}: {shown}; {_describe_limit(error)}", field=field)
+
+
+def _describe_limit(error: Any) -> str:
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind in {"greater_than_equal", "less_than_equal"}:
+        low, high = _field_bounds(error["loc"])
+        return f"must be between {low} and {high}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return str(error["msg"]).lower()
+
+
+def _field_bounds(loc: tuple[Any, ...]) -> tuple[object, object]:
+    """The ge/le bounds declared on the field at ``loc`` (nested models followed)."""
+    model: Any = ImageRequest
+    info = None
+    for part in loc:
+        info = model.model_fields[part]
+        model = info.annotation
+    metadata = info.metadata if info else []
+    low = next((m.ge for m in metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in metadata if hasattr(m, "le")), None)
+    return low, high
+
+
+__all__ = [
+    "MAX_IMAGES_PER_REQUEST",
+    "MEDIA_TYPES",
+    "TIERS",
+    "EngineOptions",
+    "GeneratedImage",
+    "ImageRequest",
+    "ImageResult",
+    "InputImage",
+    "OutputFormat",
+]

@@ -1,0 +1,52 @@
+"""Test set-up: the hub is offline and its cache is a private temporary directory.
+
+The environment is set before anything imports huggingface_hub, which reads it at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_HF_HOME = Path(tempfile.mkdtemp(prefix="plantain-test-hf-"))
+os.environ["HF_HOME"] = str(_HF_HOME)
+os.environ["HF_HUB_CACHE"] = str(_HF_HOME / "hub")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+for _name in [name for name in os.environ if name.startswith("PLANTAIN_")]:
+    del os.environ[_name]
+
+import pytest  # noqa: E402
+
+from plantain.engines import tiny  # noqa: E402
+from plantain.engines.registry import EngineRegistry  # noqa: E402
+from plantain.settings import Settings  # noqa: E402
+from plantain.testing import build_once  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def hub_cache() -> Path:
+    """The (offline) hub cache every test shares; tests install tiny checkpoints into it."""
+    path = _HF_HOME / "hub"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory whose tiny checkpoint is built once per test session."""
+    path = tmp_path_factory.mktemp("data")
+    build_once(tiny.build_checkpoint, tiny.checkpoint_dir(Settings(data_dir=path)))
+    return path
+
+
+@pytest.fixture
+def settings(data_dir: Path, hub_cache: Path) -> Settings:
+    return Settings(data_dir=data_dir, hub_cache=hub_cache)
+
+
+@pytest.fixture(scope="session")
+def registry(data_dir: Path, hub_cache: Path) -> EngineRegistry:
+    """One registry for the session, so the tiny engine loads once."""
+    return EngineRegistry(Settings(data_dir=data_dir, hub_cache=hub_cache))
