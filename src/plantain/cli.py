@@ -15,7 +15,7 @@ from plantain.engines.base import Engine
 from plantain.engines.loading import pull
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import PlantainError
-from plantain.generation import run_request
+from plantain.generation import execute, prepare
 from plantain.outputs import output_paths, pick_format
 from plantain.progress import StepBar
 from plantain.settings import Settings
@@ -113,13 +113,14 @@ def _make_images(registry: EngineRegistry, prompt: str, images: list[InputImage]
 
 
 def _run_with_progress(request: ImageRequest, engine: Engine) -> ImageResult:
-    if engine.weights_status().buildable:
+    job = prepare(request, engine)  # bad input is refused before any weights load
+    if engine.random_weights:
         click.echo(RANDOM_WEIGHTS_NOTE.format(name=engine.name), err=True)
     if not engine.loaded:
         click.echo(f"loading {engine.name}…", err=True)
         engine.load()
     with StepBar(engine.name) as bar:
-        result = run_request(request, engine, on_step=bar.update)
+        result = execute(request, job, engine, on_step=bar.update)
     first = result.images[0]
     click.echo(
         f"{engine.name}: {len(result.images)} image(s) {first.width}x{first.height}, "

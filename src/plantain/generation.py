@@ -35,7 +35,17 @@ def run_request(
     on_step: StepCallback | None = None,
     should_stop: StopFlag | None = None,
 ) -> ImageResult:
-    job = prepare(request, engine)
+    return execute(request, prepare(request, engine), engine, on_step, should_stop)
+
+
+def execute(
+    request: ImageRequest,
+    job: EngineJob,
+    engine: Engine,
+    on_step: StepCallback | None = None,
+    should_stop: StopFlag | None = None,
+) -> ImageResult:
+    """Run a prepared job and encode its images as ``request`` asks."""
     started = time.perf_counter()
     images = engine.run([job], on_step, should_stop)[0]
     seconds = time.perf_counter() - started

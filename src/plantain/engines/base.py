@@ -92,8 +92,10 @@ class Engine(ABC):
         source: WeightsSource,
         capabilities: Capabilities,
         preset: Preset,
+        random_weights: bool = False,
     ) -> None:
         self.name = name
+        self.random_weights = random_weights  # a test/demo checkpoint: its images are noise
         self.description = description
         self.source = source
         self.capabilities = capabilities
@@ -241,6 +243,7 @@ class Engine(ABC):
             "guidance": self.preset.guidance,
             "weights": "present" if status.present else "missing",
             "buildable": status.buildable,
+            "random_weights": self.random_weights,
             "location": status.location,
         }
 

@@ -36,7 +36,7 @@ DTYPES: dict[str, torch.dtype] = {
 class WeightsStatus:
     present: bool
     location: str  # the directory or "hub id in cache dir" that was checked
-    buildable: bool = False  # missing now, but Plantain builds it on first use
+    buildable: bool = False  # Plantain builds it itself (on first use, when missing)
 
 
 @dataclass(frozen=True)

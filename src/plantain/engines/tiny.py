@@ -122,4 +122,5 @@ def create(name: str, settings: Settings) -> Flux2KleinEngine:
         source=source,
         capabilities=TINY_CAPABILITIES,
         preset=TINY_PRESET,
+        random_weights=True,
     )
