@@ -35,7 +35,9 @@ def format_of(path: Path) -> str | None:
 
 def test_generate_writes_the_asked_ratio_and_prints_the_file(plantain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out.png"
-    result = plantain("generate", "a red bicycle", "--engine", "tiny", "--aspect-ratio", "21:9", "-o", str(out))
+    result = plantain(
+        "generate", "a red bicycle", "--engine", "tiny", "--aspect-ratio", "21:9", "-o", str(out)
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
     assert size_of(out) == (1536, 672)
@@ -44,15 +46,30 @@ def test_generate_writes_the_asked_ratio_and_prints_the_file(plantain, tmp_path:
 
 def test_same_seed_same_bytes(plantain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     paths = [tmp_path / name for name in ("a.png", "b.png", "c.png")]
-    for path, seed in zip(paths, ("5", "5", "6")):
-        result = plantain("generate", "a red bicycle", "-e", "tiny", "--size", "512", "--seed", seed, "-o", str(path))
+    for path, seed in zip(paths, ("5", "5", "6"), strict=True):
+        result = plantain(
+            "generate", "a red bicycle", "-e", "tiny", "--size", "512", "--seed", seed, "-o", str(path)
+        )
         assert result.exit_code == 0, result.output
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert paths[0].read_bytes() != paths[2].read_bytes()
 
 
 def test_several_images_and_format_from_the_file_name(plantain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    result = plantain("generate", "a cat", "-e", "tiny", "-s", "512", "-n", "2", "--seed", "3", "-o", str(tmp_path / "cat.jpg"))
+    result = plantain(
+        "generate",
+        "a cat",
+        "-e",
+        "tiny",
+        "-s",
+        "512",
+        "-n",
+        "2",
+        "--seed",
+        "3",
+        "-o",
+        str(tmp_path / "cat.jpg"),
+    )
     assert result.exit_code == 0, result.output
     written = [Path(line) for line in result.stdout.split()]
     assert written == [tmp_path / "cat-1.jpg", tmp_path / "cat-2.jpg"]
@@ -60,7 +77,9 @@ def test_several_images_and_format_from_the_file_name(plantain, tmp_path: Path) 
 
 
 def test_output_directory_names_files_by_seed(plantain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    result = plantain("generate", "a cat", "-e", "tiny", "-s", "512", "--seed", "11", "-f", "webp", "-o", str(tmp_path))
+    result = plantain(
+        "generate", "a cat", "-e", "tiny", "-s", "512", "--seed", "11", "-f", "webp", "-o", str(tmp_path)
+    )
     assert result.exit_code == 0, result.output
     assert format_of(tmp_path / "plantain-11.webp") == "WEBP"
 
@@ -88,10 +107,19 @@ def test_too_many_images_is_one_clear_line(plantain, tmp_path: Path) -> None:  #
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["generate", "x", "-e", "tiny", "-a", "7:3"], "aspect_ratio: '7:3' is not allowed; must be one of 1:1"),
-        (["generate", "x", "-e", "tiny", "-n", "11"], "num_images: 11 is not allowed; must be between 1 and 10"),
+        (
+            ["generate", "x", "-e", "tiny", "-a", "7:3"],
+            "aspect_ratio: '7:3' is not allowed; must be one of 1:1",
+        ),
+        (
+            ["generate", "x", "-e", "tiny", "-n", "11"],
+            "num_images: 11 is not allowed; must be between 1 and 10",
+        ),
         (["generate", "x", "-e", "nope"], "engine 'nope' is not known; available: flux2-klein-4b"),
-        (["generate", "x", "-e", "tiny", "-f", "jpeg", "-o", "x.png"], "--format jpeg does not match the output file x.png"),
+        (
+            ["generate", "x", "-e", "tiny", "-f", "jpeg", "-o", "x.png"],
+            "--format jpeg does not match the output file x.png",
+        ),
         (["edit", "x", "-i", "missing.png", "-e", "tiny"], "cannot read input image missing.png"),
     ],
 )
@@ -147,5 +175,3 @@ def test_pull_without_a_hub_names_the_checkpoint(plantain) -> None:  # type: ign
 def test_version() -> None:
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("plantain, version ")
-
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,15 +52,23 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by generate and edit."""
     options = [
-        click.option("--engine", "-e", help="Engine to run (see 'plantain engines'); default: flux2-klein-4b."),
+        click.option(
+            "--engine", "-e", help="Engine to run (see 'plantain engines'); default: flux2-klein-4b."
+        ),
         click.option("--aspect-ratio", "-a", help=f"One of {', '.join(ASPECT_RATIOS)}."),
         click.option("--size", "-s", default="1K", show_default=True, help=f"Size tier: {', '.join(TIERS)}."),
-        click.option("-n", "num_images", type=int, default=1, show_default=True, help="Images to make (1-10)."),
+        click.option(
+            "-n", "num_images", type=int, default=1, show_default=True, help="Images to make (1-10)."
+        ),
         click.option("--seed", type=int, help="Seed for image 1 (image k uses seed+k-1); random if unset."),
-        click.option("--format", "-f", "output_format", help="png, jpeg or webp (default: from -o, else png)."),
+        click.option(
+            "--format", "-f", "output_format", help="png, jpeg or webp (default: from -o, else png)."
+        ),
         click.option("--steps", type=int, help="Denoising steps (default: the checkpoint's preset)."),
         click.option("--guidance", type=float, help="Guidance scale (default: the checkpoint's preset)."),
-        click.option("--weights", type=click.Path(path_type=Path), help="Local checkpoint directory for the engine."),
+        click.option(
+            "--weights", type=click.Path(path_type=Path), help="Local checkpoint directory for the engine."
+        ),
         click.option("--output", "-o", type=click.Path(path_type=Path), help="Output file or directory."),
     ]
     for option in reversed(options):
@@ -73,23 +80,32 @@ def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("prompt")
 @request_options
 @click.pass_obj
-def generate(registry: EngineRegistry, prompt: str, **options: Any) -> None:
+def generate(registry: EngineRegistry, /, prompt: str, **options: Any) -> None:
     """Make images from PROMPT."""
     _make_images(registry, prompt, [], options)
 
 
 @cli.command()
 @click.argument("instruction")
-@click.option("--image", "-i", "images", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Input image (repeat for several: fusion).")
+@click.option(
+    "--image",
+    "-i",
+    "images",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Input image (repeat for several: fusion).",
+)
 @request_options
 @click.pass_obj
-def edit(registry: EngineRegistry, instruction: str, images: tuple[Path, ...], **options: Any) -> None:
+def edit(registry: EngineRegistry, /, instruction: str, images: tuple[Path, ...], **options: Any) -> None:
     """Edit or fuse input images following INSTRUCTION."""
     _make_images(registry, instruction, [_read_input(path) for path in images], options)
 
 
-def _make_images(registry: EngineRegistry, prompt: str, images: list[InputImage], options: dict[str, Any]) -> None:
+def _make_images(
+    registry: EngineRegistry, prompt: str, images: list[InputImage], options: dict[str, Any]
+) -> None:
     output: Path | None = options.pop("output")
     weights: Path | None = options.pop("weights")
     output_format = pick_format(options.pop("output_format"), output)
@@ -106,7 +122,7 @@ def _make_images(registry: EngineRegistry, prompt: str, images: list[InputImage]
     )
     engine = registry.get(engine_name)
     result = _run_with_progress(request, engine)
-    for path, image in zip(output_paths(output, result, output_format), result.images):
+    for path, image in zip(output_paths(output, result, output_format), result.images, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.data)
         click.echo(str(path))
@@ -141,7 +157,7 @@ def _read_input(path: Path) -> InputImage:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_obj
 def engines(registry: EngineRegistry, as_json: bool) -> None:
-    """List engines, their capabilities and whether their weights are present."""
+    """List engines, their capabilities and weights status."""
     rows = [engine.describe() for engine in registry.all()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -169,7 +185,7 @@ def _weights_label(row: dict[str, Any]) -> str:
 @click.argument("engine_name", metavar="ENGINE")
 @click.pass_obj
 def pull_command(registry: EngineRegistry, engine_name: str) -> None:
-    """Download ENGINE's checkpoint from the Hugging Face hub into the hub cache."""
+    """Download ENGINE's checkpoint into the Hugging Face cache."""
     engine = registry.get(engine_name)
     if engine.source.builder is not None:
         engine.load()
@@ -180,11 +196,20 @@ def pull_command(registry: EngineRegistry, engine_name: str) -> None:
 
 
 @cli.command()
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("plantain-demo"), show_default=True, help="Directory for the demo images.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("plantain-demo"),
+    show_default=True,
+    help="Directory for the demo images.",
+)
 @click.pass_obj
 def demo(registry: EngineRegistry, output: Path) -> None:
-    """Generate an image, then edit it: a round trip on the default engine, or on tiny without weights."""
+    """Generate an image, then edit it (a round trip).
+
+    Runs on the default engine, or on the random-weight tiny engine when its weights are missing.
+    """
     engine = registry.get()
     if not engine.weights_status().present:
         click.echo(
@@ -193,12 +218,16 @@ def demo(registry: EngineRegistry, output: Path) -> None:
             err=True,
         )
         engine = registry.get("tiny")
-    first = _demo_step(registry, engine, "a red bicycle leaning on a sunlit wall", [], output / "generated.png")
+    first = _demo_step(
+        registry, engine, "a red bicycle leaning on a sunlit wall", [], output / "generated.png"
+    )
     image = InputImage(data=first.read_bytes(), label=f"input image {first}")
     _demo_step(registry, engine, "make it night, with a full moon", [image], output / "edited.png")
 
 
-def _demo_step(registry: EngineRegistry, engine: Engine, prompt: str, images: list[InputImage], path: Path) -> Path:
+def _demo_step(
+    registry: EngineRegistry, engine: Engine, prompt: str, images: list[InputImage], path: Path
+) -> Path:
     request = ImageRequest.create(prompt=prompt, images=images, engine=engine.name, seed=0)
     result = _run_with_progress(request, engine)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,4 +241,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

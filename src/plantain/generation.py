@@ -51,7 +51,7 @@ def execute(
     seconds = time.perf_counter() - started
     return ImageResult(
         engine=engine.name,
-        images=tuple(_encode(image, seed, request) for image, seed in zip(images, job.seeds)),
+        images=tuple(_encode(image, seed, request) for image, seed in zip(images, job.seeds, strict=True)),
         steps=job.steps,
         guidance=job.guidance,
         seconds=seconds,

@@ -36,13 +36,12 @@ def decode_image(image: InputImage) -> Image.Image:
             _check_header(opened, image.label)
             opened.load()
             upright = ImageOps.exif_transpose(opened)
-            return _to_rgb(upright)
+            return _pixels_only(_to_rgb(upright))
     except InvalidImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(
-            f"{image.label} is not a readable image ({_reason(exc)}); "
-            "send PNG, JPEG, WebP or GIF bytes",
+            f"{image.label} is not a readable image ({_reason(exc)}); send PNG, JPEG, WebP or GIF bytes",
             field="images",
         ) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
@@ -74,6 +73,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _pixels_only(image: Image.Image) -> Image.Image:
+    """A new image from the pixel bytes alone: no EXIF, GPS, ICC or text chunks survive."""
+    return Image.frombytes(image.mode, image.size, image.tobytes())
 
 
 def _reason(exc: Exception) -> str:

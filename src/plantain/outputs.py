@@ -27,7 +27,7 @@ def pick_format(requested: str | None, output: Path | None) -> str:
 
 
 def output_paths(output: Path | None, result: ImageResult, output_format: str) -> list[Path]:
-    """One path per image: OUT for one image, OUT-1…OUT-n for several, DIR/plantain-SEED.ext in a directory."""
+    """One path per image: OUT for one image, OUT-1…OUT-n for several, DIR/plantain-SEED.ext in a dir."""
     suffix = FORMAT_SUFFIXES.get(output_format, ".png")
     seeds = [image.seed for image in result.images]
     if output is None or output.is_dir() or str(output).endswith(("/", "\\")):
@@ -36,4 +36,6 @@ def output_paths(output: Path | None, result: ImageResult, output_format: str) -
     if len(seeds) == 1:
         return [output]
     stem = output.with_suffix("")
-    return [stem.with_name(f"{stem.name}-{index}{output.suffix or suffix}") for index in range(1, len(seeds) + 1)]
+    return [
+        stem.with_name(f"{stem.name}-{index}{output.suffix or suffix}") for index in range(1, len(seeds) + 1)
+    ]

@@ -12,7 +12,7 @@ class StepBar:
 
     def __init__(self, label: str) -> None:
         self._label = label
-        self._bar: tqdm | None = None  # type: ignore[type-arg]
+        self._bar: tqdm | None = None
 
     def update(self, step: int, total: int) -> None:
         if self._bar is None:

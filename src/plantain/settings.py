@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     )
     repos: dict[str, str] = Field(
         default_factory=dict,
-        description='Hub id per engine, overriding the built-in one (a mirror or a fine-tune), '
+        description="Hub id per engine, overriding the built-in one (a mirror or a fine-tune), "
         'e.g. {"flux2-klein-4b": "my-org/klein-finetune"}.',
     )
 

@@ -108,7 +108,7 @@ def _check_limits(width: int, height: int, limits: SizeLimits, engine: str, labe
 
 
 def _round_to(value: float, multiple: int) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
+    return max(multiple, round(value / multiple) * multiple)
 
 
 def _aspect(aspect_ratio: str) -> float:

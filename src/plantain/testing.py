@@ -25,7 +25,10 @@ def build_once(builder: Callable[[Path], None], directory: Path) -> Path:
 
 
 def make_input(
-    width: int = 96, height: int = 64, color: tuple[int, int, int] = (200, 30, 30), fmt: str = "PNG",
+    width: int = 96,
+    height: int = 64,
+    color: tuple[int, int, int] = (200, 30, 30),
+    fmt: str = "PNG",
     label: str = "input image",
 ) -> InputImage:
     """A small solid-colour input image encoded as ``fmt``."""

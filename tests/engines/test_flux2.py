@@ -40,8 +40,12 @@ def test_klein_loads_a_local_directory(data_dir: Path, hub_cache: Path) -> None:
 
 
 def test_klein_loads_by_hub_id_from_the_offline_cache(data_dir: Path, hub_cache: Path) -> None:
-    install_in_hub_cache(tiny.checkpoint_dir(Settings(data_dir=data_dir)), "plantain-test/tiny-klein", hub_cache)
-    settings = Settings(data_dir=data_dir, hub_cache=hub_cache, repos={"flux2-klein-4b": "plantain-test/tiny-klein"})
+    install_in_hub_cache(
+        tiny.checkpoint_dir(Settings(data_dir=data_dir)), "plantain-test/tiny-klein", hub_cache
+    )
+    settings = Settings(
+        data_dir=data_dir, hub_cache=hub_cache, repos={"flux2-klein-4b": "plantain-test/tiny-klein"}
+    )
     engine = klein_on_tiny_weights(settings)
     assert engine.weights_status().present
     result = run_request(ImageRequest.create(prompt="a red bicycle", aspect_ratio="16:9", size="512"), engine)
@@ -55,11 +59,17 @@ def test_missing_weights_name_the_model_the_place_and_the_remedies(settings: Set
         engine.load()
     message = str(info.value)
     assert "black-forest-labs/FLUX.2-klein-4B" in message and str(settings.hub_cache) in message
-    assert "plantain pull flux2-klein-4b" in message and "--weights DIR" in message and "--engine tiny" in message
+    assert (
+        "plantain pull flux2-klein-4b" in message
+        and "--weights DIR" in message
+        and "--engine tiny" in message
+    )
 
 
 def test_missing_local_directory_is_named(tmp_path: Path, settings: Settings) -> None:
-    engine = flux2.create("flux2-klein-4b", settings.model_copy(update={"weights": {"flux2-klein-4b": tmp_path}}))
+    engine = flux2.create(
+        "flux2-klein-4b", settings.model_copy(update={"weights": {"flux2-klein-4b": tmp_path}})
+    )
     with pytest.raises(MissingWeightsError, match=f"no diffusers checkpoint in {tmp_path}"):
         engine.load()
 
@@ -87,9 +97,11 @@ def test_registry_hands_out_one_loaded_instance(registry: EngineRegistry) -> Non
 
 def test_same_seed_same_bytes_other_seed_other_bytes(registry: EngineRegistry) -> None:
     engine = registry.get("tiny")
+
     def make(seed: int) -> bytes:
         request = ImageRequest.create(prompt="a red bicycle", aspect_ratio="21:9", seed=seed)
         return run_request(request, engine).images[0].data
+
     first = make(7)
     assert pixels(first).size == (1536, 672)
     assert make(7) == first
@@ -145,7 +157,10 @@ def test_stop_flag_cancels_at_the_next_step(registry: EngineRegistry) -> None:
     request = ImageRequest.create(prompt="a red bicycle", size="512", options={"steps": 4})
     with pytest.raises(CancelledError, match="cancelled after step 2 of 4"):
         run_request(
-            request, registry.get("tiny"), on_step=lambda done, _: steps.append(done), should_stop=lambda: len(steps) >= 1
+            request,
+            registry.get("tiny"),
+            on_step=lambda done, _: steps.append(done),
+            should_stop=lambda: len(steps) >= 1,
         )
     assert steps == [1]
 
@@ -171,7 +186,9 @@ def test_incompatible_jobs_are_not_batched(registry: EngineRegistry) -> None:
 
 @pytest.mark.slow
 def test_2k_tier_makes_2k_pixels(registry: EngineRegistry) -> None:
-    request = ImageRequest.create(prompt="a red bicycle", aspect_ratio="21:9", size="2K", seed=1, options={"steps": 1})
+    request = ImageRequest.create(
+        prompt="a red bicycle", aspect_ratio="21:9", size="2K", seed=1, options={"steps": 1}
+    )
     result = run_request(request, registry.get("tiny"))
     assert pixels(result.images[0].data).size == (3072, 1344)
 
@@ -179,4 +196,4 @@ def test_2k_tier_makes_2k_pixels(registry: EngineRegistry) -> None:
 def _close(a: bytes, b: bytes) -> bool:
     """Equal up to batch-size rounding noise in float32 matmuls (at most 1 level in 255)."""
     left, right = pixels(a).tobytes(), pixels(b).tobytes()
-    return len(left) == len(right) and max(abs(x - y) for x, y in zip(left, right)) <= 1
+    return len(left) == len(right) and max(abs(x - y) for x, y in zip(left, right, strict=True)) <= 1

@@ -153,8 +153,7 @@ class Engine(ABC):
             )
         if count > 0 and not caps.edit:
             raise UnsupportedTaskError(
-                f"engine {self.name} makes images from text only and takes no input images; "
-                f"got {count}",
+                f"engine {self.name} makes images from text only and takes no input images; got {count}",
                 field="images",
             )
         if count > caps.max_input_images:

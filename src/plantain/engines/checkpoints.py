@@ -10,7 +10,10 @@ from typing import Any
 
 
 def save_atomically(pipeline: Any, directory: Path) -> None:
-    """``save_pretrained`` into a temporary sibling, then rename: a killed build leaves nothing half-written."""
+    """``save_pretrained`` into a temporary sibling, then rename it into place.
+
+    A killed build leaves nothing half-written behind.
+    """
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:

@@ -45,9 +45,7 @@ class Flux2KleinEngine(Engine):
     def _load(self) -> Any:
         from diffusers import Flux2KleinPipeline
 
-        return load_pipeline(
-            Flux2KleinPipeline, self.source, self.settings, default_dtype=self.default_dtype
-        )
+        return load_pipeline(Flux2KleinPipeline, self.source, self.settings, default_dtype=self.default_dtype)
 
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
@@ -90,4 +88,3 @@ def create(name: str, settings: Settings) -> Flux2KleinEngine:
         capabilities=KLEIN_CAPABILITIES,
         preset=KLEIN_4B_PRESET,
     )
-

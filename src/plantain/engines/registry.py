@@ -25,9 +25,7 @@ BUILTIN_ENGINES: dict[str, EngineFactory] = {
 class EngineRegistry:
     """Creates each engine on first use and hands out that same instance afterwards."""
 
-    def __init__(
-        self, settings: Settings, factories: dict[str, EngineFactory] | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, factories: dict[str, EngineFactory] | None = None) -> None:
         self.settings = settings
         self._factories = dict(BUILTIN_ENGINES if factories is None else factories)
         self._engines: dict[str, Engine] = {}

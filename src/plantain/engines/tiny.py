@@ -17,7 +17,7 @@ from plantain.engines.base import Capabilities, Preset
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.flux2 import Flux2KleinEngine
 from plantain.engines.loading import WeightsSource
-from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer
+from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.settings import Settings
 from plantain.sizes import TABLE_1K, TIER_SCALE, SizeLimits
 
@@ -53,7 +53,7 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
 
     torch.manual_seed(seed)
     tokenizer = tiny_qwen2_tokenizer()
-    pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    pad_id = token_id(tokenizer, "<|endoftext|>")
     text_encoder = Qwen3ForCausalLM(
         Qwen3Config(
             hidden_size=16,
@@ -65,7 +65,7 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
             vocab_size=len(tokenizer),
             max_position_embeddings=512,
             bos_token_id=pad_id,
-            eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            eos_token_id=token_id(tokenizer, "<|im_end|>"),
             pad_token_id=pad_id,
         )
     )

@@ -60,3 +60,10 @@ def tiny_t5_tokenizer() -> T5Tokenizer:
     pieces += [(c, -5.0) for c in T5_CHARACTERS]
     pieces += [("\u2581" + c, -4.0) for c in T5_CHARACTERS]
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=512)
+
+
+def token_id(tokenizer: Qwen2Tokenizer, token: str) -> int:
+    """The id of one token (``convert_tokens_to_ids`` is typed to maybe return a list)."""
+    value = tokenizer.convert_tokens_to_ids(token)
+    assert isinstance(value, int), f"{token!r} is not a single token"
+    return value
