@@ -33,9 +33,8 @@ def main() -> None:
     engine = EngineRegistry(Settings()).get(args.engine)
     started = time.perf_counter()
     engine.load()
-    print(
-        f"engine {engine.name}: loaded in {time.perf_counter() - started:.2f} s, torch threads {torch.get_num_threads()}"
-    )
+    loaded = time.perf_counter() - started
+    print(f"engine {engine.name}: loaded in {loaded:.2f} s, torch threads {torch.get_num_threads()}")
     print(f"{'size':>5} {'pixels':>11} {'steps':>5} {'min s':>7} {'median s':>8} {'max s':>7}")
     for size in args.sizes:
         request = ImageRequest.create(
