@@ -49,6 +49,7 @@ class WeightsSource:
     cache_dir: Path | None = None
     builder: Callable[[Path], None] | None = None  # builds a checkpoint into local_dir
     size_hint: str = ""  # download size for messages, e.g. "about 16 GB"
+    pull_ignore: tuple[str, ...] = ()  # repo files the diffusers layout does not need
 
     @property
     def hub_cache(self) -> Path:
@@ -73,6 +74,21 @@ class WeightsSource:
             raise MissingWeightsError(self._missing_message(status))
         return str(self.local_dir) if self.local_dir is not None else str(self.repo_id)
 
+    def local_path(self) -> Path:
+        """The directory holding the checkpoint: ``local_dir``, or the hub id's cached snapshot.
+
+        Never downloads. For engines that must read files beside the pipeline (a processor
+        subfolder, a sidecar); call it after :meth:`resolve`.
+        """
+        if self.local_dir is not None:
+            return self.local_dir
+        assert self.repo_id is not None
+        try:
+            snapshot = snapshot_download(self.repo_id, cache_dir=self.hub_cache, local_files_only=True)
+        except LocalEntryNotFoundError as exc:
+            raise MissingWeightsError(self._missing_message(self.status())) from exc
+        return Path(snapshot)
+
     def _missing_message(self, status: WeightsStatus) -> str:
         if self.local_dir is not None:
             return (
@@ -94,7 +110,9 @@ def pull(source: WeightsSource) -> Path:
     if source.repo_id is None:
         raise MissingWeightsError(f"engine {source.engine} has no hub id to pull from")
     try:
-        path = snapshot_download(source.repo_id, cache_dir=source.hub_cache)
+        path = snapshot_download(
+            source.repo_id, cache_dir=source.hub_cache, ignore_patterns=list(source.pull_ignore) or None
+        )
     except Exception as exc:  # offline, gated, unknown repo: all end in one sentence
         raise MissingWeightsError(
             f"could not download {source.repo_id} for engine {source.engine}: "

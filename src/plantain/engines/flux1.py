@@ -1,0 +1,222 @@
+"""FLUX.1 [schnell] (``FluxPipeline``): fast text-to-image from Black Forest Labs.
+
+A 12B rectified-flow transformer with CLIP-L and T5-XXL text encoders, timestep-distilled to 1–4
+steps at guidance 0; its T5 prompt is at most 256 tokens (the pipeline's own defaults are 28 steps
+and 512 tokens, so the preset matters). Text-to-image only. Apache-2.0.
+
+:func:`build_tiny_checkpoint` builds the same architecture at tiny size with random weights, for
+tests and the offline demo: it makes noise, but every size, seed and step runs for real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from PIL import Image
+
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset
+from plantain.engines.checkpoints import save_atomically
+from plantain.engines.loading import WeightsSource, load_pipeline
+from plantain.engines.tiny_tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
+from plantain.settings import Settings
+from plantain.sizes import SizeLimits
+
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer, T5Tokenizer
+
+HUB_ID = "black-forest-labs/FLUX.1-schnell"
+
+# Model card and diffusers' Flux docs: 4 steps, guidance 0, max_sequence_length at most 256.
+SCHNELL_PRESET = Preset(steps=4, guidance=0.0, call_kwargs={"max_sequence_length": 256})
+
+# The tiny T5 tokenizer spells prompts character by character; 64 tokens is plenty and cheap.
+TINY_PRESET = Preset(steps=4, guidance=0.0, call_kwargs={"max_sequence_length": 64})
+
+SCHNELL_CAPABILITIES = Capabilities(
+    text_to_image=True,
+    edit=False,
+    max_input_images=0,
+    # BFL's FLUX.1 launch post: any aspect ratio from 0.1 to 2.0 megapixels. Sides are multiples of
+    # 16 (8x VAE, 2x2 packing); the 4:1 cap is ours, for lack of evidence beyond it.
+    sizes=SizeLimits(multiple=16, min_side=64, max_pixels=2_000_000, max_aspect=4.0),
+)
+
+TINY_DIR_NAME = "tiny-flux1"
+
+
+class Flux1Engine(Engine):
+    family = "flux1"
+    pipeline_class = "FluxPipeline"
+
+    def __init__(
+        self, name: str, settings: Settings, *, dtype: torch.dtype = torch.bfloat16, **kwargs: Any
+    ) -> None:
+        super().__init__(name, **kwargs)
+        self.settings = settings
+        self.default_dtype = dtype  # used when the dtype setting is "auto"
+
+    def _load(self) -> Any:
+        from diffusers import FluxPipeline
+
+        return load_pipeline(FluxPipeline, self.source, self.settings, default_dtype=self.default_dtype)
+
+    def _generate(
+        self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
+    ) -> list[Image.Image]:
+        first = jobs[0]
+        output = pipeline(
+            prompt=[job.prompt for job in jobs for _ in job.seeds],
+            height=first.height,
+            width=first.width,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance,
+            generator=_generators(jobs),
+            callback_on_step_end=callback,
+            output_type="pil",
+            **self.preset.call_kwargs,
+        )
+        return list(output.images)
+
+
+def _generators(jobs: Sequence[EngineJob]) -> list[torch.Generator]:
+    """One CPU generator per image, so each image depends on its own seed only."""
+    return [torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
+
+
+def create(name: str, settings: Settings) -> Flux1Engine:
+    """The FLUX.1-schnell engine, from ``--weights``/settings or the hub cache."""
+    source = WeightsSource(
+        engine=name,
+        repo_id=settings.repos.get(name, HUB_ID),
+        local_dir=settings.weights.get(name),
+        cache_dir=settings.hub_cache,
+        size_hint="about 34 GB",
+        # The repo also holds single-file copies of the weights that the diffusers layout does not use.
+        pull_ignore=("flux1-schnell.safetensors", "ae.safetensors"),
+    )
+    return Flux1Engine(
+        name,
+        settings,
+        description="FLUX.1 [schnell] 12B: fast text-to-image in 4 steps",
+        source=source,
+        capabilities=SCHNELL_CAPABILITIES,
+        preset=SCHNELL_PRESET,
+    )
+
+
+def create_tiny(name: str, settings: Settings) -> Flux1Engine:
+    """The tiny random-weight twin, built into the data directory on first use (float32)."""
+    source = WeightsSource(
+        engine=name,
+        local_dir=settings.weights.get(name, settings.models_dir / TINY_DIR_NAME),
+        builder=build_tiny_checkpoint,
+    )
+    return Flux1Engine(
+        name,
+        settings,
+        dtype=torch.float32,
+        description="FLUX.1 architecture at tiny size, random weights: offline demo and tests",
+        source=source,
+        capabilities=SCHNELL_CAPABILITIES,
+        preset=TINY_PRESET,
+        random_weights=True,
+    )
+
+
+# --- the tiny checkpoint -------------------------------------------------------------------
+
+
+def build_tiny_checkpoint(directory: Path, seed: int = 0) -> None:
+    """Build a tiny ``FluxPipeline`` with random weights and save it to ``directory``."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    torch.manual_seed(seed)
+    tokenizer, tokenizer_2 = tiny_clip_tokenizer(), tiny_t5_tokenizer()
+    components = {
+        "text_encoder": _tiny_clip(tokenizer),
+        "text_encoder_2": _tiny_t5(tokenizer_2),
+        "transformer": _tiny_transformer(),
+        "vae": _tiny_vae(),
+    }
+    for module in components.values():
+        module.eval()  # fresh modules are in train mode; T5/CLIP dropout would make seeds unrepeatable
+    pipeline = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),  # schnell's config: shift 1, no dynamic shifting
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        **components,
+    )
+    save_atomically(pipeline, directory)
+
+
+def _tiny_clip(tokenizer: CLIPTokenizer) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,  # also the pooled prompt embedding the transformer takes
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            projection_dim=32,
+            bos_token_id=0,  # the tiny vocabulary's <|startoftext|> and <|endoftext|>
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+
+
+def _tiny_t5(tokenizer: T5Tokenizer) -> Any:
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,  # the transformer's joint attention width
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+        )
+    )
+
+
+def _tiny_transformer() -> Any:
+    from diffusers import FluxTransformer2DModel
+
+    return FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,  # 16 latent channels packed 2x2
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=False,  # schnell is timestep-distilled, not guidance-distilled
+        axes_dims_rope=(4, 4, 8),  # sums to the head size
+    )
+
+
+def _tiny_vae() -> Any:
+    from diffusers import AutoencoderKL
+
+    # Four blocks give the real 8x VAE; no mid-block attention keeps the 1K decode cheap.
+    return AutoencoderKL(
+        latent_channels=16,
+        block_out_channels=(4, 4, 4, 4),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        mid_block_add_attention=False,
+        shift_factor=0.1159,  # the FLUX.1 VAE's latent statistics
+        scaling_factor=0.3611,
+    )

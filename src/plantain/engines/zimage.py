@@ -1,0 +1,210 @@
+"""Z-Image-Turbo (``ZImagePipeline``): fast text-to-image from Tongyi-MAI.
+
+A 6B single-stream DiT with a Qwen3-4B text encoder and the FLUX.1 VAE, distilled to 8 denoiser
+passes at guidance 0 (the pipeline's own default is 50 steps at guidance 5, so the preset matters).
+Text-to-image only; strong at Chinese and English text in images. Apache-2.0.
+
+:func:`build_tiny_checkpoint` builds the same architecture at tiny size with random weights, for
+tests and the offline demo: it makes noise, but every size, seed and step runs for real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from PIL import Image
+
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset
+from plantain.engines.checkpoints import save_atomically
+from plantain.engines.loading import WeightsSource, load_pipeline
+from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
+from plantain.settings import Settings
+from plantain.sizes import SizeLimits
+
+if TYPE_CHECKING:
+    from transformers import Qwen2Tokenizer
+
+HUB_ID = "Tongyi-MAI/Z-Image-Turbo"
+
+# The model card's "9 steps (= 8 DiT forwards)" predates diffusers PR #13730 (in 0.42), which dropped
+# the redundant last timestep: 8 steps now run exactly the 8 distilled forwards.
+TURBO_PRESET = Preset(steps=8, guidance=0.0)
+
+# The tiny tokenizer is byte-level: 128 tokens hold the chat template and a short prompt.
+TINY_PRESET = Preset(steps=8, guidance=0.0, call_kwargs={"max_sequence_length": 128})
+
+ZIMAGE_CAPABILITIES = Capabilities(
+    text_to_image=True,
+    edit=False,
+    max_input_images=0,
+    # Alibaba Cloud Model Studio, Z-Image API reference: total pixels between 512x512 and 2048x2048.
+    # Sides are multiples of 16 (8x VAE, 2x2 patches); no evidence of ratios beyond 4:1.
+    sizes=SizeLimits(multiple=16, min_side=64, max_pixels=2048 * 2048, max_aspect=4.0),
+)
+
+TINY_DIR_NAME = "tiny-z-image"
+
+
+class ZImageEngine(Engine):
+    family = "z-image"
+    pipeline_class = "ZImagePipeline"
+
+    def __init__(
+        self, name: str, settings: Settings, *, dtype: torch.dtype = torch.bfloat16, **kwargs: Any
+    ) -> None:
+        super().__init__(name, **kwargs)
+        self.settings = settings
+        self.default_dtype = dtype  # used when the dtype setting is "auto"
+
+    def _load(self) -> Any:
+        from diffusers import ZImagePipeline
+
+        return load_pipeline(ZImagePipeline, self.source, self.settings, default_dtype=self.default_dtype)
+
+    def _generate(
+        self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
+    ) -> list[Image.Image]:
+        first = jobs[0]
+        output = pipeline(
+            prompt=[job.prompt for job in jobs for _ in job.seeds],
+            height=first.height,
+            width=first.width,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance,
+            generator=_generators(jobs),
+            callback_on_step_end=callback,
+            output_type="pil",
+            **self.preset.call_kwargs,
+        )
+        return list(output.images)
+
+
+def _generators(jobs: Sequence[EngineJob]) -> list[torch.Generator]:
+    """One CPU generator per image, so each image depends on its own seed only."""
+    return [torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
+
+
+def create(name: str, settings: Settings) -> ZImageEngine:
+    """The Z-Image-Turbo engine, from ``--weights``/settings or the hub cache."""
+    source = WeightsSource(
+        engine=name,
+        repo_id=settings.repos.get(name, HUB_ID),
+        local_dir=settings.weights.get(name),
+        cache_dir=settings.hub_cache,
+        size_hint="about 33 GB",
+    )
+    return ZImageEngine(
+        name,
+        settings,
+        description="Z-Image-Turbo 6B: fast text-to-image in 8 steps, good at text in images",
+        source=source,
+        capabilities=ZIMAGE_CAPABILITIES,
+        preset=TURBO_PRESET,
+    )
+
+
+def create_tiny(name: str, settings: Settings) -> ZImageEngine:
+    """The tiny random-weight twin, built into the data directory on first use (float32)."""
+    source = WeightsSource(
+        engine=name,
+        local_dir=settings.weights.get(name, settings.models_dir / TINY_DIR_NAME),
+        builder=build_tiny_checkpoint,
+    )
+    return ZImageEngine(
+        name,
+        settings,
+        dtype=torch.float32,
+        description="Z-Image architecture at tiny size, random weights: offline demo and tests",
+        source=source,
+        capabilities=ZIMAGE_CAPABILITIES,
+        preset=TINY_PRESET,
+        random_weights=True,
+    )
+
+
+# --- the tiny checkpoint -------------------------------------------------------------------
+
+
+def build_tiny_checkpoint(directory: Path, seed: int = 0) -> None:
+    """Build a tiny ``ZImagePipeline`` with random weights and save it to ``directory``."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_qwen2_tokenizer()
+    components = {
+        "text_encoder": _tiny_text_encoder(tokenizer),
+        "transformer": _tiny_transformer(),
+        "vae": _tiny_vae(),
+    }
+    for module in components.values():
+        module.eval()  # fresh modules are in train mode; dropout would make seeds unrepeatable
+    pipeline = ZImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),  # Z-Image-Turbo's scheduler config
+        tokenizer=tokenizer,
+        **components,
+    )
+    save_atomically(pipeline, directory)
+
+
+def _tiny_text_encoder(tokenizer: Qwen2Tokenizer) -> Any:
+    from transformers import Qwen3Config, Qwen3Model
+
+    pad_id = token_id(tokenizer, "<|endoftext|>")
+    return Qwen3Model(
+        Qwen3Config(
+            hidden_size=16,
+            intermediate_size=16,
+            num_hidden_layers=2,  # the pipeline reads the second-to-last hidden state
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=1024,
+            # The tiny vocabulary's own ids: Qwen's defaults are outside it and warn.
+            bos_token_id=pad_id,
+            eos_token_id=token_id(tokenizer, "<|im_end|>"),
+            pad_token_id=pad_id,
+        )
+    )
+
+
+def _tiny_transformer() -> Any:
+    from diffusers import ZImageTransformer2DModel
+
+    # diffusers 0.42 creates x_pad_token/cap_pad_token as zeros (not torch.empty): nothing to fill.
+    return ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=16,
+        n_layers=1,
+        n_refiner_layers=1,
+        # One head: at 1K the image has 4096 tokens, and attention over them is most of a step.
+        n_heads=1,
+        n_kv_heads=1,
+        cap_feat_dim=16,  # the text encoder's hidden size
+        axes_dims=[8, 4, 4],  # sums to the head size
+        axes_lens=[1024, 512, 512],  # the real RoPE table: room for 512 text tokens and 8K-pixel sides
+    )
+
+
+def _tiny_vae() -> Any:
+    from diffusers import AutoencoderKL
+
+    # Four blocks give the real 8x VAE; no mid-block attention keeps the 1K decode cheap.
+    return AutoencoderKL(
+        latent_channels=16,
+        block_out_channels=(4, 4, 4, 4),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        mid_block_add_attention=False,
+        shift_factor=0.1159,  # the FLUX.1 VAE's latent statistics, as Z-Image uses that VAE
+        scaling_factor=0.3611,
+    )
