@@ -104,6 +104,16 @@ def test_too_many_images_is_one_clear_line(plantain, tmp_path: Path) -> None:  #
     assert result.stderr.strip() == "Error: engine flux2-klein-4b takes at most 4 input images; got 5"
 
 
+def test_a_fourth_image_on_a_three_image_engine_is_refused(plantain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    paths = []
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        (tmp_path / name).write_bytes(make_input().data)
+        paths += ["-i", str(tmp_path / name)]
+    result = plantain("edit", "fuse them", *paths, "--engine", "qwen-image-edit")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: engine qwen-image-edit takes at most 3 input images; got 4"
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -150,7 +160,15 @@ def test_engines_lists_every_family_with_capabilities(plantain) -> None:  # type
     result = plantain("engines", "--json")
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert {"flux2-klein-4b", "tiny"} <= set(rows)
+    assert set(rows) == {
+        "flux2-klein-4b",
+        "qwen-image-edit",
+        "qwen-image",
+        "z-image-turbo",
+        "flux1-schnell",
+        "tiny",
+    }
+    assert rows["qwen-image-edit"]["tasks"] == ["edit"] and rows["qwen-image"]["tasks"] == ["text-to-image"]
     assert rows["tiny"]["tasks"] == ["text-to-image", "edit"] and rows["tiny"]["weights"] == "present"
     assert rows["flux2-klein-4b"]["weights"] == "missing" and rows["flux2-klein-4b"]["max_input_images"] == 4
     table = plantain("engines").stdout

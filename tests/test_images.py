@@ -41,7 +41,7 @@ def test_transparent_areas_become_white() -> None:
 
 def test_truncated_image_names_the_input() -> None:
     data = make_input(64, 64, fmt="JPEG").data[:150]
-    with pytest.raises(InvalidImageError, match="b.jpg is not a readable image .corrupt or truncated"):
+    with pytest.raises(InvalidImageError, match=r"b\.jpg is not a readable image \(corrupt or truncated"):
         decode_image(InputImage(data=data, label="b.jpg"))
 
 
@@ -58,7 +58,8 @@ def test_not_an_image() -> None:
 def test_decompression_bomb_is_refused_from_its_header() -> None:
     bomb = encoded(Image.new("1", (9000, 9000)), "PNG")  # 81 megapixels in a few kilobytes
     assert len(bomb.data) < 100_000
-    with pytest.raises(InvalidImageError, match=f"9000x9000 = 81000000 pixels; the limit is {MAX_INPUT_PIXELS}"):
+    expected = f"9000x9000 = 81000000 pixels; the limit is {MAX_INPUT_PIXELS}"
+    with pytest.raises(InvalidImageError, match=expected):
         decode_image(bomb)
 
 

@@ -167,12 +167,16 @@ def engines(registry: EngineRegistry, as_json: bool) -> None:
         weights = _weights_label(row)
         click.echo(f"{row['name']}{default} — {row['description']}")
         click.echo(
-            f"    tasks: {', '.join(row['tasks'])}; inputs: up to {row['max_input_images']}; "
+            f"    tasks: {', '.join(row['tasks'])}; inputs: {_inputs_label(row['max_input_images'])}; "
             f"up to {row['max_megapixels']} MP, ratios to {row['max_aspect']:g}:1; "
             f"batchable: {'yes' if row['batchable'] else 'no'}; "
             f"preset: {row['steps']} steps, guidance {row['guidance']:g}"
         )
         click.echo(f"    pipeline: {row['pipeline']}; weights: {weights} ({row['location']})")
+
+
+def _inputs_label(count: int) -> str:
+    return f"up to {count}" if count else "none"
 
 
 def _weights_label(row: dict[str, Any]) -> str:

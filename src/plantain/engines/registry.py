@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from plantain.engines import flux1, flux2, tiny, zimage
+from plantain.engines import flux1, flux2, qwen_image, tiny, zimage
 from plantain.engines.base import Engine
 from plantain.errors import UnknownEngineError
 from plantain.settings import Settings
@@ -18,6 +18,8 @@ EngineFactory = Callable[[str, Settings], Engine]
 
 BUILTIN_ENGINES: dict[str, EngineFactory] = {
     "flux2-klein-4b": flux2.create,
+    "qwen-image-edit": qwen_image.create_qwen_image_edit,
+    "qwen-image": qwen_image.create_qwen_image,
     "z-image-turbo": zimage.create,
     "flux1-schnell": flux1.create,
     "tiny": tiny.create,
