@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from PIL import Image
 
 from plantain.engines.loading import WeightsSource, WeightsStatus
@@ -29,6 +30,7 @@ from plantain.errors import (
     TooManyImagesError,
     UnsupportedTaskError,
 )
+from plantain.settings import Settings
 from plantain.sizes import SizeLimits, nearest_aspect_ratio, resolve_size
 from plantain.types import ImageRequest
 
@@ -87,14 +89,18 @@ class Engine(ABC):
     def __init__(
         self,
         name: str,
+        settings: Settings,
         *,
         description: str,
         source: WeightsSource,
         capabilities: Capabilities,
         preset: Preset,
+        dtype: torch.dtype = torch.bfloat16,
         random_weights: bool = False,
     ) -> None:
         self.name = name
+        self.settings = settings
+        self.default_dtype = dtype  # used when the dtype setting is "auto"
         self.random_weights = random_weights  # a test/demo checkpoint: its images are noise
         self.description = description
         self.source = source
@@ -245,6 +251,12 @@ class Engine(ABC):
             "random_weights": self.random_weights,
             "location": status.location,
         }
+
+
+def seed_generators(jobs: Sequence[EngineJob]) -> list[torch.Generator]:
+    """One CPU generator per image, in job then seed order: image k depends on its own seed only,
+    and the same seed gives the same noise on any device."""
+    return [torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
 
 
 def _digest(request: ImageRequest) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, seed_generators
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
@@ -51,13 +51,6 @@ class Flux1Engine(Engine):
     family = "flux1"
     pipeline_class = "FluxPipeline"
 
-    def __init__(
-        self, name: str, settings: Settings, *, dtype: torch.dtype = torch.bfloat16, **kwargs: Any
-    ) -> None:
-        super().__init__(name, **kwargs)
-        self.settings = settings
-        self.default_dtype = dtype  # used when the dtype setting is "auto"
-
     def _load(self) -> Any:
         from diffusers import FluxPipeline
 
@@ -73,7 +66,7 @@ class Flux1Engine(Engine):
             width=first.width,
             num_inference_steps=first.steps,
             guidance_scale=first.guidance,
-            generator=_generators(jobs),
+            generator=seed_generators(jobs),
             callback_on_step_end=callback,
             output_type="pil",
             **self.preset.call_kwargs,
@@ -81,18 +74,12 @@ class Flux1Engine(Engine):
         return list(output.images)
 
 
-def _generators(jobs: Sequence[EngineJob]) -> list[torch.Generator]:
-    """One CPU generator per image, so each image depends on its own seed only."""
-    return [torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
-
-
 def create(name: str, settings: Settings) -> Flux1Engine:
     """The FLUX.1-schnell engine, from ``--weights``/settings or the hub cache."""
-    source = WeightsSource(
-        engine=name,
-        repo_id=settings.repos.get(name, HUB_ID),
-        local_dir=settings.weights.get(name),
-        cache_dir=settings.hub_cache,
+    source = WeightsSource.hub(
+        name,
+        settings,
+        HUB_ID,
         size_hint="about 34 GB",
         # The repo also holds single-file copies of the weights that the diffusers layout does not use.
         pull_ignore=("flux1-schnell.safetensors", "ae.safetensors"),
@@ -109,11 +96,7 @@ def create(name: str, settings: Settings) -> Flux1Engine:
 
 def create_tiny(name: str, settings: Settings) -> Flux1Engine:
     """The tiny random-weight twin, built into the data directory on first use (float32)."""
-    source = WeightsSource(
-        engine=name,
-        local_dir=settings.weights.get(name, settings.models_dir / TINY_DIR_NAME),
-        builder=build_tiny_checkpoint,
-    )
+    source = WeightsSource.built(name, settings, TINY_DIR_NAME, build_tiny_checkpoint)
     return Flux1Engine(
         name,
         settings,

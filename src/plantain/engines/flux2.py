@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, seed_generators
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.settings import Settings
 from plantain.sizes import SizeLimits
@@ -35,13 +34,6 @@ class Flux2KleinEngine(Engine):
     family = "flux2-klein"
     pipeline_class = "Flux2KleinPipeline"
 
-    def __init__(
-        self, name: str, settings: Settings, *, dtype: torch.dtype = torch.bfloat16, **kwargs: Any
-    ) -> None:
-        super().__init__(name, **kwargs)
-        self.settings = settings
-        self.default_dtype = dtype  # used when the dtype setting is "auto"
-
     def _load(self) -> Any:
         from diffusers import Flux2KleinPipeline
 
@@ -58,7 +50,7 @@ class Flux2KleinEngine(Engine):
             width=first.width,
             num_inference_steps=first.steps,
             guidance_scale=first.guidance,
-            generator=_generators(jobs),
+            generator=seed_generators(jobs),
             callback_on_step_end=callback,
             output_type="pil",
             **self.preset.call_kwargs,
@@ -66,18 +58,12 @@ class Flux2KleinEngine(Engine):
         return list(output.images)
 
 
-def _generators(jobs: Sequence[EngineJob]) -> list[torch.Generator]:
-    """One CPU generator per image, so each image depends on its own seed only."""
-    return [torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
-
-
 def create(name: str, settings: Settings) -> Flux2KleinEngine:
     """The FLUX.2-klein-4B engine, from ``--weights``/settings or the hub cache."""
-    source = WeightsSource(
-        engine=name,
-        repo_id=settings.repos.get(name, HUB_ID),
-        local_dir=settings.weights.get(name),
-        cache_dir=settings.hub_cache,
+    source = WeightsSource.hub(
+        name,
+        settings,
+        HUB_ID,
         size_hint="about 16 GB",
     )
     return Flux2KleinEngine(

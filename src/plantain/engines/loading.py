@@ -51,6 +51,37 @@ class WeightsSource:
     size_hint: str = ""  # download size for messages, e.g. "about 16 GB"
     pull_ignore: tuple[str, ...] = ()  # repo files the diffusers layout does not need
 
+    @classmethod
+    def hub(
+        cls,
+        engine: str,
+        settings: Settings,
+        hub_id: str,
+        *,
+        size_hint: str = "",
+        pull_ignore: tuple[str, ...] = (),
+    ) -> WeightsSource:
+        """A hub checkpoint, unless the settings point this engine at a directory or another hub id."""
+        return cls(
+            engine=engine,
+            repo_id=settings.repos.get(engine, hub_id),
+            local_dir=settings.weights.get(engine),
+            cache_dir=settings.hub_cache,
+            size_hint=size_hint,
+            pull_ignore=pull_ignore,
+        )
+
+    @classmethod
+    def built(
+        cls, engine: str, settings: Settings, directory_name: str, builder: Callable[[Path], None]
+    ) -> WeightsSource:
+        """A checkpoint Plantain builds itself into the data directory on first use."""
+        return cls(
+            engine=engine,
+            local_dir=settings.weights.get(engine, settings.models_dir / directory_name),
+            builder=builder,
+        )
+
     @property
     def hub_cache(self) -> Path:
         return self.cache_dir or Path(hub_constants.HF_HUB_CACHE)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, seed_generators
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.errors import EngineLoadError
@@ -92,13 +92,6 @@ class QwenImageEngine(Engine):
     family = "qwen-image"
     pipeline_class = "QwenImagePipeline"
 
-    def __init__(
-        self, name: str, settings: Settings, *, dtype: torch.dtype = torch.bfloat16, **kwargs: Any
-    ) -> None:
-        super().__init__(name, **kwargs)
-        self.settings = settings
-        self.default_dtype = dtype  # used when the dtype setting is "auto"
-
     def _load(self) -> Any:
         from diffusers import QwenImagePipeline
 
@@ -114,7 +107,7 @@ class QwenImageEngine(Engine):
             height=first.height,
             width=first.width,
             num_inference_steps=first.steps,
-            generator=[_generator(seed) for job in jobs for seed in job.seeds],
+            generator=seed_generators(jobs),
             callback_on_step_end=callback,
             output_type="pil",
             **_guidance_kwargs(pipeline, self.preset, first.guidance, len(prompts)),
@@ -138,9 +131,7 @@ class QwenImageEditEngine(Engine):
         conditioning: ConditioningAreas | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(name, **kwargs)
-        self.settings = settings
-        self.default_dtype = dtype  # used when the dtype setting is "auto"
+        super().__init__(name, settings, dtype=dtype, **kwargs)
         self.conditioning = conditioning  # None: diffusers' own areas
 
     def _load(self) -> Any:
@@ -273,23 +264,13 @@ def _generator(seed: int) -> torch.Generator:
 # --- engines -----------------------------------------------------------------------------------
 
 
-def _source(name: str, settings: Settings, hub_id: str) -> WeightsSource:
-    return WeightsSource(
-        engine=name,
-        repo_id=settings.repos.get(name, hub_id),
-        local_dir=settings.weights.get(name),
-        cache_dir=settings.hub_cache,
-        size_hint="about 58 GB",
-    )
-
-
 def create_qwen_image(name: str, settings: Settings) -> QwenImageEngine:
     """The Qwen-Image-2512 text-to-image engine, from ``--weights``/settings or the hub cache."""
     return QwenImageEngine(
         name,
         settings,
         description="Qwen-Image-2512: text-to-image with strong text rendering (no editing)",
-        source=_source(name, settings, QWEN_IMAGE_HUB_ID),
+        source=WeightsSource.hub(name, settings, QWEN_IMAGE_HUB_ID, size_hint="about 58 GB"),
         capabilities=QWEN_IMAGE_CAPABILITIES,
         preset=QWEN_IMAGE_PRESET,
     )
@@ -301,7 +282,7 @@ def create_qwen_image_edit(name: str, settings: Settings) -> QwenImageEditEngine
         name,
         settings,
         description="Qwen-Image-Edit-2511: editing and fusion of 1 to 3 images, strong text editing",
-        source=_source(name, settings, QWEN_IMAGE_EDIT_HUB_ID),
+        source=WeightsSource.hub(name, settings, QWEN_IMAGE_EDIT_HUB_ID, size_hint="about 58 GB"),
         capabilities=QWEN_IMAGE_EDIT_CAPABILITIES,
         preset=QWEN_IMAGE_EDIT_PRESET,
     )

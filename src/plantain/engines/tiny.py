@@ -104,16 +104,15 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
     save_atomically(pipeline, directory)
 
 
+CHECKPOINT_DIR_NAME = "tiny-flux2-klein"
+
+
 def checkpoint_dir(settings: Settings) -> Path:
-    return settings.models_dir / "tiny-flux2-klein"
+    return settings.models_dir / CHECKPOINT_DIR_NAME
 
 
 def create(name: str, settings: Settings) -> Flux2KleinEngine:
-    source = WeightsSource(
-        engine=name,
-        local_dir=settings.weights.get(name, checkpoint_dir(settings)),
-        builder=build_checkpoint,
-    )
+    source = WeightsSource.built(name, settings, CHECKPOINT_DIR_NAME, build_checkpoint)
     return Flux2KleinEngine(
         name,
         settings,
