@@ -17,7 +17,7 @@ from plantain.errors import PlantainError
 from plantain.generation import execute, prepare
 from plantain.outputs import output_paths, pick_format
 from plantain.progress import StepBar
-from plantain.settings import Settings
+from plantain.settings import load_settings
 from plantain.sizes import ASPECT_RATIOS, TIERS
 from plantain.types import ImageRequest, ImageResult, InputImage
 
@@ -45,8 +45,7 @@ class PlantainGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """Self-hosted image generation and editing with open-weight models."""
-    settings = Settings(data_dir=data_dir) if data_dir else Settings()
-    ctx.obj = EngineRegistry(settings)
+    ctx.obj = EngineRegistry(load_settings(**({"data_dir": data_dir} if data_dir else {})))
 
 
 def request_options(command: Callable[..., Any]) -> Callable[..., Any]:

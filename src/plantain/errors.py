@@ -10,6 +10,7 @@ Messages name the field, the value and the limit, and say what to do where there
     │   ├── UnsupportedTaskError        400 unsupported_task  (e.g. edit on a text-to-image engine)
     │   ├── TooManyImagesError          400 too_many_images   (more inputs than the engine takes)
     │   └── InvalidImageError           400 invalid_image     (input bytes are not a usable image)
+    ├── ConfigurationError              500 invalid_configuration (a PLANTAIN_* setting is wrong)
     ├── UnknownEngineError              404 unknown_engine
     ├── MissingWeightsError             503 missing_weights   (checkpoint not installed)
     ├── EngineLoadError                 500 engine_load_failed
@@ -53,6 +54,11 @@ class TooManyImagesError(InvalidRequestError):
 
 class InvalidImageError(InvalidRequestError):
     code = "invalid_image"
+
+
+class ConfigurationError(PlantainError):
+    code = "invalid_configuration"
+    status = 500
 
 
 class UnknownEngineError(PlantainError):

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from plantain.errors import ConfigurationError
 
 
 def _default_data_dir() -> Path:
@@ -64,3 +66,20 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """Where checkpoints built locally (the tiny ones) are saved."""
         return self.data_dir / "models"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment plus ``overrides``; a bad value is one ConfigurationError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        raise ConfigurationError(
+            f"setting {name} (PLANTAIN_{name.upper()}): {error.get('input')!r} is not allowed; "
+            f"{error['msg'][0].lower()}{error['msg'][1:]}"
+        ) from None
+    except SettingsError as exc:  # e.g. a dictionary setting that is not JSON
+        raise ConfigurationError(
+            f'{exc}; dictionary settings are JSON, e.g. \'{{"tiny": "/models/tiny"}}\''
+        ) from None

@@ -173,7 +173,6 @@ def quiet_libraries() -> None:
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    hub_constants.HF_HUB_DISABLE_PROGRESS_BARS = True
 
 
 def load_pipeline(
