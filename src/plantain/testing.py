@@ -7,9 +7,15 @@ hub id from a hub cache with the hub offline (:func:`install_in_hub_cache`).
 
 from __future__ import annotations
 
+import hashlib
 import io
-from collections.abc import Callable
+import json
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 from PIL import Image
 
@@ -37,4 +43,92 @@ def make_input(
     return InputImage(data=buffer.getvalue(), label=label)
 
 
-__all__ = ["build_once", "install_in_hub_cache", "make_input"]
+class LocalHub:
+    """A minimal Hugging Face hub on 127.0.0.1 that serves saved checkpoints.
+
+    It answers the calls ``snapshot_download`` makes (revision info, file tree, file HEAD/GET), so
+    ``plantain pull`` can be tested against a real HTTP server: point ``HF_ENDPOINT`` at
+    :attr:`endpoint` in the process that pulls.
+    """
+
+    COMMIT = "f" * 40
+
+    def __init__(self, repos: Mapping[str, Path]) -> None:
+        self.repos = {repo: _files_of(directory) for repo, directory in repos.items()}
+        self.requests: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> LocalHub:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def answer(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body) for a request path."""
+        self.requests.append(path)
+        for repo, files in self.repos.items():
+            if path.startswith(f"/api/models/{repo}/tree/"):
+                tree = [
+                    {"type": "file", "path": name, "size": len(data), "oid": _sha(data)}
+                    for name, data in files.items()
+                ]
+                return _json(tree)
+            if path.startswith(f"/api/models/{repo}/revision/"):
+                return _json(
+                    {"id": repo, "sha": self.COMMIT, "siblings": [{"rfilename": name} for name in files]}
+                )
+            if path.startswith(f"/{repo}/resolve/"):
+                name = path.removeprefix(f"/{repo}/resolve/").split("/", 1)[1]
+                if name in files:
+                    headers = {"X-Repo-Commit": self.COMMIT, "ETag": f'"{_sha(files[name])}"'}
+                    return 200, headers, files[name]
+        return 404, {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}, b""
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._reply(with_body=True)
+
+            def do_HEAD(self) -> None:
+                self._reply(with_body=False)
+
+            def _reply(self, with_body: bool) -> None:
+                status, headers, body = hub.answer(self.path.split("?")[0])
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read hub.requests
+                pass
+
+        return Handler
+
+
+def _files_of(directory: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(directory).as_posix(): path.read_bytes()
+        for path in directory.rglob("*")
+        if path.is_file()
+    }
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json(payload: object) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "application/json"}, json.dumps(payload).encode()
+
+
+__all__ = ["LocalHub", "build_once", "install_in_hub_cache", "make_input"]

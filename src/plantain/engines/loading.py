@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import snapshot_download, try_to_load_from_cache
-from huggingface_hub.errors import LocalEntryNotFoundError
+from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from plantain.errors import EngineLoadError, MissingWeightsError
 from plantain.settings import Settings
@@ -146,10 +146,19 @@ def pull(source: WeightsSource) -> Path:
         )
     except Exception as exc:  # offline, gated, unknown repo: all end in one sentence
         raise MissingWeightsError(
-            f"could not download {source.repo_id} for engine {source.engine}: "
-            f"{type(exc).__name__}: {exc}. Check the network and, for gated models, HF_TOKEN."
+            f"could not download {source.repo_id} for engine {source.engine}: {_pull_failure(exc)}"
         ) from exc
     return Path(path)
+
+
+def _pull_failure(exc: Exception) -> str:
+    """One line saying why a download failed and what to do."""
+    if isinstance(exc, GatedRepoError):
+        return "the repository is gated: accept its licence on the hub, then set HF_TOKEN"
+    if isinstance(exc, RepositoryNotFoundError):
+        return "the hub has no such repository (or it is private: set HF_TOKEN), see the repos setting"
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line.rstrip('.')}. Check the network, HF_ENDPOINT and HF_TOKEN."
 
 
 def pick_device(setting: str) -> torch.device:
