@@ -56,6 +56,7 @@ class Flux1Engine(Engine):
 
         return load_pipeline(FluxPipeline, self.source, self.settings, default_dtype=self.default_dtype)
 
+    # Copied from plantain.engines.flux2.Flux2KleinEngine._generate, without reference images.
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:

@@ -57,6 +57,7 @@ class ZImageEngine(Engine):
 
         return load_pipeline(ZImagePipeline, self.source, self.settings, default_dtype=self.default_dtype)
 
+    # Copied from plantain.engines.flux2.Flux2KleinEngine._generate, without reference images.
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
