@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from plantain.cli import cli
 
-COMMANDS = [[], ["generate"], ["edit"], ["engines"], ["pull"], ["demo"]]
+COMMANDS = [[], ["serve"], ["generate"], ["edit"], ["engines"], ["pull"], ["demo"]]
 
 
 def render() -> str:
@@ -18,7 +18,9 @@ def render() -> str:
     ]
     for command in COMMANDS:
         help_text = CliRunner().invoke(cli, [*command, "--help"], prog_name="plantain").stdout
-        parts.append(f"## plantain {' '.join(command)}".rstrip() + "\n\n```\n" + help_text.rstrip() + "\n```\n")
+        parts.append(
+            f"## plantain {' '.join(command)}".rstrip() + "\n\n```\n" + help_text.rstrip() + "\n```\n"
+        )
     return "\n".join(parts)
 
 

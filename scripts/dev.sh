@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dev loop in one place; CI runs the same commands.
 #   scripts/dev.sh setup   create .venv with the CPU build of torch and plantain[dev]
-#   scripts/dev.sh demo    setup, then a generate + edit round trip (the main job for now)
+#   scripts/dev.sh serve   setup, then serve the API on 127.0.0.1:8000 (the main job)
+#   scripts/dev.sh demo    setup, then a generate + edit round trip on the command line
 #   scripts/dev.sh test    setup, then lint, type checks and the test suite
 #   scripts/dev.sh lint    ruff and mypy only
 set -euo pipefail
@@ -42,6 +43,7 @@ lint() {
 
 case "${1:-}" in
   setup) setup ;;
+  serve) setup; shift; exec "$VENV/bin/plantain" serve --tiny-if-missing "$@" ;;
   demo) setup; shift; exec "$VENV/bin/plantain" demo "$@" ;;
   lint) setup; lint ;;
   test)
@@ -50,5 +52,5 @@ case "${1:-}" in
     shift
     exec "$VENV/bin/python" -m pytest -m "not gpu" "$@"
     ;;
-  *) sed -n '2,6p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,7p' "$0" >&2; exit 2 ;;
 esac

@@ -19,7 +19,7 @@ def readme_commands() -> list[str]:
 
 
 def test_readme_starts_with_a_main_job_and_a_test_command() -> None:
-    assert readme_commands() == ["./scripts/dev.sh demo", "./scripts/dev.sh test"]
+    assert readme_commands() == ["./scripts/dev.sh serve", "./scripts/dev.sh test"]
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -184,6 +184,71 @@ def _weights_label(row: dict[str, Any]) -> str:
     return "built on first use" if row["buildable"] else "missing"
 
 
+@cli.command()
+@click.option(
+    "--engine",
+    "-e",
+    "engines",
+    multiple=True,
+    help="Engine to load at start and serve by default (repeat to load several).",
+)
+@click.option("--host", help="Address to listen on (default: 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default: 8000).")
+@click.option("--allow-no-key", is_flag=True, help="Serve a non-loopback address without API keys.")
+@click.option(
+    "--tiny-if-missing",
+    is_flag=True,
+    help="Serve the random-weight tiny engine, and say so, when the default engine has no weights.",
+)
+@click.pass_obj
+def serve(
+    registry: EngineRegistry,
+    engines: tuple[str, ...],
+    host: str | None,
+    port: int | None,
+    allow_no_key: bool,
+    tiny_if_missing: bool,
+) -> None:
+    """Serve the Gemini and OpenAI image APIs over HTTP."""
+    import uvicorn
+
+    from plantain.server import create_app
+
+    settings = registry.settings
+    updates: dict[str, Any] = {"host": host or settings.host, "port": settings.port if port is None else port}
+    if engines:
+        updates |= {"default_engine": engines[0], "serve_engines": list(engines)}
+    elif tiny_if_missing and not registry.get().weights_status().present:
+        click.echo(
+            f"No weights for {settings.default_engine} ({registry.get().weights_status().location}); "
+            "serving the random-weight 'tiny' engine, whose images are noise. "
+            f"For real images: plantain pull {settings.default_engine}",
+            err=True,
+        )
+        updates |= {"default_engine": "tiny", "serve_engines": ["tiny"]}
+    settings = settings.model_copy(update=updates)
+    registry = EngineRegistry(settings)
+    for name in settings.serve_engines or [settings.default_engine]:
+        registry.get(name)  # an unknown engine fails here, before the port opens
+    check_exposure(settings.host, bool(settings.api_keys), allow_no_key)
+    click.echo(
+        f"serving on http://{settings.host}:{settings.port} (engines load in the background; "
+        f"GET /readyz says when they are ready)",
+        err=True,
+    )
+    uvicorn.run(create_app(settings, registry), host=settings.host, port=settings.port, log_level="info")
+
+
+def check_exposure(host: str, has_keys: bool, allow_no_key: bool) -> None:
+    """Refuse to serve a network address without API keys unless asked to."""
+    loopback = host in {"localhost", "::1"} or host.startswith("127.")
+    if not loopback and not has_keys and not allow_no_key:
+        raise click.ClickException(
+            f"refusing to serve {host} without API keys: set PLANTAIN_API_KEYS (a JSON list), "
+            "or pass --allow-no-key to serve it openly"
+        )
+
+
 @cli.command(name="pull")
 @click.argument("engine_name", metavar="ENGINE")
 @click.pass_obj

@@ -11,7 +11,11 @@ Messages name the field, the value and the limit, and say what to do where there
     │   ├── TooManyImagesError          400 too_many_images   (more inputs than the engine takes)
     │   └── InvalidImageError           400 invalid_image     (input bytes are not a usable image)
     ├── ConfigurationError              500 invalid_configuration (a PLANTAIN_* setting is wrong)
-    ├── UnknownEngineError              404 unknown_engine
+    ├── AuthenticationError             401 unauthenticated   (no API key sent)
+    ├── PermissionDeniedError           403 permission_denied (a key that is not configured)
+    ├── NotFoundError                   404 not_found
+    │   ├── UnknownEngineError          404 unknown_engine
+    │   └── UnknownModelError           404 model_not_found   (a dialect's model name)
     ├── MissingWeightsError             503 missing_weights   (checkpoint not installed)
     ├── EngineLoadError                 500 engine_load_failed
     ├── EngineRunError                  500 engine_failed
@@ -61,9 +65,27 @@ class ConfigurationError(PlantainError):
     status = 500
 
 
-class UnknownEngineError(PlantainError):
-    code = "unknown_engine"
+class AuthenticationError(PlantainError):
+    code = "unauthenticated"
+    status = 401
+
+
+class PermissionDeniedError(PlantainError):
+    code = "permission_denied"
+    status = 403
+
+
+class NotFoundError(PlantainError):
+    code = "not_found"
     status = 404
+
+
+class UnknownEngineError(NotFoundError):
+    code = "unknown_engine"
+
+
+class UnknownModelError(NotFoundError):
+    code = "model_not_found"
 
 
 class MissingWeightsError(PlantainError):

@@ -62,6 +62,29 @@ class Settings(BaseSettings):
         'e.g. {"flux2-klein-4b": "my-org/klein-finetune"}.',
     )
 
+    host: str = Field(default="127.0.0.1", description="Address `plantain serve` listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `plantain serve` listens on.")
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="API keys the server accepts (JSON list). Empty: no key needed, which "
+        "`plantain serve` allows only on a loopback address.",
+    )
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description='Engine per vendor model name, e.g. {"gemini-3-pro-image-preview": "qwen-image-edit"}; '
+        "names not listed map to the default engine.",
+    )
+    serve_engines: list[str] = Field(
+        default_factory=list,
+        description="Engines `plantain serve` loads at start (default: the default engine); others "
+        "load on first use.",
+    )
+    url_ttl_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="How long an image returned as a URL (OpenAI response_format=url) stays fetchable.",
+    )
+
     @property
     def models_dir(self) -> Path:
         """Where checkpoints built locally (the tiny ones) are saved."""

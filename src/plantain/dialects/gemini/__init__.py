@@ -1,0 +1,1 @@
+"""The Gemini API dialect (google-genai SDK, Vertex AI paths)."""

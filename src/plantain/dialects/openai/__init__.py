@@ -1,0 +1,1 @@
+"""The OpenAI Images API dialect (openai SDK)."""

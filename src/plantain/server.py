@@ -1,0 +1,138 @@
+"""The HTTP server: ``create_app(settings)`` assembles health checks, auth, dialect routers and
+one error renderer per dialect.
+
+Engines load in the background at start: ``/healthz`` answers at once, ``/readyz`` only once
+the served engines are loaded. Errors raised anywhere below the routes are Plantain errors; this
+module turns them into the envelope of the dialect the caller speaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from plantain import __version__
+from plantain.dialects.gemini import errors as gemini_errors
+from plantain.dialects.openai import errors as openai_errors
+from plantain.engines.registry import EngineRegistry
+from plantain.errors import AuthenticationError, EngineRunError, PermissionDeniedError, PlantainError
+from plantain.service import ImageService
+from plantain.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+GEMINI_PATH_MARKERS = (":generateContent", ":streamGenerateContent", "/publishers/", "/projects/")
+GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1beta1/")
+UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def speaks_gemini(request: Request) -> bool:
+    """Gemini and OpenAI share ``/v1/models``: the google SDKs are told apart by their headers."""
+    path = request.url.path
+    if any(marker in path for marker in GEMINI_PATH_MARKERS) or path.startswith(GEMINI_PREFIXES):
+        return True
+    headers = request.headers
+    return "x-goog-api-key" in headers or "x-goog-api-client" in headers or "key" in request.query_params
+
+
+def render_error(request: Request, error: PlantainError) -> JSONResponse:
+    dialect = gemini_errors if speaks_gemini(request) else openai_errors
+    status, body = dialect.error_body(error)
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(settings: Settings, registry: EngineRegistry | None = None) -> FastAPI:
+    service = ImageService(registry or EngineRegistry(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(_load_engines(service, settings))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            service.close()
+
+    app = FastAPI(title="Plantain", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.service = service
+    app.state.load_error = None
+    _add_health_routes(app, service)
+    _add_error_handlers(app)
+    app.middleware("http")(_api_key_check(settings))
+    _include_dialects(app)
+    return app
+
+
+async def _load_engines(service: ImageService, settings: Settings) -> None:
+    names = settings.serve_engines or [settings.default_engine]
+    try:
+        await asyncio.to_thread(service.load, names)
+        logger.info("engines ready: %s", ", ".join(names))
+    except Exception as exc:  # readiness reports it; the server keeps answering
+        service.load_error = exc.message if isinstance(exc, PlantainError) else f"{type(exc).__name__}: {exc}"
+        logger.error("engines failed to load: %s", service.load_error)
+
+
+def _add_health_routes(app: FastAPI, service: ImageService) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        if service.ready.is_set():
+            return JSONResponse({"status": "ready"})
+        if service.load_error:
+            return JSONResponse({"status": "failed", "error": service.load_error}, status_code=503)
+        return JSONResponse({"status": "loading"}, status_code=503)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PlantainError)
+    async def plantain_error(request: Request, exc: PlantainError) -> JSONResponse:
+        return render_error(request, exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s", request.url.path)
+        return render_error(request, EngineRunError(f"internal error: {type(exc).__name__}: {exc}"))
+
+
+def _api_key_check(settings: Settings) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Any]:
+    keys = [key.encode() for key in settings.api_keys]
+
+    async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if keys and request.url.path not in UNAUTHENTICATED_PATHS:
+            sent = _sent_key(request)
+            if sent is None:
+                error: PlantainError = AuthenticationError(
+                    "no API key: send it as x-goog-api-key, ?key= or Authorization: Bearer"
+                )
+                return render_error(request, error)
+            if not any(hmac.compare_digest(sent.encode(), key) for key in keys):
+                return render_error(
+                    request, PermissionDeniedError("the API key is not valid for this server")
+                )
+        return await call_next(request)
+
+    return check
+
+
+def _sent_key(request: Request) -> str | None:
+    header = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    if header:
+        return header
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _include_dialects(app: FastAPI) -> None:
+    """Dialect routers are added here as they land (Gemini, OpenAI, tasks)."""

@@ -1,0 +1,139 @@
+"""The server shell: health, readiness, API keys and error envelopes, on a real port."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from plantain.server import create_app
+from plantain.settings import Settings
+from plantain.testing import LiveServer
+
+
+def wait_ready(base: str, timeout: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(f"{base}/readyz")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, hub_cache: Path) -> Iterator[str]:
+    settings = Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="tiny", api_keys=["sesame"])
+    with LiveServer(create_app(settings)) as server:
+        yield server.url
+
+
+def test_health_is_live_at_once_and_ready_after_loading(keyed_server: str) -> None:
+    assert httpx.get(f"{keyed_server}/healthz").json() == {"status": "ok"}
+    ready = wait_ready(keyed_server)
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+
+def test_readiness_reports_an_engine_that_cannot_load(data_dir: Path, hub_cache: Path) -> None:
+    settings = Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="qwen-image")  # not pulled
+    with LiveServer(create_app(settings)) as server:
+        deadline = time.monotonic() + 30
+        while (response := httpx.get(f"{server.url}/readyz")).json()["status"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert response.status_code == 503
+        assert "plantain pull qwen-image" in response.json()["error"]
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "params"),
+    [({"x-goog-api-key": "sesame"}, {}), ({}, {"key": "sesame"}), ({"authorization": "Bearer sesame"}, {})],
+)
+def test_a_configured_key_is_accepted_in_each_place(
+    keyed_server: str, headers: dict[str, str], params: dict[str, str]
+) -> None:
+    response = httpx.get(f"{keyed_server}/v1beta/models/nope", headers=headers, params=params)
+    assert response.status_code != 401 and response.status_code != 403
+
+
+def test_missing_and_wrong_keys_in_the_gemini_shape(keyed_server: str) -> None:
+    missing = httpx.post(f"{keyed_server}/v1beta/models/gemini-2.5-flash-image:generateContent", json={})
+    assert missing.status_code == 401
+    assert missing.json()["error"]["status"] == "UNAUTHENTICATED"
+    wrong = httpx.post(
+        f"{keyed_server}/v1beta/models/gemini-2.5-flash-image:generateContent",
+        json={},
+        headers={"x-goog-api-key": "nope"},
+    )
+    assert (wrong.status_code, wrong.json()["error"]["status"], wrong.json()["error"]["code"]) == (
+        403,
+        "PERMISSION_DENIED",
+        403,
+    )
+
+
+def test_missing_and_wrong_keys_in_the_openai_shape(keyed_server: str) -> None:
+    missing = httpx.post(f"{keyed_server}/v1/images/generations", json={"prompt": "x"})
+    assert missing.status_code == 401
+    assert missing.json()["error"]["type"] == "authentication_error"
+    wrong = httpx.post(
+        f"{keyed_server}/v1/images/generations",
+        json={"prompt": "x"},
+        headers={"authorization": "Bearer nope"},
+    )
+    assert wrong.status_code == 403
+    assert set(wrong.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_health_needs_no_key(keyed_server: str) -> None:
+    assert httpx.get(f"{keyed_server}/healthz").status_code == 200
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_plantain_serve_starts_and_becomes_ready(data_dir: Path, hub_cache: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "PLANTAIN_DATA_DIR": str(data_dir), "PLANTAIN_HUB_CACHE": str(hub_cache)}
+    command = [sys.executable, "-m", "plantain", "serve", "--engine", "tiny", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.ConnectError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert f"serving on http://127.0.0.1:{port}" in stderr
+
+
+def test_serve_refuses_a_network_address_without_keys(data_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from plantain.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(data_dir), "serve", "-e", "tiny", "--host", "0.0.0.0"]
+    )
+    assert result.exit_code == 1
+    assert "refusing to serve 0.0.0.0 without API keys: set PLANTAIN_API_KEYS" in result.stderr
+    unknown = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "serve", "-e", "nope"])
+    assert unknown.exit_code == 1 and "engine 'nope' is not known" in unknown.stderr
