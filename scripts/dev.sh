@@ -31,6 +31,10 @@ setup() {
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q "$TORCH_PIN"
     "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    # google-genai 1.x for the compat tests: it cannot share the venv with 3.x, so it lives in its own
+    # directory (tests put it on PYTHONPATH); only websockets conflicts with the venv's versions.
+    "$VENV/bin/python" -m pip install -q --upgrade --no-deps --target "$VENV/genai-1x" \
+      "google-genai==1.52.0" "websockets>=13,<15.1"
     echo "$want" > "$stamp"
   fi
 }

@@ -137,3 +137,10 @@ def test_serve_refuses_a_network_address_without_keys(data_dir: Path) -> None:
     assert "refusing to serve 0.0.0.0 without API keys: set PLANTAIN_API_KEYS" in result.stderr
     unknown = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "serve", "-e", "nope"])
     assert unknown.exit_code == 1 and "engine 'nope' is not known" in unknown.stderr
+
+
+def test_result_files_are_fetched_by_url_alone(keyed_server: str) -> None:
+    # The unguessable, expiring id is the key: an unknown one is a 404, not a 401.
+    response = httpx.get(f"{keyed_server}/v1/files/not-a-real-id")
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "invalid_request_error"

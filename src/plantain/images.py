@@ -87,10 +87,16 @@ def _reason(exc: Exception) -> str:
     return f"corrupt or truncated: {text}"
 
 
-def encode_image(image: Image.Image, output_format: OutputFormat) -> bytes:
-    """Encode without metadata, so the same pixels always give the same bytes."""
+def encode_image(image: Image.Image, output_format: OutputFormat, quality: int | None = None) -> bytes:
+    """Encode without metadata, so the same pixels always give the same bytes.
+
+    ``quality`` (0-100) overrides the JPEG/WebP default; PNG is lossless and ignores it.
+    """
+    options = dict(ENCODE_OPTIONS[output_format])
+    if quality is not None and output_format != "png":
+        options["quality"] = quality
     buffer = io.BytesIO()
-    image.save(buffer, **ENCODE_OPTIONS[output_format])  # type: ignore[arg-type]
+    image.save(buffer, **options)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 

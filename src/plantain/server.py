@@ -19,8 +19,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from plantain import __version__
+from plantain.dialects.gemini import convert as gemini_convert
 from plantain.dialects.gemini import errors as gemini_errors
+from plantain.dialects.gemini import routes as gemini_routes
+from plantain.dialects.openai import convert as openai_convert
 from plantain.dialects.openai import errors as openai_errors
+from plantain.dialects.openai import routes as openai_routes
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import AuthenticationError, EngineRunError, PermissionDeniedError, PlantainError
 from plantain.service import ImageService
@@ -31,6 +35,8 @@ logger = logging.getLogger(__name__)
 GEMINI_PATH_MARKERS = (":generateContent", ":streamGenerateContent", "/publishers/", "/projects/")
 GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1beta1/")
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
+# Result files are fetched by plain URL (browsers, <img> tags): the unguessable, expiring id is the key.
+UNAUTHENTICATED_PREFIXES = ("/v1/files/",)
 
 
 def speaks_gemini(request: Request) -> bool:
@@ -109,7 +115,8 @@ def _api_key_check(settings: Settings) -> Callable[[Request, Callable[[Request],
     keys = [key.encode() for key in settings.api_keys]
 
     async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if keys and request.url.path not in UNAUTHENTICATED_PATHS:
+        path = request.url.path
+        if keys and path not in UNAUTHENTICATED_PATHS and not path.startswith(UNAUTHENTICATED_PREFIXES):
             sent = _sent_key(request)
             if sent is None:
                 error: PlantainError = AuthenticationError(
@@ -136,3 +143,24 @@ def _sent_key(request: Request) -> str | None:
 
 def _include_dialects(app: FastAPI) -> None:
     """Dialect routers are added here as they land (Gemini, OpenAI, tasks)."""
+    app.include_router(gemini_routes.router)
+    app.include_router(openai_routes.router)
+    _add_shared_model_routes(app)
+
+
+def _add_shared_model_routes(app: FastAPI) -> None:
+    """``GET /v1/models`` is both Gemini's (google-genai >= 3 defaults to v1) and OpenAI's."""
+
+    @app.get("/v1/models", include_in_schema=False)
+    async def list_models(request: Request) -> dict[str, Any]:
+        registry = request.app.state.service.registry
+        if speaks_gemini(request):
+            return gemini_convert.list_models_body(registry)
+        return openai_convert.models_body(registry)
+
+    @app.get("/v1/models/{model:path}", include_in_schema=False)
+    async def get_model(request: Request, model: str) -> dict[str, Any]:
+        registry = request.app.state.service.registry
+        if speaks_gemini(request):
+            return gemini_convert.get_model_body(registry, model)
+        return openai_convert.model_body(registry, model)

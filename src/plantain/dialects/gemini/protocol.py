@@ -1,0 +1,145 @@
+"""The Gemini API's wire models (``GenerateContentRequest`` and friends), permissive on input.
+
+Proto-JSON accepts ``lowerCamel`` and ``snake_case`` for every field, and google-genai ≥2.34 mixes
+them in one body (``"inlineData": {"mime_type": …}``), so every model validates by alias *and* by
+name. Unknown fields (tools, thinkingConfig, functionCall, …) are ignored: real clients send them.
+Base64 stays a string here; the converter decodes it so errors can name the part.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class Wire(BaseModel):
+    """Both key casings in, camelCase out."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="ignore",
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON body as Gemini writes it: camelCase keys, unset fields left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Blob(Wire):
+    mime_type: str | None = None
+    data: str = ""  # base64 as sent: URL-safe (google-genai) or standard (JS SDK, REST)
+
+
+class FileData(Wire):
+    mime_type: str | None = None
+    file_uri: str = ""
+
+
+class Part(Wire):
+    text: str | None = None
+    inline_data: Blob | None = None
+    file_data: FileData | None = None
+    thought: bool | None = None
+    thought_signature: str | None = None
+
+
+class Content(Wire):
+    role: str | None = None
+    parts: list[Part] = []
+
+
+def _content_from_text(value: Any) -> Any:
+    """Some hand-written clients send ``systemInstruction`` as a bare string."""
+    return {"parts": [{"text": value}]} if isinstance(value, str) else value
+
+
+class ImageOutputOptions(Wire):
+    mime_type: str | None = None
+    compression_quality: int | None = None
+
+
+class ImageConfig(Wire):
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    output_mime_type: str | None = None  # Vertex only
+    image_output_options: ImageOutputOptions | None = None  # Vertex only
+
+
+class GenerationConfig(Wire):
+    response_modalities: list[str] | None = None
+    image_config: ImageConfig | None = None
+    candidate_count: int | None = None
+    seed: int | None = None
+    # Sampling settings of a language model: accepted, no diffusion equivalent.
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: float | None = None  # google-genai sends 40.0
+    max_output_tokens: int | None = None
+
+
+class SafetySetting(Wire):
+    category: str | None = None
+    threshold: str | None = None
+    method: str | None = None
+
+
+class GenerateContentRequest(Wire):
+    contents: list[Content] = []
+    system_instruction: Annotated[Content | None, BeforeValidator(_content_from_text)] = None
+    generation_config: GenerationConfig | None = None
+    safety_settings: list[SafetySetting] = []  # accepted; no safety filter yet
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class Candidate(Wire):
+    content: Content
+    finish_reason: str | None = None
+    index: int = 0
+
+
+class ModalityTokenCount(Wire):
+    modality: str
+    token_count: int
+
+
+class UsageMetadata(Wire):
+    prompt_token_count: int
+    candidates_token_count: int
+    total_token_count: int
+    prompt_tokens_details: list[ModalityTokenCount] = []
+    candidates_tokens_details: list[ModalityTokenCount] = []
+
+
+class GenerateContentResponse(Wire):
+    candidates: list[Candidate]
+    usage_metadata: UsageMetadata | None = None
+    model_version: str
+    response_id: str
+
+
+class Model(Wire):
+    """One entry of ``models.list`` / the body of ``models.get``."""
+
+    name: str  # "models/<id>"
+    base_model_id: str
+    version: str
+    display_name: str
+    description: str
+    input_token_limit: int
+    output_token_limit: int
+    supported_generation_methods: list[str]
+    temperature: float = 1.0
+    max_temperature: float = 2.0
+    top_p: float = 0.95
+    top_k: int = 64
+
+
+class ListModelsResponse(Wire):
+    models: list[Model]

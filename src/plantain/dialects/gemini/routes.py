@@ -1,0 +1,94 @@
+"""Gemini API and Vertex AI routes: ``generateContent``, ``streamGenerateContent``, models.
+
+Thin on purpose: parse, convert, run on the service, convert back. Errors are Plantain errors,
+rendered in the Gemini envelope by the server's handlers. Success is always status 200 (the
+google-genai SDK raises on anything else). ``GET /v1/models`` is shared with the OpenAI dialect
+and is added by the server from :func:`convert.list_models_body`, not here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from plantain.dialects.gemini import convert
+from plantain.dialects.gemini.protocol import GenerateContentResponse
+from plantain.service import ImageService
+from plantain.types import ImageRequest, ImageResult
+
+GEMINI_VERSIONS = ("v1", "v1beta", "v1alpha")
+VERTEX_VERSIONS = ("v1", "v1beta1")
+MODEL_LISTING_VERSIONS = ("v1beta", "v1alpha")  # /v1/models is shared with OpenAI
+
+router = APIRouter(tags=["gemini"])
+
+
+async def _generate(request: Request, model: str) -> tuple[ImageRequest, ImageResult]:
+    service: ImageService = request.app.state.service
+    engine = service.engine_name(model)
+    image_request = convert.to_image_request(convert.parse_request(await request.body()), engine=engine)
+    return image_request, await service.run(image_request, is_disconnected=request.is_disconnected)
+
+
+async def generate_content(request: Request, model: str) -> JSONResponse:
+    image_request, result = await _generate(request, model)
+    response = convert.to_response(result, image_request, model, convert.new_response_id())
+    return JSONResponse(response.wire(), status_code=200)
+
+
+async def stream_generate_content(request: Request, model: str, alt: str | None = None) -> Response:
+    """``?alt=sse``: one ``data:`` event per chunk; otherwise the REST form, a JSON array of chunks.
+
+    The run finishes before the first byte, so every error still gets a proper HTTP status.
+    """
+    image_request, result = await _generate(request, model)
+    chunks = convert.to_stream_chunks(result, image_request, model, convert.new_response_id())
+    if (alt or "").lower() != "sse":
+        return JSONResponse([chunk.wire() for chunk in chunks], status_code=200)
+    return StreamingResponse(_sse(chunks), status_code=200, media_type="text/event-stream")
+
+
+def _sse(chunks: list[GenerateContentResponse]) -> Iterator[str]:
+    for chunk in chunks:
+        yield f"data: {json.dumps(chunk.wire(), separators=(',', ':'))}\n\n"
+
+
+async def list_models(request: Request) -> JSONResponse:
+    service: ImageService = request.app.state.service
+    return JSONResponse(convert.list_models_body(service.registry))
+
+
+async def get_model(request: Request, model: str) -> JSONResponse:
+    service: ImageService = request.app.state.service
+    return JSONResponse(convert.get_model_body(service.registry, model))
+
+
+def _model_prefixes() -> list[str]:
+    """Every path prefix a google-genai client puts before ``{model}:<method>``."""
+    gemini = [f"/{version}/models" for version in GEMINI_VERSIONS]
+    vertex = [
+        prefix
+        for version in VERTEX_VERSIONS
+        for prefix in (
+            f"/{version}/projects/{{project}}/locations/{{location}}/publishers/google/models",
+            f"/{version}/publishers/google/models",
+        )
+    ]
+    return gemini + vertex
+
+
+def _register() -> None:
+    for prefix in _model_prefixes():
+        router.add_api_route(f"{prefix}/{{model}}:generateContent", generate_content, methods=["POST"])
+        router.add_api_route(
+            f"{prefix}/{{model}}:streamGenerateContent", stream_generate_content, methods=["POST"]
+        )
+    for version in MODEL_LISTING_VERSIONS:
+        router.add_api_route(f"/{version}/models", list_models, methods=["GET"])
+        router.add_api_route(f"/{version}/models/{{model}}", get_model, methods=["GET"])
+
+
+_register()

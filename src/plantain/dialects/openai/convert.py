@@ -1,0 +1,270 @@
+"""Pure conversions between the OpenAI Images API and Plantain's internal model.
+
+OpenAI request -> :class:`ImageRequest`, :class:`ImageResult` -> OpenAI response or stream events,
+engine registry -> OpenAI model list. Nothing here does I/O; the routes do that around these.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from PIL import Image
+from pydantic import ValidationError
+
+from plantain.dialects.openai.protocol import ImageParams
+from plantain.engines.registry import EngineRegistry
+from plantain.errors import InvalidRequestError, PlantainError, UnknownModelError
+from plantain.images import encode_image, media_type
+from plantain.models import served_models
+from plantain.sizes import TABLE_1K, TIER_SCALE
+from plantain.types import GeneratedImage, ImageRequest, ImageResult, InputImage, OutputFormat
+
+Endpoint = Literal["image_generation", "image_edit"]  # also the prefix of the stream's event types
+
+# OpenAI's named sizes -> (aspect ratio, tier). Only exact ratios are mapped; the pixels that come
+# back are the core's table for that ratio (1536x1024 -> 1248x832), echoed in the response `size`.
+OPENAI_SIZES: dict[str, tuple[str, str]] = {
+    "1024x1024": ("1:1", "1K"),
+    "1536x1024": ("3:2", "1K"),  # gpt-image landscape -> 1248x832
+    "1024x1536": ("2:3", "1K"),  # gpt-image portrait -> 832x1248
+    "1792x1024": ("16:9", "1K"),  # dall-e-3 landscape (exactly 7:4 = 1344:768) -> 1344x768
+    "1024x1792": ("9:16", "1K"),  # dall-e-3 portrait -> 768x1344
+}
+
+TABLE_MULTIPLE = 16  # the table's own sizes at each tier, as an engine with 16-pixel multiples makes them
+
+
+def _table_sizes() -> dict[str, tuple[str, str]]:
+    """Every size of the core's table at every tier, by its pixels: ``"1344x768" -> ("16:9", "1K")``."""
+    sizes: dict[str, tuple[str, str]] = {}
+    for tier, scale in TIER_SCALE.items():
+        for ratio, (width, height) in TABLE_1K.items():
+            w, h = (round(side * scale / TABLE_MULTIPLE) * TABLE_MULTIPLE for side in (width, height))
+            sizes.setdefault(f"{w}x{h}", (ratio, tier))
+    return sizes
+
+
+SIZES: dict[str, tuple[str, str]] = {**_table_sizes(), **OPENAI_SIZES}
+
+# Internal field names -> the OpenAI parameter a caller sent, for error `param`s and messages.
+PARAM_NAMES = {"images": "image", "num_images": "n", "aspect_ratio": "size", "engine": "model"}
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def parse_json(body: bytes) -> ImageParams:
+    """A generations body -> parameters; malformed JSON or a bad value is a 400 naming it."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"the request body must be a JSON object, not {type(data).__name__}")
+    return parse_params(data)
+
+
+def parse_params(data: Mapping[str, Any]) -> ImageParams:
+    """JSON fields or multipart form fields (all strings) -> parameters."""
+    try:
+        return ImageParams.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _param_error(exc) from None
+
+
+def _param_error(exc: ValidationError) -> InvalidRequestError:
+    error = exc.errors()[0]
+    param = str(error["loc"][0]) if error["loc"] else None
+    if error["type"] == "missing":
+        return InvalidRequestError(f"{param} is required", field=param)
+    if error["type"] == "extra_forbidden":
+        return InvalidRequestError(f"{param} is not a known parameter of the Images API", field=param)
+    limit = str(error["msg"])
+    if error["type"] in {"greater_than_equal", "less_than_equal"}:
+        low, high = (0, 3) if param == "partial_images" else (0, 100)
+        limit = f"must be between {low} and {high}"
+    return InvalidRequestError(f"{param}: {error.get('input')!r} is not allowed; {limit}", field=param)
+
+
+def input_images(parts: Sequence[tuple[str, bytes]]) -> tuple[InputImage, ...]:
+    """Uploaded (file name, bytes) parts -> input images labelled so errors say which one."""
+    labels = ["image"] if len(parts) == 1 else [f"image {i}" for i in range(1, len(parts) + 1)]
+    return tuple(
+        InputImage(data=data, label=_with_name(label, name))
+        for label, (name, data) in zip(labels, parts, strict=True)
+    )
+
+
+def _with_name(label: str, filename: str) -> str:
+    # SDK uploads of raw bytes are all called "upload": naming that would not help anyone.
+    return label if filename in {"", "upload"} else f"{label} ({filename})"
+
+
+def to_image_request(params: ImageParams, engine: str, images: tuple[InputImage, ...] = ()) -> ImageRequest:
+    """Parameters (already parsed) -> the internal request, refusing what Plantain cannot honour."""
+    if params.background == "transparent":
+        raise InvalidRequestError(
+            "background: 'transparent' is not supported yet (outputs are opaque); use 'opaque' or 'auto'",
+            field="background",
+        )
+    aspect_ratio, tier = resolve_size(params.size)
+    with openai_names():
+        return ImageRequest.create(
+            prompt=params.prompt,
+            images=images,
+            aspect_ratio=aspect_ratio,
+            size=tier,
+            num_images=params.n if params.n is not None else 1,
+            output_format=core_format(params),
+            seed=params.seed,
+            engine=engine,
+        )
+
+
+def resolve_size(size: str | None) -> tuple[str | None, str]:
+    """OpenAI ``size`` -> (aspect ratio or None for the engine's default, tier)."""
+    if size is None or size.strip().lower() == "auto":
+        return None, "1K"  # generation: square; edit: the first input's shape
+    key = size.strip().lower().replace(" ", "")
+    if key not in SIZES:
+        raise InvalidRequestError(
+            f"size: {size!r} is not supported; use auto, {', '.join(OPENAI_SIZES)}, or an exact size "
+            "from Plantain's table such as 512x512, 1344x768 (16:9) or 2048x2048 (see docs/openai.md)",
+            field="size",
+        )
+    return SIZES[key]
+
+
+def core_format(params: ImageParams) -> OutputFormat:
+    """The format the core encodes: PNG (lossless) when the dialect re-encodes at another quality."""
+    if params.output_compression is not None and output_format(params) != "png":
+        return "png"
+    return output_format(params)
+
+
+def output_format(params: ImageParams) -> OutputFormat:
+    return params.output_format or "png"
+
+
+@contextmanager
+def openai_names() -> Iterator[None]:
+    """Re-raise Plantain errors with OpenAI's parameter names (``num_images`` -> ``n``)."""
+    try:
+        yield
+    except PlantainError as error:
+        rename_param(error)
+        raise
+
+
+def rename_param(error: PlantainError) -> PlantainError:
+    """Point ``error`` at the OpenAI parameter, in its ``field`` and its message's leading name."""
+    if error.field in PARAM_NAMES:
+        name = PARAM_NAMES[error.field]
+        if error.message.startswith(f"{error.field}:"):
+            error.message = name + error.message[len(error.field) :]
+        error.field = name
+    return error
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+def reencode(result: ImageResult, params: ImageParams) -> ImageResult:
+    """Apply ``output_compression`` (JPEG/WebP quality, 0-100) to images the core made as PNG."""
+    fmt = output_format(params)
+    if core_format(params) == fmt:
+        return result
+    images = tuple(_reencode_one(image, fmt, params.output_compression) for image in result.images)
+    return result.model_copy(update={"images": images})
+
+
+def _reencode_one(image: GeneratedImage, fmt: OutputFormat, quality: int | None) -> GeneratedImage:
+    with Image.open(io.BytesIO(image.data)) as decoded:
+        data = encode_image(decoded.convert("RGB"), fmt, quality)
+    return image.model_copy(update={"data": data, "media_type": media_type(fmt)})
+
+
+def response_body(
+    result: ImageResult, params: ImageParams, created: int, urls: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The ``ImagesResponse`` body: ``b64_json`` per image, or ``url`` when ``urls`` are given."""
+    if urls is None:
+        data = [{"b64_json": _b64(image), "revised_prompt": None} for image in result.images]
+    else:
+        data = [{"url": url, "revised_prompt": None} for url in urls]
+    return {"created": created, "data": data, **_echo(result, params), "usage": usage()}
+
+
+def stream_events(result: ImageResult, params: ImageParams, created: int, endpoint: Endpoint) -> list[str]:
+    """Server-sent events: one ``<endpoint>.completed`` per image (no engine makes partial previews)."""
+    kind = f"{endpoint}.completed"
+    return [
+        sse(
+            kind,
+            {
+                "type": kind,
+                "b64_json": _b64(image),
+                "created_at": created,
+                **_echo(result, params),
+                "usage": usage(),
+            },
+        )
+        for image in result.images
+    ]
+
+
+def sse(event: str, data: Mapping[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _echo(result: ImageResult, params: ImageParams) -> dict[str, Any]:
+    first = result.images[0]
+    return {
+        "background": "opaque",  # every engine's output is opaque; transparent is refused
+        "output_format": output_format(params),
+        "quality": params.quality or "auto",  # accepted, not used by any engine (docs/openai.md)
+        "size": f"{first.width}x{first.height}",  # the pixels made, which may differ from the ask
+    }
+
+
+def usage() -> dict[str, Any]:
+    """Plantain meters no tokens: the fields clients read are there, all zero."""
+    return {
+        "input_tokens": 0,
+        "input_tokens_details": {"text_tokens": 0, "image_tokens": 0},
+        "output_tokens": 0,
+        "total_tokens": 0,
+    }
+
+
+def _b64(image: GeneratedImage) -> str:
+    return base64.b64encode(image.data).decode("ascii")
+
+
+# --- models ---------------------------------------------------------------------------------
+
+MODEL_CREATED = 0  # served models have no meaningful creation time
+
+
+def models_body(registry: EngineRegistry) -> dict[str, Any]:
+    """``GET /v1/models`` in OpenAI's list shape: vendor model names, then engine names."""
+    return {"object": "list", "data": [_model(name) for name in served_models(registry)]}
+
+
+def model_body(registry: EngineRegistry, model: str) -> dict[str, Any]:
+    """``GET /v1/models/{model}``; an unknown name is a 404."""
+    served = served_models(registry)
+    if model not in served:
+        raise UnknownModelError(
+            f"model {model!r} is not served here; use one of {', '.join(served)}", field="model"
+        )
+    return _model(model)
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "plantain"}

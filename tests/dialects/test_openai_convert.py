@@ -1,0 +1,197 @@
+"""OpenAI dialect conversions, without a server: captured SDK requests -> ImageRequest, sizes,
+response and stream shapes, parameter errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from plantain.dialects.openai import convert
+from plantain.dialects.openai.protocol import ImageParams
+from plantain.engines.registry import EngineRegistry
+from plantain.errors import InvalidRequestError, TooManyImagesError, UnknownModelError
+from plantain.images import encode_image
+from plantain.testing import make_input
+from plantain.types import GeneratedImage, ImageResult
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openai"
+
+
+def load(name: str) -> dict[str, Any]:
+    fixture: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return fixture
+
+
+def convert_fixture(fixture: dict[str, Any]) -> Any:
+    if fixture["endpoint"] == "generations":
+        params = convert.parse_json(json.dumps(fixture["request"]).encode())
+    else:
+        params = convert.parse_params(fixture["request"])
+    parts = [(f"{i}.png", make_input().data) for i in range(fixture.get("images", 0))]
+    return convert.to_image_request(params, "tiny", convert.input_images(parts))
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in FIXTURES.glob("*.json")))
+def test_captured_requests_convert_to_the_expected_request(name: str) -> None:
+    fixture = load(name)
+    if "error" in fixture:
+        with pytest.raises(InvalidRequestError) as caught:
+            convert_fixture(fixture)
+        assert caught.value.field == fixture["error"]["param"]
+        assert fixture["error"]["message"] in caught.value.message
+        return
+    request = convert_fixture(fixture)
+    expected = dict(fixture["expected"])
+    assert len(request.images) == expected.pop("images")
+    assert {key: getattr(request, key) for key in expected} == expected
+    assert request.engine == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("size", "mapped"),
+    [
+        (None, (None, "1K")),
+        ("auto", (None, "1K")),
+        ("1024x1024", ("1:1", "1K")),
+        ("1536x1024", ("3:2", "1K")),
+        ("1024x1536", ("2:3", "1K")),
+        ("1792x1024", ("16:9", "1K")),
+        ("1024x1792", ("9:16", "1K")),
+        ("512x512", ("1:1", "512")),
+        ("1344x768", ("16:9", "1K")),
+        ("1248x832", ("3:2", "1K")),
+        ("2048x2048", ("1:1", "2K")),
+        ("672x384", ("16:9", "512")),
+        ("4096x4096", ("1:1", "4K")),
+    ],
+)
+def test_sizes_map_only_when_exact(size: str | None, mapped: tuple[str | None, str]) -> None:
+    assert convert.resolve_size(size) == mapped
+
+
+@pytest.mark.parametrize("size", ["256x256", "1000x1000", "1024", "big", "1024x1023"])
+def test_other_sizes_are_refused_with_the_accepted_values(size: str) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        convert.resolve_size(size)
+    assert caught.value.field == "size"
+    assert repr(size) in caught.value.message and "1536x1024" in caught.value.message
+
+
+def test_enums_are_case_insensitive_and_form_strings_become_values() -> None:
+    params = convert.parse_params(
+        {"prompt": "p", "n": "3", "output_format": "JPG", "quality": "HD", "stream": "true", "seed": "7"}
+    )
+    assert (params.n, params.output_format, params.quality, params.stream, params.seed) == (
+        3,
+        "jpeg",
+        "hd",
+        True,
+        7,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        ({}, "prompt", "prompt is required"),
+        ({"prompt": "p", "sizes": "1024x1024"}, "sizes", "sizes is not a known parameter"),
+        ({"prompt": "p", "output_format": "bmp"}, "output_format", "'bmp' is not allowed"),
+        ({"prompt": "p", "output_compression": "101"}, "output_compression", "between 0 and 100"),
+        ({"prompt": "p", "partial_images": "4"}, "partial_images", "between 0 and 3"),
+        ({"prompt": "p", "n": "two"}, "n", "'two' is not allowed"),
+    ],
+)
+def test_bad_parameters_name_the_parameter_and_the_value(
+    fields: dict[str, str], param: str, message: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        convert.parse_params(fields)
+    assert caught.value.field == param
+    assert message in caught.value.message
+
+
+def test_core_errors_are_renamed_to_openai_parameters() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        convert.to_image_request(ImageParams(prompt="p", n=11), "tiny")
+    assert (caught.value.field, caught.value.message) == (
+        "n",
+        "n: 11 is not allowed; must be between 1 and 10",
+    )
+    renamed = convert.rename_param(TooManyImagesError("engine tiny takes at most 14", field="images"))
+    assert renamed.field == "image"
+
+
+def test_malformed_json_is_a_request_error() -> None:
+    for body in (b"{nope", b"[1, 2]"):
+        with pytest.raises(InvalidRequestError):
+            convert.parse_json(body)
+
+
+def test_input_images_are_labelled_by_position_and_real_file_name() -> None:
+    data = make_input().data
+    assert [image.label for image in convert.input_images([("upload", data)])] == ["image"]
+    labels = [image.label for image in convert.input_images([("upload", data), ("b.png", data)])]
+    assert labels == ["image 1", "image 2 (b.png)"]
+
+
+def result_of(width: int = 96, height: int = 64, count: int = 1) -> ImageResult:
+    data = encode_image(Image.new("RGB", (width, height), (10, 20, 30)), "png")
+    image = GeneratedImage(data=data, media_type="image/png", width=width, height=height, seed=5)
+    return ImageResult(engine="tiny", images=(image,) * count, steps=4, guidance=1.0, seconds=0.1)
+
+
+def test_response_body_has_the_shape_the_sdk_parses() -> None:
+    result = result_of(count=2)
+    body = convert.response_body(result, ImageParams(prompt="p", quality="high"), created=123)
+    assert body["created"] == 123
+    assert [set(item) for item in body["data"]] == [{"b64_json", "revised_prompt"}] * 2
+    assert base64.b64decode(body["data"][0]["b64_json"]) == result.images[0].data
+    echoed = {key: body[key] for key in ("background", "output_format", "quality", "size")}
+    assert echoed == {"background": "opaque", "output_format": "png", "quality": "high", "size": "96x64"}
+    assert body["usage"]["total_tokens"] == 0 and "input_tokens_details" in body["usage"]
+    with_urls = convert.response_body(result, ImageParams(prompt="p"), 1, ["http://x/1", "http://x/2"])
+    assert with_urls["data"][1] == {"url": "http://x/2", "revised_prompt": None}
+
+
+def test_stream_events_are_one_completed_event_per_image() -> None:
+    events = convert.stream_events(result_of(count=2), ImageParams(prompt="p"), 9, "image_edit")
+    assert len(events) == 2
+    head, data = events[0].removesuffix("\n\n").split("\n")
+    assert head == "event: image_edit.completed"
+    payload = json.loads(data.removeprefix("data: "))
+    assert payload["type"] == "image_edit.completed" and payload["created_at"] == 9
+    assert set(payload) == {
+        "type", "b64_json", "created_at", "size", "quality", "background", "output_format", "usage"
+    }  # fmt: skip
+
+
+def test_output_compression_reencodes_at_that_quality() -> None:
+    params = ImageParams(prompt="p", output_format="jpeg", output_compression=10)
+    assert convert.core_format(params) == "png"  # the core encodes losslessly, the dialect once
+    small = convert.reencode(result_of(256, 256), params).images[0]
+    large = convert.reencode(result_of(256, 256), params.model_copy(update={"output_compression": 95}))
+    assert small.media_type == "image/jpeg" and Image.open(io.BytesIO(small.data)).format == "JPEG"
+    assert len(small.data) < len(large.images[0].data)
+    plain = ImageParams(prompt="p", output_format="webp")
+    assert convert.core_format(plain) == "webp" and convert.reencode(result_of(), plain) == result_of()
+
+
+def test_model_list_and_model_lookup(registry: EngineRegistry) -> None:
+    body = convert.models_body(registry)
+    assert body["object"] == "list"
+    ids = [model["id"] for model in body["data"]]
+    assert "gpt-image-1" in ids and "tiny" in ids
+    assert convert.model_body(registry, "tiny") == {
+        "id": "tiny",
+        "object": "model",
+        "created": 0,
+        "owned_by": "plantain",
+    }
+    with pytest.raises(UnknownModelError):
+        convert.model_body(registry, "nope")
