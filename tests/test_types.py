@@ -23,6 +23,7 @@ def test_lenient_spellings_are_normalised() -> None:
         ({"seed": -1}, "seed: -1 is not allowed; must be between 0 and"),
         ({"aspect_ratio": "7:3"}, "aspect_ratio: '7:3' is not allowed; must be one of 1:1, 2:3"),
         ({"size": "3K"}, "size: '3K' is not allowed; must be one of '512', '1K', '2K' or '4K'"),
+        ({"output_quality": 101}, "output_quality: 101 is not allowed; must be between 0 and 100"),
         ({"output_format": "bmp"}, "output_format: 'bmp' is not allowed; must be one of 'png', 'jpeg'"),
         ({"prompt": ""}, "prompt: '' is not allowed; must not be empty"),
         ({"options": {"steps": 500}}, "options.steps: 500 is not allowed; must be between 1 and 200"),

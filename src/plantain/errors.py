@@ -24,6 +24,8 @@ Messages name the field, the value and the limit, and say what to do where there
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import ClassVar
 
 
@@ -37,6 +39,20 @@ class PlantainError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field  # the request field at fault, for dialects that report it (OpenAI `param`)
+
+    def renamed(self, names: Mapping[str, str]) -> PlantainError:
+        """This error pointed at a dialect's name for its field (``num_images`` -> OpenAI's ``n``),
+        in ``field`` and in the message's leading name; unchanged when the field has no other name."""
+        if self.field is None or self.field not in names:
+            return self
+        name = names[self.field]
+        prefix = f"{self.field}:"
+        message = (
+            name + ":" + self.message[len(prefix) :] if self.message.startswith(prefix) else self.message
+        )
+        renamed = copy.copy(self)
+        renamed.message, renamed.field, renamed.args = message, name, (message,)
+        return renamed
 
 
 class InvalidRequestError(PlantainError):

@@ -60,7 +60,7 @@ def execute(
 
 def _encode(image: Image.Image, seed: int, request: ImageRequest) -> GeneratedImage:
     return GeneratedImage(
-        data=encode_image(image, request.output_format),
+        data=encode_image(image, request.output_format, request.output_quality),
         media_type=media_type(request.output_format),
         width=image.width,
         height=image.height,

@@ -69,6 +69,7 @@ class ImageRequest(BaseModel):
     size: Annotated[Literal["512", "1K", "2K", "4K"], BeforeValidator(_normalise_tier)] = "1K"
     num_images: int = Field(default=1, ge=1, le=MAX_IMAGES_PER_REQUEST)
     output_format: Annotated[OutputFormat, BeforeValidator(_normalise_format)] = "png"
+    output_quality: int | None = Field(default=None, ge=0, le=100)  # JPEG/WebP quality; PNG is lossless
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     engine: str | None = None  # None: the server's default engine
     options: EngineOptions = EngineOptions()

@@ -238,3 +238,20 @@ def test_model_listing_shapes(data_dir: Path, hub_cache: Path) -> None:
     assert model["displayName"] == "Nano Banana 2"
     with pytest.raises(UnknownModelError):
         convert.get_model_body(registry, "gemini-9-ultra")
+
+
+def test_vertex_compression_quality_is_the_output_quality() -> None:
+    body = convert.parse_request(
+        json.dumps(
+            {
+                "contents": [{"parts": [{"text": "a cube"}]}],
+                "generationConfig": {
+                    "imageConfig": {
+                        "imageOutputOptions": {"mimeType": "image/jpeg", "compressionQuality": 40}
+                    }
+                },
+            }
+        ).encode()
+    )
+    request = convert.to_image_request(body, engine="tiny")
+    assert (request.output_format, request.output_quality) == ("jpeg", 40)

@@ -16,6 +16,7 @@ from plantain.dialects.openai import convert
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidRequestError, TooManyImagesError, UnknownModelError
+from plantain.generation import run_request
 from plantain.images import encode_image
 from plantain.testing import make_input
 from plantain.types import GeneratedImage, ImageResult
@@ -123,7 +124,7 @@ def test_core_errors_are_renamed_to_openai_parameters() -> None:
         "n",
         "n: 11 is not allowed; must be between 1 and 10",
     )
-    renamed = convert.rename_param(TooManyImagesError("engine tiny takes at most 14", field="images"))
+    renamed = TooManyImagesError("engine tiny takes at most 14", field="images").renamed(convert.PARAM_NAMES)
     assert renamed.field == "image"
 
 
@@ -171,15 +172,16 @@ def test_stream_events_are_one_completed_event_per_image() -> None:
     }  # fmt: skip
 
 
-def test_output_compression_reencodes_at_that_quality() -> None:
-    params = ImageParams(prompt="p", output_format="jpeg", output_compression=10)
-    assert convert.core_format(params) == "png"  # the core encodes losslessly, the dialect once
-    small = convert.reencode(result_of(256, 256), params).images[0]
-    large = convert.reencode(result_of(256, 256), params.model_copy(update={"output_compression": 95}))
+def test_output_compression_is_the_cores_jpeg_webp_quality(registry: EngineRegistry) -> None:
+    params = ImageParams(prompt="p", size="512x512", output_format="jpeg", output_compression=10, seed=4)
+    request = convert.to_image_request(params, "tiny")
+    assert (request.output_format, request.output_quality) == ("jpeg", 10)  # encoded once, by the core
+    small = run_request(request, registry.get("tiny")).images[0]
+    large = run_request(request.model_copy(update={"output_quality": 95}), registry.get("tiny")).images[0]
     assert small.media_type == "image/jpeg" and Image.open(io.BytesIO(small.data)).format == "JPEG"
-    assert len(small.data) < len(large.images[0].data)
-    plain = ImageParams(prompt="p", output_format="webp")
-    assert convert.core_format(plain) == "webp" and convert.reencode(result_of(), plain) == result_of()
+    assert len(small.data) < len(large.data)
+    plain = convert.to_image_request(ImageParams(prompt="p", output_format="webp"), "tiny")
+    assert (plain.output_format, plain.output_quality) == ("webp", None)
 
 
 def test_model_list_and_model_lookup(registry: EngineRegistry) -> None:

@@ -54,6 +54,7 @@ FIELD_NAMES: dict[str, str] = {
     "num_images": "generationConfig.candidateCount",
     "seed": "generationConfig.seed",
     "output_format": "generationConfig.imageConfig.imageOutputOptions.mimeType",
+    "output_quality": "generationConfig.imageConfig.imageOutputOptions.compressionQuality",
 }
 
 # Output tokens per image as Gemini bills them, by model family and imageSize.
@@ -202,6 +203,7 @@ def _generation_fields(config: GenerationConfig) -> dict[str, Any]:
         "num_images": config.candidate_count,
         "seed": config.seed,
         "output_format": _output_format(image),
+        "output_quality": _output_quality(image),
     }
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -215,15 +217,20 @@ def _output_format(image: ImageConfig | None) -> str | None:
     return chosen.lower().removeprefix("image/") if chosen else None
 
 
+def _output_quality(image: ImageConfig | None) -> int | None:
+    """Vertex's ``imageOutputOptions.compressionQuality`` (or ``outputCompressionQuality``)."""
+    if image is None:
+        return None
+    options = image.image_output_options
+    return (options.compression_quality if options else None) or image.output_compression_quality
+
+
 def _create(**fields: Any) -> ImageRequest:
     """ImageRequest.create, with errors renamed to the Gemini fields the caller wrote."""
     try:
         return ImageRequest.create(**fields)
     except InvalidRequestError as exc:
-        field = exc.field or ""
-        name = FIELD_NAMES.get(field, field)
-        message = exc.message.replace(f"{field}:", f"{name}:", 1) if field else exc.message
-        raise InvalidRequestError(message, field=name) from None
+        raise exc.renamed(FIELD_NAMES) from None
 
 
 def _wire_error(exc: ValidationError) -> InvalidRequestError:

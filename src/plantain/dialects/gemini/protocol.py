@@ -67,6 +67,7 @@ class ImageConfig(Wire):
     aspect_ratio: str | None = None
     image_size: str | None = None
     output_mime_type: str | None = None  # Vertex only
+    output_compression_quality: int | None = None  # Vertex only
     image_output_options: ImageOutputOptions | None = None  # Vertex only
 
 

@@ -7,19 +7,15 @@ engine registry -> OpenAI model list. Nothing here does I/O; the routes do that 
 from __future__ import annotations
 
 import base64
-import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from PIL import Image
 from pydantic import ValidationError
 
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.engines.registry import EngineRegistry
-from plantain.errors import InvalidRequestError, PlantainError, UnknownModelError
-from plantain.images import encode_image, media_type
+from plantain.errors import InvalidRequestError, UnknownModelError
 from plantain.models import served_models
 from plantain.sizes import TABLE_1K, TIER_SCALE
 from plantain.types import GeneratedImage, ImageRequest, ImageResult, InputImage, OutputFormat
@@ -113,17 +109,26 @@ def to_image_request(params: ImageParams, engine: str, images: tuple[InputImage,
             field="background",
         )
     aspect_ratio, tier = resolve_size(params.size)
-    with openai_names():
-        return ImageRequest.create(
-            prompt=params.prompt,
-            images=images,
-            aspect_ratio=aspect_ratio,
-            size=tier,
-            num_images=params.n if params.n is not None else 1,
-            output_format=core_format(params),
-            seed=params.seed,
-            engine=engine,
-        )
+    try:
+        return _create_request(params, engine, images, aspect_ratio, tier)
+    except InvalidRequestError as exc:
+        raise exc.renamed(PARAM_NAMES) from None
+
+
+def _create_request(
+    params: ImageParams, engine: str, images: tuple[InputImage, ...], aspect_ratio: str | None, tier: str
+) -> ImageRequest:
+    return ImageRequest.create(
+        prompt=params.prompt,
+        images=images,
+        aspect_ratio=aspect_ratio,
+        size=tier,
+        num_images=params.n if params.n is not None else 1,
+        output_format=output_format(params),
+        output_quality=params.output_compression,
+        seed=params.seed,
+        engine=engine,
+    )
 
 
 def resolve_size(size: str | None) -> tuple[str | None, str]:
@@ -140,53 +145,11 @@ def resolve_size(size: str | None) -> tuple[str | None, str]:
     return SIZES[key]
 
 
-def core_format(params: ImageParams) -> OutputFormat:
-    """The format the core encodes: PNG (lossless) when the dialect re-encodes at another quality."""
-    if params.output_compression is not None and output_format(params) != "png":
-        return "png"
-    return output_format(params)
-
-
 def output_format(params: ImageParams) -> OutputFormat:
     return params.output_format or "png"
 
 
-@contextmanager
-def openai_names() -> Iterator[None]:
-    """Re-raise Plantain errors with OpenAI's parameter names (``num_images`` -> ``n``)."""
-    try:
-        yield
-    except PlantainError as error:
-        rename_param(error)
-        raise
-
-
-def rename_param(error: PlantainError) -> PlantainError:
-    """Point ``error`` at the OpenAI parameter, in its ``field`` and its message's leading name."""
-    if error.field in PARAM_NAMES:
-        name = PARAM_NAMES[error.field]
-        if error.message.startswith(f"{error.field}:"):
-            error.message = name + error.message[len(error.field) :]
-        error.field = name
-    return error
-
-
 # --- results --------------------------------------------------------------------------------
-
-
-def reencode(result: ImageResult, params: ImageParams) -> ImageResult:
-    """Apply ``output_compression`` (JPEG/WebP quality, 0-100) to images the core made as PNG."""
-    fmt = output_format(params)
-    if core_format(params) == fmt:
-        return result
-    images = tuple(_reencode_one(image, fmt, params.output_compression) for image in result.images)
-    return result.model_copy(update={"images": images})
-
-
-def _reencode_one(image: GeneratedImage, fmt: OutputFormat, quality: int | None) -> GeneratedImage:
-    with Image.open(io.BytesIO(image.data)) as decoded:
-        data = encode_image(decoded.convert("RGB"), fmt, quality)
-    return image.model_copy(update={"data": data, "media_type": media_type(fmt)})
 
 
 def response_body(

@@ -41,7 +41,7 @@ class OpenAIRoute(APIRoute):
             try:
                 response = await handler(request)
             except PlantainError as error:
-                response = _error_response(convert.rename_param(error), request, request_id)
+                response = _error_response(error.renamed(convert.PARAM_NAMES), request, request_id)
             response.headers["x-request-id"] = request_id
             return response
 
@@ -80,7 +80,6 @@ async def _answer(
     service: ImageService = request.app.state.service
     image_request = convert.to_image_request(params, service.engine_name(params.model), images)
     result = await service.run(image_request, is_disconnected=request.is_disconnected)
-    result = await asyncio.to_thread(convert.reencode, result, params)
     created = int(time.time())
     if params.stream:  # the images are ready before the stream opens: no engine makes previews
         events = convert.stream_events(result, params, created, endpoint)
