@@ -10,7 +10,7 @@ import time
 
 from PIL import Image
 
-from plantain.engines.base import Engine, EngineJob, StepCallback, StopFlag
+from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, StopFlag
 from plantain.images import decode_image, encode_image, media_type
 from plantain.types import GeneratedImage, ImageRequest, ImageResult
 
@@ -44,21 +44,25 @@ def execute(
     engine: Engine,
     on_step: StepCallback | None = None,
     should_stop: StopFlag | None = None,
+    previews: Previews | None = None,
 ) -> ImageResult:
     """Run a prepared job and encode its images as ``request`` asks."""
     started = time.perf_counter()
-    images = engine.run([job], on_step, should_stop)[0]
+    images = engine.run([job], on_step, should_stop, previews)[0]
     seconds = time.perf_counter() - started
     return ImageResult(
         engine=engine.name,
-        images=tuple(_encode(image, seed, request) for image, seed in zip(images, job.seeds, strict=True)),
+        images=tuple(
+            encode_output(image, seed, request) for image, seed in zip(images, job.seeds, strict=True)
+        ),
         steps=job.steps,
         guidance=job.guidance,
         seconds=seconds,
     )
 
 
-def _encode(image: Image.Image, seed: int, request: ImageRequest) -> GeneratedImage:
+def encode_output(image: Image.Image, seed: int, request: ImageRequest) -> GeneratedImage:
+    """``image`` in the format and quality ``request`` asks for."""
     return GeneratedImage(
         data=encode_image(image, request.output_format, request.output_quality),
         media_type=media_type(request.output_format),

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from plantain.engines.base import StepCallback
+from plantain.engines.base import PreviewCallback, Previews, StepCallback
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import CancelledError
 from plantain.generation import execute, prepare
@@ -48,13 +48,19 @@ class ImageService:
         *,
         on_step: StepCallback | None = None,
         is_disconnected: DisconnectCheck | None = None,
+        previews: int = 0,
+        on_preview: PreviewCallback | None = None,
     ) -> ImageResult:
-        """Run ``request`` on its engine; a client that goes away cancels it (queued or running)."""
+        """Run ``request`` on its engine; a client that goes away cancels it (queued or running).
+
+        With ``previews`` > 0, up to that many in-progress images of the first output are passed
+        to ``on_preview`` (called on the worker thread) while the engine runs."""
         engine = self.registry.get(request.engine)
         job = await asyncio.to_thread(prepare, request, engine)  # decode and validate off the loop
         stop = threading.Event()
+        plan = Previews.spread(previews, job.steps, on_preview) if previews and on_preview else None
         future = asyncio.get_running_loop().run_in_executor(
-            self._worker, lambda: execute(request, job, engine, on_step, stop.is_set)
+            self._worker, lambda: execute(request, job, engine, on_step, stop.is_set, plan)
         )
         watcher = (
             asyncio.create_task(_watch_disconnect(is_disconnected, stop, future)) if is_disconnected else None

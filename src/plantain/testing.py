@@ -20,8 +20,10 @@ from typing import Any
 
 from PIL import Image
 
+from plantain.engines.base import Engine, Previews
 from plantain.engines.checkpoints import install_in_hub_cache
-from plantain.types import InputImage
+from plantain.generation import prepare
+from plantain.types import ImageRequest, InputImage
 
 
 def build_once(builder: Callable[[Path], None], directory: Path) -> Path:
@@ -42,6 +44,19 @@ def make_input(
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, format=fmt)
     return InputImage(data=buffer.getvalue(), label=label)
+
+
+def last_step_preview(engine: Engine, request: ImageRequest) -> tuple[Image.Image, Image.Image]:
+    """(A preview decoded from the final step's latents, the image the pipeline returned).
+
+    They must match: a family whose preview decoding misreads its latents' layout fails here."""
+    job = prepare(request, engine)
+    previews: list[Image.Image] = []
+    plan = Previews(frozenset({job.steps}), lambda index, image: previews.append(image))
+    final = engine.run([job], previews=plan)[0][0]
+    if len(previews) != 1:
+        raise AssertionError(f"engine {engine.name} made {len(previews)} previews, expected 1")
+    return previews[0], final
 
 
 class LiveServer:

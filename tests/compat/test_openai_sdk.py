@@ -121,12 +121,31 @@ def test_an_unknown_file_is_a_404_in_the_openai_shape(server: Server) -> None:
     assert "expired" in response.json()["error"]["message"]
 
 
-def test_streaming_generate_sends_one_completed_event(client: openai.OpenAI) -> None:
-    events = list(client.images.generate(prompt="p", size="512x512", stream=True, partial_images=2))
-    assert [event.type for event in events] == ["image_generation.completed"]  # no engine makes previews
-    completed = events[0]
+def test_streaming_generate_sends_previews_then_the_image(client: openai.OpenAI) -> None:
+    events = list(
+        client.images.generate(
+            prompt="p", size="512x512", stream=True, partial_images=2, extra_body={"seed": 4}
+        )
+    )
+    assert [event.type for event in events] == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    partials, completed = events[:2], events[2]
+    assert [event.partial_image_index for event in partials] == [0, 1]  # type: ignore[union-attr]
     assert completed.size == "512x512" and completed.output_format == "png"
-    assert decode(completed.b64_json).size == (512, 512)
+    images = [decode(event.b64_json) for event in events]
+    assert [image.size for image in images] == [(512, 512)] * 3
+    assert len({image.tobytes() for image in images}) == 3  # the image changes as it denoises
+    final = client.images.generate(prompt="p", size="512x512", extra_body={"seed": 4})
+    assert final.data is not None and final.data[0].b64_json == completed.b64_json
+
+
+def test_streaming_without_partial_images_sends_only_the_image(client: openai.OpenAI) -> None:
+    events = list(client.images.generate(prompt="p", size="512x512", stream=True))
+    assert [event.type for event in events] == ["image_generation.completed"]
+    assert decode(events[0].b64_json).size == (512, 512)
 
 
 def test_the_request_id_reaches_the_sdk(client: openai.OpenAI) -> None:
@@ -151,13 +170,15 @@ def test_edit_with_three_images_of_three_formats(client: openai.OpenAI) -> None:
     assert decode(response.data[1].b64_json).size == (512, 512)
 
 
-def test_streaming_edit_sends_one_completed_event(client: openai.OpenAI) -> None:
+def test_streaming_edit_sends_a_preview_in_the_asked_format(client: openai.OpenAI) -> None:
     stream = client.images.edit(
-        prompt="p", image=encoded("JPEG"), size="512x512", stream=True, partial_images=1
+        prompt="p", image=encoded("JPEG"), size="512x512", stream=True, partial_images=1, output_format="jpeg"
     )
     events = list(stream)
-    assert [event.type for event in events] == ["image_edit.completed"]
-    assert decode(events[0].b64_json).size == (512, 512)
+    assert [event.type for event in events] == ["image_edit.partial_image", "image_edit.completed"]
+    assert all(event.output_format == "jpeg" for event in events)
+    assert [decode(event.b64_json).format for event in events] == ["JPEG", "JPEG"]
+    assert decode(events[1].b64_json).size == (512, 512)
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -244,5 +265,32 @@ def test_a_broken_engine_run_is_a_500_and_the_server_keeps_serving(
         client.images.generate(prompt="p", size="512x512")
     assert error.value.status_code == 500 and error.value.code == "engine_failed"
     assert "out of cheese" in error.value.message
+    monkeypatch.undo()
+    assert client.images.generate(prompt="p", size="512x512").data is not None
+
+
+def test_a_run_that_fails_mid_stream_ends_the_stream_with_an_error_event(
+    server: Server, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = server.app.state.service.registry.get("tiny")
+    generate = engine._generate
+
+    def fails_after_step_2(pipeline: Any, jobs: Any, callback: Any) -> Any:
+        def step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            result: dict[str, Any] = callback(pipe, step, timestep, tensors)
+            if step + 1 == 2:
+                raise RuntimeError("out of cheese")
+            return result
+
+        return generate(pipeline, jobs, step_end)
+
+    monkeypatch.setattr(engine, "_generate", fails_after_step_2)
+    stream = client.images.generate(prompt="p", size="512x512", stream=True, partial_images=1)
+    seen: list[str] = []
+    with pytest.raises(openai.APIError, match="out of cheese") as error:
+        for event in stream:
+            seen.append(event.type)
+    assert seen == ["image_generation.partial_image"]  # the preview after step 2 came first
+    assert error.value.code == "engine_failed"
     monkeypatch.undo()
     assert client.images.generate(prompt="p", size="512x512").data is not None

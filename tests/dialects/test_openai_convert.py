@@ -172,6 +172,24 @@ def test_stream_events_are_one_completed_event_per_image() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "model"),
+    [("image_generation", "ImageGenPartialImageEvent"), ("image_edit", "ImageEditPartialImageEvent")],
+)
+def test_partial_events_parse_as_the_sdks_event_models(endpoint: convert.Endpoint, model: str) -> None:
+    import openai.types
+
+    preview = result_of(count=1).images[0]
+    event = convert.partial_event(preview, 2, ImageParams(prompt="p", quality="low"), 9, endpoint)
+    head, data = event.removesuffix("\n\n").split("\n")
+    assert head == f"event: {endpoint}.partial_image"
+    parsed = getattr(openai.types, model).model_validate_json(
+        data.removeprefix("data: ")
+    )  # all fields required
+    assert (parsed.partial_image_index, parsed.quality, parsed.size) == (2, "low", "96x64")
+    assert base64.b64decode(parsed.b64_json) == preview.data
+
+
 def test_output_compression_is_the_cores_jpeg_webp_quality(registry: EngineRegistry) -> None:
     params = ImageParams(prompt="p", size="512x512", output_format="jpeg", output_compression=10, seed=4)
     request = convert.to_image_request(params, "tiny")

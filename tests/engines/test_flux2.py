@@ -9,11 +9,12 @@ import pytest
 from PIL import Image
 
 from plantain.engines import flux2, tiny
+from plantain.engines.base import Previews
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import CancelledError, MissingWeightsError, TooManyImagesError
 from plantain.generation import prepare, run_request
 from plantain.settings import Settings
-from plantain.testing import install_in_hub_cache, make_input
+from plantain.testing import install_in_hub_cache, last_step_preview, make_input
 from plantain.types import ImageRequest
 
 
@@ -182,6 +183,45 @@ def test_incompatible_jobs_are_not_batched(registry: EngineRegistry) -> None:
     jobs = [prepare(ImageRequest.create(prompt="a", size=size, seed=1), engine) for size in ("512", "1K")]
     with pytest.raises(ValueError, match="must share size"):
         engine.run(jobs)
+
+
+@pytest.mark.parametrize(
+    ("count", "steps", "expected"),
+    [(3, 4, {1, 2, 3}), (1, 4, {2}), (2, 4, {1, 3}), (3, 2, {1}), (2, 1, set()), (3, 50, {12, 25, 38})],
+)
+def test_previews_spread_over_the_run_and_never_repeat_the_last_step(
+    count: int, steps: int, expected: set[int]
+) -> None:
+    assert Previews.spread(count, steps, lambda index, image: None).at_steps == expected
+
+
+def test_a_preview_of_the_final_latents_is_the_image_itself(registry: EngineRegistry) -> None:
+    request = ImageRequest.create(prompt="a red bicycle", aspect_ratio="16:9", size="512", seed=3)
+    preview, final = last_step_preview(registry.get("tiny"), request)
+    assert preview.size == final.size == (672, 384)
+    assert preview.tobytes() == final.tobytes()
+
+
+def test_previews_arrive_during_the_run_in_order_for_the_first_image(registry: EngineRegistry) -> None:
+    timeline: list[str] = []
+    sizes: list[tuple[int, int]] = []
+
+    def on_preview(index: int, image: Image.Image) -> None:
+        timeline.append(f"preview {index}")
+        sizes.append(image.size)
+
+    request = ImageRequest.create(
+        prompt="a red bicycle", size="512", seed=3, num_images=2, options={"steps": 4}
+    )
+    engine = registry.get("tiny")
+    job = prepare(request, engine)
+    images = engine.run(
+        [job],
+        on_step=lambda done, total: timeline.append(f"step {done}"),
+        previews=Previews.spread(2, job.steps, on_preview),
+    )[0]
+    assert timeline == ["preview 0", "step 1", "step 2", "preview 1", "step 3", "step 4"]
+    assert sizes == [images[0].size] * 2  # of the first image only, at the output size
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from plantain.errors import (
 from plantain.generation import prepare, run_request
 from plantain.settings import Settings
 from plantain.sizes import nearest_aspect_ratio, resolve_size
-from plantain.testing import build_once, make_input
+from plantain.testing import build_once, last_step_preview, make_input
 from plantain.types import ImageRequest, ImageResult
 
 T2I = "qwen-image"
@@ -106,6 +106,13 @@ def test_qwen_image_runs_from_a_local_directory(t2i_engine: QwenImageEngine) -> 
     other = run_request(request.model_copy(update={"seed": 8}), t2i_engine)
     assert again.images[0].data == first.images[0].data
     assert other.images[0].data != first.images[0].data
+
+
+def test_qwen_image_preview_of_the_final_latents_is_the_image_itself(t2i_engine: QwenImageEngine) -> None:
+    request = ImageRequest.create(prompt="a sign", aspect_ratio="16:9", size="512", options=FAST)
+    preview, final = last_step_preview(t2i_engine, request)
+    assert preview.size == final.size
+    assert preview.tobytes() == final.tobytes()
 
 
 def test_qwen_image_batches_compatible_jobs_in_one_call(t2i_engine: QwenImageEngine) -> None:
@@ -200,6 +207,16 @@ def test_qwen_image_edit_loads_by_hub_id_from_the_offline_cache(
 
     assert _sizes(result) == [resolve_size("1:1", "512", engine.capabilities.sizes, EDIT)]
     assert engine.conditioning == TINY_CONDITIONING  # read from the cached snapshot's sidecar
+
+
+def test_qwen_image_edit_preview_of_the_final_latents_is_the_image_itself(
+    edit_engine: QwenImageEditEngine,
+) -> None:
+    images = [make_input(96, 64, (200, 30, 30)), make_input(64, 96, (30, 30, 200))]
+    request = ImageRequest.create(prompt="side by side", images=images, size="512", options=FAST)
+    preview, final = last_step_preview(edit_engine, request)
+    assert preview.size == final.size == (624, 416)  # the first input's 3:2
+    assert preview.tobytes() == final.tobytes()
 
 
 def test_qwen_image_edit_fuses_two_images_once_per_seed(edit_engine: QwenImageEditEngine) -> None:

@@ -19,7 +19,7 @@ from plantain.errors import CancelledError, MissingWeightsError, UnsupportedSize
 from plantain.generation import run_request
 from plantain.settings import Settings
 from plantain.sizes import resolve_size
-from plantain.testing import install_in_hub_cache, make_input
+from plantain.testing import install_in_hub_cache, last_step_preview, make_input
 from plantain.types import ImageRequest, ImageResult
 
 
@@ -103,6 +103,15 @@ def test_two_images_get_consecutive_seeds_and_differ(engine: Engine) -> None:
     result = generate(engine, 21, num_images=2)
     assert [image.seed for image in result.images] == [21, 22]
     assert result.images[0].data != result.images[1].data
+
+
+def test_a_preview_of_the_final_latents_is_the_image_itself(engine: Engine) -> None:
+    request = ImageRequest.create(
+        prompt="a lighthouse", aspect_ratio="16:9", size="512", options={"steps": 2}
+    )
+    preview, final = last_step_preview(engine, request)
+    assert preview.size == final.size
+    assert preview.tobytes() == final.tobytes()
 
 
 def test_loads_by_hub_id_from_the_offline_cache(

@@ -40,6 +40,25 @@ StepCallback = Callable[[int, int], None]
 StopFlag = Callable[[], bool]
 """Polled between steps; returning True stops the run with CancelledError."""
 
+PreviewCallback = Callable[[int, Image.Image], None]
+"""Called with (preview index from 0, image) when a preview of the run's first image is decoded."""
+
+
+@dataclass(frozen=True)
+class Previews:
+    """Intermediate images of a run (OpenAI's ``partial_images``): after which steps to decode the
+    first image's latents, and where to send each preview. Each costs one VAE decode."""
+
+    at_steps: frozenset[int]
+    on_preview: PreviewCallback
+
+    @classmethod
+    def spread(cls, count: int, total_steps: int, on_preview: PreviewCallback) -> Previews:
+        """Up to ``count`` previews spread evenly over the run, never after the last step (that
+        one is the image itself), so short runs give fewer previews than asked for."""
+        steps = {max(1, round(total_steps * (i + 1) / (count + 1))) for i in range(count)}
+        return cls(frozenset(step for step in steps if step < total_steps), on_preview)
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -182,12 +201,14 @@ class Engine(ABC):
         jobs: Sequence[EngineJob],
         on_step: StepCallback | None = None,
         should_stop: StopFlag | None = None,
+        previews: Previews | None = None,
     ) -> list[list[Image.Image]]:
         """Run compatible ``jobs`` in one pipeline call; returns each job's images in seed order."""
         self._check_compatible(jobs)
         self.load()
+        callback = self._step_callback(jobs[0], on_step, should_stop, previews)
         with self._lock:
-            images = self._run_locked(jobs, self._step_callback(jobs[0].steps, on_step, should_stop))
+            images = self._run_locked(jobs, callback)
         return _split(images, [len(job.seeds) for job in jobs])
 
     def _run_locked(self, jobs: Sequence[EngineJob], callback: Callable[..., Any]) -> list[Image.Image]:
@@ -212,18 +233,36 @@ class Engine(ABC):
         if len({job.batch_key() for job in jobs}) > 1:
             raise ValueError("jobs in one run must share size, steps, guidance and input images")
 
+    def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image | None:
+        """Decode one image's in-progress latents (as ``callback_on_step_end`` sees them, in the
+        family's own layout) to an image; None where the family makes no previews."""
+        return None
+
     def _step_callback(
-        self, total: int, on_step: StepCallback | None, should_stop: StopFlag | None
+        self,
+        job: EngineJob,
+        on_step: StepCallback | None,
+        should_stop: StopFlag | None,
+        previews: Previews | None,
     ) -> Callable[..., Any]:
-        """A diffusers ``callback_on_step_end`` that reports progress and honours the stop flag."""
+        """A diffusers ``callback_on_step_end`` that reports progress, honours the stop flag and
+        decodes the requested previews of the first image."""
         started = time.monotonic()
+        total = job.steps
+        sent = 0  # engines that call the pipeline once per seed see the steps again: preview once
 
         def callback(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal sent
             if should_stop is not None and should_stop():
                 raise CancelledError(
                     f"run on engine {self.name} was cancelled after step {step + 1} of {total} "
                     f"({time.monotonic() - started:.1f} s)"
                 )
+            if previews is not None and step + 1 in previews.at_steps and sent < len(previews.at_steps):
+                image = self._decode_preview(pipeline, tensors["latents"][:1], job)
+                if image is not None:
+                    previews.on_preview(sent, image)
+                    sent += 1
             if on_step is not None:
                 on_step(step + 1, total)
             return {}
@@ -257,6 +296,18 @@ def seed_generators(jobs: Sequence[EngineJob]) -> list[torch.Generator]:
     """One CPU generator per image, in job then seed order: image k depends on its own seed only,
     and the same seed gives the same noise on any device."""
     return [torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
+
+
+def decode_latents(pipeline: Any, latents: torch.Tensor) -> Image.Image:
+    """What every pipeline does after its loop, for one image: VAE decode, then postprocess."""
+    from diffusers.utils.torch_utils import get_module_execution_device
+
+    vae = pipeline.vae
+    decoded = vae.decode(latents.to(get_module_execution_device(vae), vae.dtype), return_dict=False)[0]
+    if decoded.ndim == 5:  # video VAEs (Qwen-Image's) return (batch, channels, frames, h, w)
+        decoded = decoded[:, :, 0]
+    image: Image.Image = pipeline.image_processor.postprocess(decoded, output_type="pil")[0]
+    return image
 
 
 def _digest(request: ImageRequest) -> str:

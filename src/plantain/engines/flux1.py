@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, seed_generators
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, decode_latents, seed_generators
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
@@ -73,6 +73,12 @@ class Flux1Engine(Engine):
             **self.preset.call_kwargs,
         )
         return list(output.images)
+
+    def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
+        # FluxPipeline.__call__ after its loop: unpack the 2x2 patches, undo scaling and shift.
+        unpacked = pipeline._unpack_latents(latents, job.height, job.width, pipeline.vae_scale_factor)
+        config = pipeline.vae.config
+        return decode_latents(pipeline, unpacked / config.scaling_factor + config.shift_factor)
 
 
 def create(name: str, settings: Settings) -> Flux1Engine:

@@ -10,9 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, seed_generators
+from plantain.engines.base import (
+    Capabilities,
+    Engine,
+    EngineJob,
+    Preset,
+    decode_latents,
+    seed_generators,
+)
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.settings import Settings
 from plantain.sizes import SizeLimits
@@ -56,6 +64,18 @@ class Flux2KleinEngine(Engine):
             **self.preset.call_kwargs,
         )
         return list(output.images)
+
+    def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
+        # The pipeline's own unpacking: its latent ids are a row-major grid, so a reshape puts each
+        # token in place; then the VAE's batch-norm statistics are undone and the 2x2 patches
+        # unfolded (Flux2KleinPipeline.__call__ after the loop).
+        patch = pipeline.vae_scale_factor * 2
+        grid = latents.reshape(latents.shape[0], job.height // patch, job.width // patch, -1)
+        grid = grid.permute(0, 3, 1, 2)
+        bn = pipeline.vae.bn
+        std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + pipeline.vae.config.batch_norm_eps)
+        grid = grid * std.to(grid) + bn.running_mean.view(1, -1, 1, 1).to(grid)
+        return decode_latents(pipeline, pipeline._unpatchify_latents(grid))
 
 
 def create(name: str, settings: Settings) -> Flux2KleinEngine:

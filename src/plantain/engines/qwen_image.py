@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, seed_generators
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, decode_latents, seed_generators
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.errors import EngineLoadError
@@ -114,6 +114,9 @@ class QwenImageEngine(Engine):
         )
         return list(output.images)
 
+    def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
+        return qwen_decode_preview(pipeline, latents, job)
+
 
 # --- editing and fusion ------------------------------------------------------------------------
 
@@ -192,6 +195,20 @@ class QwenImageEditEngine(Engine):
         )
         image: Image.Image = output.images[0]
         return image
+
+    def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
+        return qwen_decode_preview(pipeline, latents, job)
+
+
+def qwen_decode_preview(pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
+    """Both Qwen pipelines after their loop: unpack the 2x2 patches into one video frame, then
+    undo the VAE's per-channel normalisation."""
+    unpacked = pipeline._unpack_latents(latents, job.height, job.width, pipeline.vae_scale_factor)
+    config = pipeline.vae.config
+    shape = (1, config.z_dim, 1, 1, 1)
+    mean = torch.tensor(config.latents_mean).view(shape).to(unpacked)
+    std = torch.tensor(config.latents_std).view(shape).to(unpacked)
+    return decode_latents(pipeline, unpacked * std + mean)
 
 
 @contextmanager

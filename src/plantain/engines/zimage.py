@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, seed_generators
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, decode_latents, seed_generators
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
@@ -74,6 +74,11 @@ class ZImageEngine(Engine):
             **self.preset.call_kwargs,
         )
         return list(output.images)
+
+    def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
+        # ZImagePipeline keeps latents unpacked; only the VAE's scaling and shift are undone.
+        config = pipeline.vae.config
+        return decode_latents(pipeline, latents / config.scaling_factor + config.shift_factor)
 
 
 def create(name: str, settings: Settings) -> ZImageEngine:

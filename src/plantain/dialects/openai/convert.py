@@ -160,11 +160,11 @@ def response_body(
         data = [{"b64_json": _b64(image), "revised_prompt": None} for image in result.images]
     else:
         data = [{"url": url, "revised_prompt": None} for url in urls]
-    return {"created": created, "data": data, **_echo(result, params), "usage": usage()}
+    return {"created": created, "data": data, **_echo(result.images[0], params), "usage": usage()}
 
 
 def stream_events(result: ImageResult, params: ImageParams, created: int, endpoint: Endpoint) -> list[str]:
-    """Server-sent events: one ``<endpoint>.completed`` per image (no engine makes partial previews)."""
+    """The stream's last events: one ``<endpoint>.completed`` per image."""
     kind = f"{endpoint}.completed"
     return [
         sse(
@@ -173,7 +173,7 @@ def stream_events(result: ImageResult, params: ImageParams, created: int, endpoi
                 "type": kind,
                 "b64_json": _b64(image),
                 "created_at": created,
-                **_echo(result, params),
+                **_echo(result.images[0], params),
                 "usage": usage(),
             },
         )
@@ -181,12 +181,33 @@ def stream_events(result: ImageResult, params: ImageParams, created: int, endpoi
     ]
 
 
+def partial_event(
+    preview: GeneratedImage, index: int, params: ImageParams, created: int, endpoint: Endpoint
+) -> str:
+    """``<endpoint>.partial_image``: an in-progress image of the first output (0-based index)."""
+    kind = f"{endpoint}.partial_image"
+    return sse(
+        kind,
+        {
+            "type": kind,
+            "b64_json": _b64(preview),
+            "partial_image_index": index,
+            "created_at": created,
+            **_echo(preview, params),
+        },
+    )
+
+
+def error_event(body: Mapping[str, Any]) -> str:
+    """An error after the stream has started (the status is already 200): the SDK raises APIError."""
+    return sse("error", {"type": "error", **body})
+
+
 def sse(event: str, data: Mapping[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _echo(result: ImageResult, params: ImageParams) -> dict[str, Any]:
-    first = result.images[0]
+def _echo(first: GeneratedImage, params: ImageParams) -> dict[str, Any]:
     return {
         "background": "opaque",  # every engine's output is opaque; transparent is refused
         "output_format": output_format(params),

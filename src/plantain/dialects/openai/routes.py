@@ -8,12 +8,14 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
+from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
@@ -21,8 +23,9 @@ from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.errors import InvalidRequestError, PlantainError
 from plantain.files import FileStore
+from plantain.generation import encode_output
 from plantain.service import ImageService
-from plantain.types import ImageResult, InputImage
+from plantain.types import ImageRequest, ImageResult, InputImage
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +82,88 @@ async def _answer(
 ) -> Response:
     service: ImageService = request.app.state.service
     image_request = convert.to_image_request(params, service.engine_name(params.model), images)
+    if params.stream:
+        return await _stream(request, service, Streaming(image_request, params, endpoint))
     result = await service.run(image_request, is_disconnected=request.is_disconnected)
-    created = int(time.time())
-    if params.stream:  # the images are ready before the stream opens: no engine makes previews
-        events = convert.stream_events(result, params, created, endpoint)
-        return StreamingResponse(iter(events), media_type="text/event-stream")
     urls = await _store(request, result) if params.response_format == "url" else None
-    return JSONResponse(convert.response_body(result, params, created, urls))
+    return JSONResponse(convert.response_body(result, params, int(time.time()), urls))
+
+
+@dataclass(frozen=True)
+class Streaming:
+    """One streamed request: what the events are made from."""
+
+    request: ImageRequest
+    params: ImageParams
+    endpoint: convert.Endpoint
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+Preview = tuple[int, Image.Image]
+
+
+async def _stream(request: Request, service: ImageService, streaming: Streaming) -> Response:
+    """Previews as the engine decodes them (``partial_images``), then the images.
+
+    The response starts only with its first event, so every error up to then — a bad input,
+    a missing engine, a failed run without previews — keeps its status code; one after it is
+    an ``error`` event in the stream."""
+    loop = asyncio.get_running_loop()
+    previews: asyncio.Queue[Preview] = asyncio.Queue()
+
+    def on_preview(index: int, image: Image.Image) -> None:  # on the engine's thread
+        loop.call_soon_threadsafe(previews.put_nowait, (index, image))
+
+    run = asyncio.create_task(
+        service.run(
+            streaming.request,
+            is_disconnected=request.is_disconnected,
+            previews=streaming.params.partial_images or 0,
+            on_preview=on_preview,
+        )
+    )
+    try:
+        first = await _next_preview(previews, run)
+        if first is None:
+            events = convert.stream_events(await run, streaming.params, streaming.created, streaming.endpoint)
+            return StreamingResponse(iter(events), media_type="text/event-stream")
+    except BaseException:
+        run.cancel()
+        raise
+    return StreamingResponse(_events(first, previews, run, streaming), media_type="text/event-stream")
+
+
+async def _next_preview(previews: asyncio.Queue[Preview], run: asyncio.Task[ImageResult]) -> Preview | None:
+    """The next preview, or None once the run has ended and every preview was taken."""
+    getter = asyncio.ensure_future(previews.get())
+    try:
+        await asyncio.wait({getter, run}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()  # a cancelled get loses no item
+    return getter.result() if getter.done() and not getter.cancelled() else None
+
+
+async def _events(
+    first: Preview, previews: asyncio.Queue[Preview], run: asyncio.Task[ImageResult], streaming: Streaming
+) -> AsyncIterator[str]:
+    params, created, endpoint = streaming.params, streaming.created, streaming.endpoint
+    try:
+        preview: Preview | None = first
+        while preview is not None:
+            index, image = preview
+            encoded = await asyncio.to_thread(encode_output, image, 0, streaming.request)  # seed unused
+            yield convert.partial_event(encoded, index, params, created, endpoint)
+            preview = await _next_preview(previews, run)
+        try:
+            result = await run
+        except PlantainError as error:
+            yield convert.error_event(_error_body(error.renamed(convert.PARAM_NAMES)))
+            return
+        for event in convert.stream_events(result, params, created, endpoint):
+            yield event
+    finally:
+        run.cancel()  # the client went away mid-stream: stop the engine at its next step
 
 
 async def _read_edit_form(request: Request) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
@@ -141,3 +219,9 @@ def _error_response(error: PlantainError, request: Request, request_id: str) -> 
         logger.error("%s %s failed (%s): %s", request.method, request.url.path, request_id, error.message)
     status, body = errors.error_body(error)
     return JSONResponse(body, status_code=status)
+
+
+def _error_body(error: PlantainError) -> dict[str, Any]:
+    if error.status >= 500:
+        logger.error("a streamed run failed: %s", error.message)
+    return errors.error_body(error)[1]
