@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from google import genai
 from google.genai import errors, types
 from PIL import Image
@@ -28,9 +30,13 @@ GENAI_1X = Path(sys.prefix) / "genai-1x"  # scripts/dev.sh setup installs google
 
 
 @pytest.fixture(scope="module")
-def server(data_dir: Path, hub_cache: Path) -> Iterator[str]:
-    settings = Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="tiny")
-    with LiveServer(create_app(settings)) as live:
+def app(data_dir: Path, hub_cache: Path) -> FastAPI:
+    return create_app(Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="tiny"))
+
+
+@pytest.fixture(scope="module")
+def server(app: FastAPI) -> Iterator[str]:
+    with LiveServer(app) as live:
         deadline = time.monotonic() + 60
         while httpx.get(f"{live.url}/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the server did not become ready"
@@ -122,6 +128,20 @@ def test_2k(client: genai.Client) -> None:
     )
     assert size_of(response) == (2688, 1536)
     assert response.usage_metadata and response.usage_metadata.candidates_token_count == 1120
+
+
+@pytest.mark.slow
+def test_4k(app: FastAPI, client: genai.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = app.state.service.registry.get("tiny")
+    # One step instead of four: 17 megapixels take ~20 s a step on two CPU cores.
+    monkeypatch.setattr(tiny, "preset", dataclasses.replace(tiny.preset, steps=1))
+    response = client.models.generate_content(
+        model="gemini-3-pro-image-preview",
+        contents="a cube",
+        config=config(aspect_ratio="21:9", image_size="4K"),
+    )
+    assert size_of(response) == (6144, 2688)  # 4x the 1K table's 1536x672
+    assert response.usage_metadata and response.usage_metadata.candidates_token_count == 2000
 
 
 def test_an_edit_of_png_webp_and_jpeg_keeps_the_first_inputs_shape(client: genai.Client) -> None:
