@@ -96,6 +96,15 @@ class NotFoundError(PlantainError):
     status = 404
 
 
+class RouteNotFoundError(NotFoundError):
+    code = "route_not_found"
+
+
+class MethodNotAllowedError(PlantainError):
+    code = "method_not_allowed"
+    status = 405
+
+
 class UnknownEngineError(NotFoundError):
     code = "unknown_engine"
 

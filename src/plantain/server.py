@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plantain import __version__
 from plantain.dialects.gemini import convert as gemini_convert
@@ -26,7 +27,15 @@ from plantain.dialects.openai import convert as openai_convert
 from plantain.dialects.openai import errors as openai_errors
 from plantain.dialects.openai import routes as openai_routes
 from plantain.engines.registry import EngineRegistry
-from plantain.errors import AuthenticationError, EngineRunError, PermissionDeniedError, PlantainError
+from plantain.errors import (
+    AuthenticationError,
+    EngineRunError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    PermissionDeniedError,
+    PlantainError,
+    RouteNotFoundError,
+)
 from plantain.service import ImageService
 from plantain.settings import Settings
 
@@ -34,6 +43,11 @@ logger = logging.getLogger(__name__)
 
 GEMINI_PATH_MARKERS = (":generateContent", ":streamGenerateContent", "/publishers/", "/projects/")
 GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1beta1/")
+SERVED_ROUTES = (
+    "Plantain serves Gemini's models/{model}:generateContent, :streamGenerateContent, :countTokens "
+    "and models (under /v1, /v1beta, /v1alpha and the Vertex paths), OpenAI's /v1/images/generations "
+    "and /v1/images/edits, /v1/models, /healthz and /readyz"
+)
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 # Result files are fetched by plain URL (browsers, <img> tags): the unguessable, expiring id is the key.
 UNAUTHENTICATED_PREFIXES = ("/v1/files/",)
@@ -105,10 +119,25 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def plantain_error(request: Request, exc: PlantainError) -> JSONResponse:
         return render_error(request, exc)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def routing_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return render_error(request, _routing_error(request, exc))
+
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s", request.url.path)
         return render_error(request, EngineRunError(f"internal error: {type(exc).__name__}: {exc}"))
+
+
+def _routing_error(request: Request, exc: StarletteHTTPException) -> PlantainError:
+    """Starlette's own refusals (no such route, wrong method) in the caller's dialect."""
+    where = f"{request.method} {request.url.path}"
+    custom_method = ":" in request.url.path.rsplit("/", 1)[-1]  # models/m:embedContent matches models/{m}
+    if exc.status_code == 404 or custom_method:
+        return RouteNotFoundError(f"{where} is not served here; {SERVED_ROUTES}")
+    if exc.status_code == 405:
+        return MethodNotAllowedError(f"{where}: the method is not allowed on this route")
+    return InvalidRequestError(f"{where}: {exc.detail}")
 
 
 def _api_key_check(settings: Settings) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Any]:

@@ -260,6 +260,25 @@ def test_an_unknown_model_is_404(client: genai.Client) -> None:
     assert "'gemini-9-ultra' is not served here" in (caught.value.message or "")
 
 
+def test_count_tokens_estimates_text_and_images_like_usage_metadata(client: genai.Client) -> None:
+    contents: list[Any] = [part("PNG", 96, 64), "twelve chars"]  # 12 characters: 3 tokens
+    counted = client.models.count_tokens(model=MODEL, contents=contents)
+    assert counted.total_tokens == 3 + 258
+    pro = client.models.count_tokens(model="gemini-3-pro-image-preview", contents=contents)
+    assert pro.total_tokens == 3 + 560
+    with pytest.raises(errors.ClientError) as caught:
+        client.models.count_tokens(model="gemini-9-ultra", contents="x")
+    assert caught.value.code == 404
+
+
+def test_a_method_plantain_does_not_serve_is_a_404_in_gemini_shape(client: genai.Client) -> None:
+    with pytest.raises(errors.ClientError) as caught:
+        client.models.embed_content(model=MODEL, contents="hello")
+    assert (caught.value.code, caught.value.status) == (404, "NOT_FOUND")
+    assert ":batchEmbedContents is not served here" in (caught.value.message or "")  # what the SDK calls
+    assert ":generateContent" in (caught.value.message or "")  # and it says what is
+
+
 # --- the wire, without an SDK -----------------------------------------------------------------
 
 

@@ -114,6 +114,21 @@ def test_url_response_serves_the_same_bytes_as_b64(server: Server, client: opena
     assert fetched.content == base64.b64decode(as_b64.data[0].b64_json or "")
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the SDK deprecates the call
+def test_variations_are_a_404_in_the_openai_shape(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as error:
+        client.images.create_variation(image=encoded("PNG"))
+    assert error.value.code == "route_not_found"
+    assert "POST /v1/images/variations is not served here" in error.value.message
+    assert "/v1/images/edits" in error.value.message
+
+
+def test_a_wrong_method_is_a_405_in_the_openai_shape(server: Server) -> None:
+    response = httpx.get(f"{server.url}/v1/images/generations")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
 def test_an_unknown_file_is_a_404_in_the_openai_shape(server: Server) -> None:
     response = httpx.get(f"{server.url}/v1/files/no-such-file-id-at-all")
     assert response.status_code == 404

@@ -303,6 +303,22 @@ def usage(request: ImageRequest, result: ImageResult, model: str) -> UsageMetada
     )
 
 
+def count_tokens_body(body: GenerateContentRequest, model: str) -> dict[str, Any]:
+    """``countTokens``: the estimate ``usageMetadata`` makes of a prompt, over every turn and the
+    system instruction (what a model that reads the whole conversation would be sent)."""
+    contents = [*body.contents, *([body.system_instruction] if body.system_instruction else [])]
+    parts = [part for content in contents for part in content.parts]
+    text_tokens = sum(len(part.text or "") for part in parts) // CHARS_PER_TOKEN
+    per_input = (
+        INPUT_IMAGE_TOKENS_3_PRO if _model_id(model).startswith("gemini-3-pro-image") else INPUT_IMAGE_TOKENS
+    )
+    image_tokens = per_input * sum(1 for part in parts if part.inline_data or part.file_data)
+    details = [ModalityTokenCount(modality="TEXT", token_count=text_tokens).wire()]
+    if image_tokens:
+        details.append(ModalityTokenCount(modality="IMAGE", token_count=image_tokens).wire())
+    return {"totalTokens": text_tokens + image_tokens, "promptTokensDetails": details}
+
+
 def output_image_tokens(model: str, size: str) -> int:
     """Tokens Gemini counts for one output image of ``model`` at ``size``."""
     for family, by_size in IMAGE_TOKENS.items():

@@ -1,4 +1,5 @@
-"""Gemini API and Vertex AI routes: ``generateContent``, ``streamGenerateContent``, models.
+"""Gemini API and Vertex AI routes: ``generateContent``, ``streamGenerateContent``,
+``countTokens``, models.
 
 Thin on purpose: parse, convert, run on the service, convert back. Errors are Plantain errors,
 rendered in the Gemini envelope by the server's handlers. Success is always status 200 (the
@@ -56,6 +57,13 @@ def _sse(chunks: list[GenerateContentResponse]) -> Iterator[str]:
         yield f"data: {json.dumps(chunk.wire(), separators=(',', ':'))}\n\n"
 
 
+async def count_tokens(request: Request, model: str) -> JSONResponse:
+    service: ImageService = request.app.state.service
+    service.engine_name(model)  # an unknown model is a 404, as for generateContent
+    body = convert.parse_request(await request.body())
+    return JSONResponse(convert.count_tokens_body(body, model))
+
+
 async def list_models(request: Request) -> JSONResponse:
     service: ImageService = request.app.state.service
     return JSONResponse(convert.list_models_body(service.registry))
@@ -86,6 +94,7 @@ def _register() -> None:
         router.add_api_route(
             f"{prefix}/{{model}}:streamGenerateContent", stream_generate_content, methods=["POST"]
         )
+        router.add_api_route(f"{prefix}/{{model}}:countTokens", count_tokens, methods=["POST"])
     for version in MODEL_LISTING_VERSIONS:
         router.add_api_route(f"/{version}/models", list_models, methods=["GET"])
         router.add_api_route(f"/{version}/models/{{model}}", get_model, methods=["GET"])
