@@ -12,7 +12,7 @@ GEMINI_MODELS = (
     "gemini-3-pro-image-preview",
     "gemini-3.1-flash-image-preview",
 )
-OPENAI_MODELS = ("gpt-image-1", "gpt-image-1.5", "dall-e-3")
+OPENAI_MODELS = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-3")
 VENDOR_MODELS = GEMINI_MODELS + OPENAI_MODELS
 
 

@@ -130,6 +130,14 @@ def test_2k(client: genai.Client) -> None:
     assert response.usage_metadata and response.usage_metadata.candidates_token_count == 1120
 
 
+def test_an_edit_of_a_small_jpeg_works(client: genai.Client) -> None:
+    # 100x50 is below FLUX.2's 64-pixel minimum for reference images: enlarged, not a 500.
+    response = client.models.generate_content(
+        model=MODEL, contents=[part("JPEG", 100, 50), "make it red"], config=config(image_size="512")
+    )
+    assert size_of(response) == (672, 384)
+
+
 @pytest.mark.slow
 def test_4k(app: FastAPI, client: genai.Client, monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = app.state.service.registry.get("tiny")

@@ -27,6 +27,7 @@ def test_openai_sdk_lists_and_retrieves_models(url: str) -> None:
     ids = [model.id for model in client.models.list()]
     assert {"gpt-image-1", "gemini-2.5-flash-image", "tiny"} <= set(ids)
     assert client.models.retrieve("dall-e-3").id == "dall-e-3"
+    assert client.models.retrieve("gpt-image-1-mini").id == "gpt-image-1-mini"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
 

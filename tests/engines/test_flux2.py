@@ -11,7 +11,7 @@ from PIL import Image
 from plantain.engines import flux2, tiny
 from plantain.engines.base import Previews
 from plantain.engines.registry import EngineRegistry
-from plantain.errors import CancelledError, MissingWeightsError, TooManyImagesError
+from plantain.errors import CancelledError, InvalidImageError, MissingWeightsError, TooManyImagesError
 from plantain.generation import prepare, run_request
 from plantain.settings import Settings
 from plantain.testing import install_in_hub_cache, last_step_preview, make_input
@@ -142,6 +142,26 @@ def test_more_inputs_than_the_engine_takes_are_refused_before_loading(settings: 
     engine = flux2.create("flux2-klein-4b", settings)  # no weights: refusal must not need them
     request = ImageRequest.create(prompt="fuse", images=[make_input()] * 5)
     with pytest.raises(TooManyImagesError, match="flux2-klein-4b takes at most 4 input images; got 5"):
+        prepare(request, engine)
+    assert not engine.loaded
+
+
+def test_inputs_smaller_than_the_pipeline_takes_are_enlarged(registry: EngineRegistry) -> None:
+    engine = registry.get("tiny")
+    request = ImageRequest.create(prompt="make it night", images=[make_input(40, 20)], size="512", seed=1)
+    job = prepare(request, engine)
+    assert job.images[0].size == (128, 64)  # the processor's 64-pixel minimum, aspect kept
+    result = run_request(request, engine)
+    assert pixels(result.images[0].data).size == (672, 384)  # 16:9, the nearest table ratio to 2:1
+
+
+def test_inputs_beyond_8_to_1_are_refused_naming_the_input(settings: Settings) -> None:
+    engine = flux2.create("flux2-klein-4b", settings)
+    long = make_input(900, 100)
+    request = ImageRequest.create(
+        prompt="fuse", images=[make_input(), long.model_copy(update={"label": "image 2"})]
+    )
+    with pytest.raises(InvalidImageError, match="image 2 is 900x100, longer than 8:1; engine flux2-klein-4b"):
         prepare(request, engine)
     assert not engine.loaded
 

@@ -24,6 +24,7 @@ from plantain.engines.qwen_image import (
 from plantain.errors import (
     CancelledError,
     EngineLoadError,
+    InvalidImageError,
     MissingWeightsError,
     TooManyImagesError,
     UnsupportedSizeError,
@@ -217,6 +218,18 @@ def test_qwen_image_edit_preview_of_the_final_latents_is_the_image_itself(
     preview, final = last_step_preview(edit_engine, request)
     assert preview.size == final.size == (624, 416)  # the first input's 3:2
     assert preview.tobytes() == final.tobytes()
+
+
+def test_qwen_image_edit_takes_a_tiny_input_and_refuses_one_beyond_8_to_1(
+    edit_engine: QwenImageEditEngine,
+) -> None:
+    small = run_request(
+        ImageRequest.create(prompt="x", images=[make_input(20, 10)], size="512", options=FAST), edit_engine
+    )
+    assert _sizes(small) == [(672, 384)]
+    long = ImageRequest.create(prompt="x", images=[make_input(180, 20)], size="512", options=FAST)
+    with pytest.raises(InvalidImageError, match="is 180x20, longer than 8:1; engine qwen-image-edit takes"):
+        run_request(long, edit_engine)  # a 400, not the pipeline's ValueError as a 500
 
 
 def test_qwen_image_edit_fuses_two_images_once_per_seed(edit_engine: QwenImageEditEngine) -> None:

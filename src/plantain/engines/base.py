@@ -26,6 +26,7 @@ from plantain.engines.loading import WeightsSource, WeightsStatus
 from plantain.errors import (
     CancelledError,
     EngineRunError,
+    InvalidImageError,
     PlantainError,
     TooManyImagesError,
     UnsupportedTaskError,
@@ -70,12 +71,21 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class InputLimits:
+    """The shapes a pipeline takes as input images (FLUX.2's processor: sides >= 64, up to 8:1)."""
+
+    min_side: int = 1  # smaller inputs are enlarged to it, aspect kept
+    max_aspect: float = float("inf")  # longer inputs are refused, naming the input
+
+
+@dataclass(frozen=True)
 class Capabilities:
     text_to_image: bool
     edit: bool
     max_input_images: int  # 0 for text-to-image-only engines
     sizes: SizeLimits
     batchable: bool = True  # several compatible jobs can share one pipeline call
+    inputs: InputLimits = InputLimits()
 
     def tasks(self) -> list[str]:
         return [name for name, ok in (("text-to-image", self.text_to_image), ("edit", self.edit)) if ok]
@@ -157,7 +167,7 @@ class Engine(ABC):
         options = request.options
         return EngineJob(
             prompt=request.prompt,
-            images=tuple(images),
+            images=self._fit_inputs(request, images),
             width=width,
             height=height,
             steps=options.steps if options.steps is not None else self.preset.steps,
@@ -186,6 +196,22 @@ class Engine(ABC):
                 f"engine {self.name} takes at most {caps.max_input_images} input images; got {count}",
                 field="images",
             )
+
+    def _fit_inputs(self, request: ImageRequest, images: Sequence[Image.Image]) -> tuple[Image.Image, ...]:
+        """Inputs the pipeline will take: small ones enlarged, too elongated ones refused (a
+        pipeline's own refusal would surface as a 500 after the queue wait)."""
+        limits = self.capabilities.inputs
+        fitted = []
+        for source, image in zip(request.images, images, strict=True):
+            width, height = image.size
+            if max(width / height, height / width) > limits.max_aspect:
+                raise InvalidImageError(
+                    f"{source.label} is {width}x{height}, longer than {limits.max_aspect:g}:1; engine "
+                    f"{self.name} takes input images up to {limits.max_aspect:g}:1, so crop it first",
+                    field="images",
+                )
+            fitted.append(_enlarge_to(image, limits.min_side))
+        return tuple(fitted)
 
     def _default_aspect_ratio(self, images: Sequence[Image.Image]) -> str:
         """An edit keeps its (first) input's shape; a generation is square."""
@@ -308,6 +334,17 @@ def decode_latents(pipeline: Any, latents: torch.Tensor) -> Image.Image:
         decoded = decoded[:, :, 0]
     image: Image.Image = pipeline.image_processor.postprocess(decoded, output_type="pil")[0]
     return image
+
+
+def _enlarge_to(image: Image.Image, min_side: int) -> Image.Image:
+    """``image`` with its shorter side at least ``min_side`` (aspect kept; Nano Banana takes
+    small inputs as they are)."""
+    short = min(image.size)
+    if short >= min_side:
+        return image
+    scale = min_side / short
+    size = (max(min_side, round(image.width * scale)), max(min_side, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 def _digest(request: ImageRequest) -> str:

@@ -17,6 +17,7 @@ from plantain.engines.base import (
     Capabilities,
     Engine,
     EngineJob,
+    InputLimits,
     Preset,
     decode_latents,
     seed_generators,
@@ -29,12 +30,16 @@ HUB_ID = "black-forest-labs/FLUX.2-klein-4B"
 
 KLEIN_4B_PRESET = Preset(steps=4, guidance=1.0)
 
+# Flux2ImageProcessor.check_image_input refuses reference images under 64 px a side or beyond 8:1.
+FLUX2_INPUTS = InputLimits(min_side=64, max_aspect=8.0)
+
 KLEIN_CAPABILITIES = Capabilities(
     text_to_image=True,
     edit=True,
     max_input_images=4,  # BFL: up to 4 reference images for klein
     # Up to 4 MP output; the pipeline's sizes are multiples of 16 (8x VAE, 2x2 packing).
     sizes=SizeLimits(multiple=16, min_side=64, max_pixels=2048 * 2048, max_aspect=8.0),
+    inputs=FLUX2_INPUTS,
 )
 
 

@@ -33,7 +33,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, decode_latents, seed_generators
+from plantain.engines.base import (
+    Capabilities,
+    Engine,
+    EngineJob,
+    InputLimits,
+    Preset,
+    decode_latents,
+    seed_generators,
+)
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.errors import EngineLoadError
@@ -65,6 +73,10 @@ QWEN_IMAGE_EDIT_CAPABILITIES = Capabilities(
     max_input_images=3,  # Edit-2509/2511 cards: multi-image editing is best with 1 to 3 images
     sizes=QWEN_SIZES,
     batchable=False,  # the pipeline raises on batch size > 1
+    # Each input is resized to fixed areas with sides rounded to 32: a very elongated one rounds a
+    # side to 0 and the pipeline fails (15:1 on the tiny checkpoint's areas). 8:1 is safe at any
+    # area and as wide as any Nano Banana aspect ratio.
+    inputs=InputLimits(max_aspect=8.0),
 )
 
 CONDITIONING_FILE = "plantain_conditioning.json"

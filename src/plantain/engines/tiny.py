@@ -15,7 +15,7 @@ import torch
 
 from plantain.engines.base import Capabilities, Preset
 from plantain.engines.checkpoints import save_atomically
-from plantain.engines.flux2 import Flux2KleinEngine
+from plantain.engines.flux2 import FLUX2_INPUTS, Flux2KleinEngine
 from plantain.engines.loading import WeightsSource
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.settings import Settings
@@ -38,6 +38,7 @@ TINY_CAPABILITIES = Capabilities(
         max_pixels=int(_LARGEST_TABLE_PIXELS * max(TIER_SCALE.values()) ** 2),  # every tier
         max_aspect=8.0,
     ),
+    inputs=FLUX2_INPUTS,  # the same pipeline as klein
 )
 
 
