@@ -14,11 +14,16 @@ Messages name the field, the value and the limit, and say what to do where there
     ├── AuthenticationError             401 unauthenticated   (no API key sent)
     ├── PermissionDeniedError           403 permission_denied (a key that is not configured)
     ├── NotFoundError                   404 not_found
+    │   ├── RouteNotFoundError          404 route_not_found   (no such route on this server)
     │   ├── UnknownEngineError          404 unknown_engine
     │   └── UnknownModelError           404 model_not_found   (a dialect's model name)
+    ├── MethodNotAllowedError           405 method_not_allowed
+    ├── IdempotencyConflictError        422 idempotency_conflict (a key reused with another body)
+    ├── QueueFullError                  429 queue_full        (carries retry_after seconds)
     ├── MissingWeightsError             503 missing_weights   (checkpoint not installed)
     ├── EngineLoadError                 500 engine_load_failed
     ├── EngineRunError                  500 engine_failed
+    │   └── AttemptsExhaustedError      500 attempts_exhausted (interrupted by restarts too often)
     └── CancelledError                  499 cancelled         (stop flag honoured mid-run)
 """
 
@@ -113,6 +118,22 @@ class UnknownModelError(NotFoundError):
     code = "model_not_found"
 
 
+class IdempotencyConflictError(PlantainError):
+    code = "idempotency_conflict"
+    status = 422
+
+
+class QueueFullError(PlantainError):
+    """The queue holds as many tasks as it may; the caller should retry after ``retry_after`` s."""
+
+    code = "queue_full"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class MissingWeightsError(PlantainError):
     code = "missing_weights"
     status = 503
@@ -128,6 +149,26 @@ class EngineRunError(PlantainError):
     status = 500
 
 
+class AttemptsExhaustedError(EngineRunError):
+    code = "attempts_exhausted"
+
+
 class CancelledError(PlantainError):
     code = "cancelled"
     status = 499
+
+
+def error_from_code(code: str, message: str, field: str | None = None) -> PlantainError:
+    """The error a stored task failure stands for, raised again for a caller that waited on it
+    (unknown codes become EngineRunError, keeping the message)."""
+    for cls in _subclasses(PlantainError):
+        if cls.code == code and cls is not QueueFullError:
+            return cls(message, field=field)
+    return EngineRunError(message, field=field)
+
+
+def _subclasses(cls: type[PlantainError]) -> list[type[PlantainError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found += _subclasses(sub)
+    return found

@@ -36,7 +36,7 @@ from plantain.errors import (
     PlantainError,
     RouteNotFoundError,
 )
-from plantain.service import ImageService
+from plantain.scheduler import Scheduler
 from plantain.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -69,48 +69,53 @@ def render_error(request: Request, error: PlantainError) -> JSONResponse:
 
 
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> FastAPI:
-    service = ImageService(registry or EngineRegistry(settings))
+    scheduler = Scheduler(settings, registry or EngineRegistry(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(_load_engines(service, settings))
+        scheduler.start(asyncio.get_running_loop())
+        loading = asyncio.create_task(_load_engines(scheduler, settings))
         try:
             yield
         finally:
             loading.cancel()
-            service.close()
+            await asyncio.to_thread(scheduler.drain, settings.drain_seconds)
+            scheduler.close()
 
     app = FastAPI(title="Plantain", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.service = service
-    app.state.load_error = None
-    _add_health_routes(app, service)
+    app.state.scheduler = scheduler
+    _add_health_routes(app, scheduler)
     _add_error_handlers(app)
     app.middleware("http")(_api_key_check(settings))
     _include_dialects(app)
     return app
 
 
-async def _load_engines(service: ImageService, settings: Settings) -> None:
+async def _load_engines(scheduler: Scheduler, settings: Settings) -> None:
     names = settings.serve_engines or [settings.default_engine]
     try:
-        await asyncio.to_thread(service.load, names)
+        await asyncio.to_thread(scheduler.load, names)
         logger.info("engines ready: %s", ", ".join(names))
     except Exception as exc:  # readiness reports it; the server keeps answering
-        service.load_error = exc.message if isinstance(exc, PlantainError) else f"{type(exc).__name__}: {exc}"
-        logger.error("engines failed to load: %s", service.load_error)
+        scheduler.load_error = (
+            exc.message if isinstance(exc, PlantainError) else f"{type(exc).__name__}: {exc}"
+        )
+        logger.error("engines failed to load: %s", scheduler.load_error)
 
 
-def _add_health_routes(app: FastAPI, service: ImageService) -> None:
+def _add_health_routes(app: FastAPI, scheduler: Scheduler) -> None:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        if service.ready.is_set():
+        if scheduler.draining.is_set():
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if scheduler.ready.is_set():
             return JSONResponse({"status": "ready"})
-        if service.load_error:
-            return JSONResponse({"status": "failed", "error": service.load_error}, status_code=503)
+        if scheduler.load_error:
+            return JSONResponse({"status": "failed", "error": scheduler.load_error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
 
@@ -182,14 +187,14 @@ def _add_shared_model_routes(app: FastAPI) -> None:
 
     @app.get("/v1/models", include_in_schema=False)
     async def list_models(request: Request) -> dict[str, Any]:
-        registry = request.app.state.service.registry
+        registry = request.app.state.scheduler.registry
         if speaks_gemini(request):
             return gemini_convert.list_models_body(registry)
         return openai_convert.models_body(registry)
 
     @app.get("/v1/models/{model:path}", include_in_schema=False)
     async def get_model(request: Request, model: str) -> dict[str, Any]:
-        registry = request.app.state.service.registry
+        registry = request.app.state.scheduler.registry
         if speaks_gemini(request):
             return gemini_convert.get_model_body(registry, model)
         return openai_convert.model_body(registry, model)

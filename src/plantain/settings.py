@@ -27,7 +27,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default_factory=_default_data_dir,
-        description="Where Plantain keeps its own files: the tiny checkpoint, later tasks and results.",
+        description="Where Plantain keeps its own files: the tiny checkpoints, the task database and "
+        "result files.",
     )
     default_engine: str = Field(
         default="flux2-klein-4b", description="Engine used when a request names none."
@@ -79,10 +80,28 @@ class Settings(BaseSettings):
         description="Engines `plantain serve` loads at start (default: the default engine); others "
         "load on first use.",
     )
-    url_ttl_seconds: int = Field(
-        default=3600,
+    retention_seconds: int = Field(
+        default=86400,
         ge=60,
-        description="How long an image returned as a URL (OpenAI response_format=url) stays fetchable.",
+        description="How long a finished task, its events and its output files (including images "
+        "returned as URLs) are kept before they are deleted.",
+    )
+    max_queued_tasks: int = Field(
+        default=1000,
+        ge=1,
+        description="Tasks that may wait in the queue; beyond it submissions get 429 with Retry-After.",
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Runs a task gets when the server is killed while it runs; then it fails "
+        "(attempts_exhausted).",
+    )
+    drain_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long the running task may finish before it is stopped and queued "
+        "again for the next start.",
     )
 
     @property

@@ -111,6 +111,86 @@ class ImageResult(BaseModel):
     seconds: float  # wall time of the engine run
 
 
+# --- tasks: every request, whichever door it came in by, runs as one -------------------------
+
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+EventType = Literal["queued", "started", "progress", "completed", "failed", "cancelled"]
+EVENT_TYPES: tuple[str, ...] = ("queued", "started", "progress", "completed", "failed", "cancelled")
+TERMINAL_EVENTS: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class TaskOutput(BaseModel):
+    """One stored output image: fetched at ``/v1/files/{file_id}``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file_id: str
+    media_type: str
+    width: int
+    height: int
+    seed: int
+
+
+class TaskResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    engine: str
+    outputs: tuple[TaskOutput, ...]
+    steps: int
+    guidance: float
+    seconds: float  # wall time of the engine run
+
+
+class TaskError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+    status: int
+    field: str | None = None
+
+
+class Task(BaseModel):
+    """A request and everything that happened to it, as stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: TaskStatus
+    model: str  # the name the caller asked for
+    engine: str
+    source: str  # the front door: tasks, gemini, openai, batch
+    request: dict[str, Any]  # the ImageRequest's fields, input images left out
+    input_count: int
+    attempts: int
+    cancel_requested: bool
+    webhook_url: str | None
+    webhook_events: tuple[str, ...] | None
+    result: TaskResult | None
+    error: TaskError | None
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+    expires_at: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class TaskEvent(BaseModel):
+    """One numbered event of a task (numbers start at 1 and have no gaps): what SSE replays."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    seq: int
+    type: EventType
+    data: dict[str, Any]
+    created_at: float
+
+
 def _teaching_error(exc: ValidationError) -> InvalidRequestError:
     """Turn pydantic's first error into one sentence naming the field, the value and the limit."""
     error = exc.errors()[0]

@@ -140,7 +140,7 @@ def test_an_edit_of_a_small_jpeg_works(client: genai.Client) -> None:
 
 @pytest.mark.slow
 def test_4k(app: FastAPI, client: genai.Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny = app.state.service.registry.get("tiny")
+    tiny = app.state.scheduler.registry.get("tiny")
     # One step instead of four: 17 megapixels take ~20 s a step on two CPU cores.
     monkeypatch.setattr(tiny, "preset", dataclasses.replace(tiny.preset, steps=1))
     response = client.models.generate_content(

@@ -270,7 +270,7 @@ def test_malformed_json_is_a_400(server: Server) -> None:
 def test_a_broken_engine_run_is_a_500_and_the_server_keeps_serving(
     server: Server, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = server.app.state.service.registry.get("tiny")
+    engine = server.app.state.scheduler.registry.get("tiny")
 
     def broken(*args: object) -> None:
         raise RuntimeError("out of cheese")
@@ -287,7 +287,7 @@ def test_a_broken_engine_run_is_a_500_and_the_server_keeps_serving(
 def test_a_run_that_fails_mid_stream_ends_the_stream_with_an_error_event(
     server: Server, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = server.app.state.service.registry.get("tiny")
+    engine = server.app.state.scheduler.registry.get("tiny")
     generate = engine._generate
 
     def fails_after_step_2(pipeline: Any, jobs: Any, callback: Any) -> Any:

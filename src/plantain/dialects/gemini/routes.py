@@ -1,8 +1,8 @@
 """Gemini API and Vertex AI routes: ``generateContent``, ``streamGenerateContent``,
 ``countTokens``, models.
 
-Thin on purpose: parse, convert, run on the service, convert back. Errors are Plantain errors,
-rendered in the Gemini envelope by the server's handlers. Success is always status 200 (the
+Thin on purpose: parse, convert, run on the scheduler (a task the route waits on), convert
+back. Errors are Plantain errors, rendered in the Gemini envelope by the server's handlers. Success is always status 200 (the
 google-genai SDK raises on anything else). ``GET /v1/models`` is shared with the OpenAI dialect
 and is added by the server from :func:`convert.list_models_body`, not here.
 """
@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects.gemini import convert
 from plantain.dialects.gemini.protocol import GenerateContentResponse
-from plantain.service import ImageService
+from plantain.scheduler import Scheduler
+from plantain.scheduler.scheduler import Submission
 from plantain.types import ImageRequest, ImageResult
 
 GEMINI_VERSIONS = ("v1", "v1beta", "v1alpha")
@@ -28,10 +29,12 @@ router = APIRouter(tags=["gemini"])
 
 
 async def _generate(request: Request, model: str) -> tuple[ImageRequest, ImageResult]:
-    service: ImageService = request.app.state.service
-    engine = service.engine_name(model)
+    scheduler: Scheduler = request.app.state.scheduler
+    engine = scheduler.engine_name(model)
     image_request = convert.to_image_request(convert.parse_request(await request.body()), engine=engine)
-    return image_request, await service.run(image_request, is_disconnected=request.is_disconnected)
+    submission = Submission(model=model, source="gemini")
+    _, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
+    return image_request, result
 
 
 async def generate_content(request: Request, model: str) -> JSONResponse:
@@ -58,20 +61,20 @@ def _sse(chunks: list[GenerateContentResponse]) -> Iterator[str]:
 
 
 async def count_tokens(request: Request, model: str) -> JSONResponse:
-    service: ImageService = request.app.state.service
-    service.engine_name(model)  # an unknown model is a 404, as for generateContent
+    scheduler: Scheduler = request.app.state.scheduler
+    scheduler.engine_name(model)  # an unknown model is a 404, as for generateContent
     body = convert.parse_request(await request.body())
     return JSONResponse(convert.count_tokens_body(body, model))
 
 
 async def list_models(request: Request) -> JSONResponse:
-    service: ImageService = request.app.state.service
-    return JSONResponse(convert.list_models_body(service.registry))
+    scheduler: Scheduler = request.app.state.scheduler
+    return JSONResponse(convert.list_models_body(scheduler.registry))
 
 
 async def get_model(request: Request, model: str) -> JSONResponse:
-    service: ImageService = request.app.state.service
-    return JSONResponse(convert.get_model_body(service.registry, model))
+    scheduler: Scheduler = request.app.state.scheduler
+    return JSONResponse(convert.get_model_body(scheduler.registry, model))
 
 
 def _model_prefixes() -> list[str]:

@@ -22,10 +22,10 @@ from starlette.exceptions import HTTPException
 from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.errors import InvalidRequestError, PlantainError
-from plantain.files import FileStore
 from plantain.generation import encode_output
-from plantain.service import ImageService
-from plantain.types import ImageRequest, ImageResult, InputImage
+from plantain.scheduler import Scheduler
+from plantain.scheduler.scheduler import Submission
+from plantain.types import ImageRequest, ImageResult, InputImage, Task
 
 logger = logging.getLogger(__name__)
 
@@ -71,21 +71,24 @@ async def edits(request: Request) -> Response:
     return await _answer(request, params, convert.input_images(parts), "image_edit")
 
 
-@router.get("/v1/files/{file_id}", name="openai_file")
+@router.get("/v1/files/{file_id}", name="file_content")
 async def file_content(request: Request, file_id: str) -> Response:
-    data, media_type = await asyncio.to_thread(_files(request).get, file_id)
-    return Response(data, media_type=media_type)
+    """An output image by its unguessable id (every task's outputs, OpenAI's ``url`` answers)."""
+    scheduler: Scheduler = request.app.state.scheduler
+    path, media_type = scheduler.store.file(file_id)
+    return Response(await asyncio.to_thread(path.read_bytes), media_type=media_type)
 
 
 async def _answer(
     request: Request, params: ImageParams, images: tuple[InputImage, ...], endpoint: convert.Endpoint
 ) -> Response:
-    service: ImageService = request.app.state.service
-    image_request = convert.to_image_request(params, service.engine_name(params.model), images)
+    scheduler: Scheduler = request.app.state.scheduler
+    image_request = convert.to_image_request(params, scheduler.engine_name(params.model), images)
+    submission = Submission(model=params.model, source="openai")
     if params.stream:
-        return await _stream(request, service, Streaming(image_request, params, endpoint))
-    result = await service.run(image_request, is_disconnected=request.is_disconnected)
-    urls = await _store(request, result) if params.response_format == "url" else None
+        return await _stream(request, scheduler, Streaming(image_request, params, endpoint, submission))
+    task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
+    urls = _urls(request, task) if params.response_format == "url" else None
     return JSONResponse(convert.response_body(result, params, int(time.time()), urls))
 
 
@@ -96,13 +99,14 @@ class Streaming:
     request: ImageRequest
     params: ImageParams
     endpoint: convert.Endpoint
+    submission: Submission
     created: int = field(default_factory=lambda: int(time.time()))
 
 
 Preview = tuple[int, Image.Image]
 
 
-async def _stream(request: Request, service: ImageService, streaming: Streaming) -> Response:
+async def _stream(request: Request, scheduler: Scheduler, streaming: Streaming) -> Response:
     """Previews as the engine decodes them (``partial_images``), then the images.
 
     The response starts only with its first event, so every error up to then — a bad input,
@@ -115,8 +119,9 @@ async def _stream(request: Request, service: ImageService, streaming: Streaming)
         loop.call_soon_threadsafe(previews.put_nowait, (index, image))
 
     run = asyncio.create_task(
-        service.run(
+        scheduler.run(
             streaming.request,
+            streaming.submission,
             is_disconnected=request.is_disconnected,
             previews=streaming.params.partial_images or 0,
             on_preview=on_preview,
@@ -125,7 +130,8 @@ async def _stream(request: Request, service: ImageService, streaming: Streaming)
     try:
         first = await _next_preview(previews, run)
         if first is None:
-            events = convert.stream_events(await run, streaming.params, streaming.created, streaming.endpoint)
+            _, result = await run
+            events = convert.stream_events(result, streaming.params, streaming.created, streaming.endpoint)
             return StreamingResponse(iter(events), media_type="text/event-stream")
     except BaseException:
         run.cancel()
@@ -133,7 +139,10 @@ async def _stream(request: Request, service: ImageService, streaming: Streaming)
     return StreamingResponse(_events(first, previews, run, streaming), media_type="text/event-stream")
 
 
-async def _next_preview(previews: asyncio.Queue[Preview], run: asyncio.Task[ImageResult]) -> Preview | None:
+Run = asyncio.Task[tuple[Task, ImageResult]]
+
+
+async def _next_preview(previews: asyncio.Queue[Preview], run: Run) -> Preview | None:
     """The next preview, or None once the run has ended and every preview was taken."""
     getter = asyncio.ensure_future(previews.get())
     try:
@@ -145,7 +154,7 @@ async def _next_preview(previews: asyncio.Queue[Preview], run: asyncio.Task[Imag
 
 
 async def _events(
-    first: Preview, previews: asyncio.Queue[Preview], run: asyncio.Task[ImageResult], streaming: Streaming
+    first: Preview, previews: asyncio.Queue[Preview], run: Run, streaming: Streaming
 ) -> AsyncIterator[str]:
     params, created, endpoint = streaming.params, streaming.created, streaming.endpoint
     try:
@@ -156,7 +165,7 @@ async def _events(
             yield convert.partial_event(encoded, index, params, created, endpoint)
             preview = await _next_preview(previews, run)
         try:
-            result = await run
+            _, result = await run
         except PlantainError as error:
             yield convert.error_event(_error_body(error.renamed(convert.PARAM_NAMES)))
             return
@@ -201,17 +210,10 @@ def _check_part(key: str, value: str | UploadFile) -> None:
         raise InvalidRequestError(f"{key} must be a text field, not a file upload", field=key)
 
 
-async def _store(request: Request, result: ImageResult) -> list[str]:
-    """Store each image for ``url_ttl_seconds`` and return absolute URLs to them."""
-    store = _files(request)
-    ids = [await asyncio.to_thread(store.put, image.data, image.media_type) for image in result.images]
-    return [str(request.url_for("openai_file", file_id=file_id)) for file_id in ids]
-
-
-def _files(request: Request) -> FileStore:
-    service: ImageService = request.app.state.service
-    settings = service.registry.settings
-    return FileStore(settings.data_dir / "files", settings.url_ttl_seconds)
+def _urls(request: Request, task: Task) -> list[str]:
+    """Absolute URLs of the task's stored images (kept ``retention_seconds``)."""
+    outputs = task.result.outputs if task.result else ()
+    return [str(request.url_for("file_content", file_id=output.file_id)) for output in outputs]
 
 
 def _error_response(error: PlantainError, request: Request, request_id: str) -> JSONResponse:
