@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _HF_HOME = Path(tempfile.mkdtemp(prefix="plantain-test-hf-"))
 os.environ["HF_HOME"] = str(_HF_HOME)
@@ -50,3 +52,23 @@ def settings(data_dir: Path, hub_cache: Path) -> Settings:
 def registry(data_dir: Path, hub_cache: Path) -> EngineRegistry:
     """One registry for the session, so the tiny engine loads once."""
     return EngineRegistry(Settings(data_dir=data_dir, hub_cache=hub_cache))
+
+
+@pytest.fixture(scope="session")
+def server_settings(
+    data_dir: Path, hub_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Settings]:
+    """Settings for one server: its own data directory (a task database is one process's), the
+    session's tiny checkpoint, tiny as the default engine."""
+    tiny_dir = tiny.checkpoint_dir(Settings(data_dir=data_dir))
+
+    def make(**fields: Any) -> Settings:
+        base: dict[str, Any] = {
+            "data_dir": tmp_path_factory.mktemp("server"),
+            "hub_cache": hub_cache,
+            "default_engine": "tiny",
+            "weights": {"tiny": tiny_dir},
+        }
+        return Settings(**{**base, **fields})
+
+    return make

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,8 +24,8 @@ def wait_ready(base: str, timeout: float = 60) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, hub_cache: Path) -> Iterator[str]:
-    settings = Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="tiny", api_keys=["sesame"])
+def keyed_server(server_settings: Callable[..., Settings]) -> Iterator[str]:
+    settings = server_settings(api_keys=["sesame"])
     with LiveServer(create_app(settings)) as server:
         yield server.url
 
@@ -36,8 +36,8 @@ def test_health_is_live_at_once_and_ready_after_loading(keyed_server: str) -> No
     assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
 
 
-def test_readiness_reports_an_engine_that_cannot_load(data_dir: Path, hub_cache: Path) -> None:
-    settings = Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="qwen-image")  # not pulled
+def test_readiness_reports_an_engine_that_cannot_load(server_settings: Callable[..., Settings]) -> None:
+    settings = server_settings(default_engine="qwen-image")  # not pulled
     with LiveServer(create_app(settings)) as server:
         deadline = time.monotonic() + 30
         while (response := httpx.get(f"{server.url}/readyz")).json()["status"] == "loading":

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         description="Engines `plantain serve` loads at start (default: the default engine); others "
         "load on first use.",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts, host:port pairs or networks (CIDR) that outbound requests (webhooks) may "
+        'reach although they are loopback, private or link-local, e.g. ["127.0.0.1", "10.0.0.0/8"].',
+    )
     retention_seconds: int = Field(
         default=86400,
         ge=60,

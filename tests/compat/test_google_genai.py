@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ GENAI_1X = Path(sys.prefix) / "genai-1x"  # scripts/dev.sh setup installs google
 
 
 @pytest.fixture(scope="module")
-def app(data_dir: Path, hub_cache: Path) -> FastAPI:
-    return create_app(Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="tiny"))
+def app(server_settings: Callable[..., Settings]) -> FastAPI:
+    return create_app(server_settings())
 
 
 @pytest.fixture(scope="module")

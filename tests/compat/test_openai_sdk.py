@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -27,8 +26,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(data_dir: Path, hub_cache: Path) -> Iterator[Server]:
-    app = create_app(Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="tiny"))
+def server(server_settings: Callable[..., Settings]) -> Iterator[Server]:
+    app = create_app(server_settings())
     with LiveServer(app) as live:
         yield Server(live.url, app)
 

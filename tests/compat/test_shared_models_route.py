@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import openai
 import pytest
@@ -16,8 +15,8 @@ from plantain.testing import LiveServer
 
 
 @pytest.fixture(scope="module")
-def url(data_dir: Path, hub_cache: Path) -> Iterator[str]:
-    settings = Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="tiny")
+def url(server_settings: Callable[..., Settings]) -> Iterator[str]:
+    settings = server_settings()
     with LiveServer(create_app(settings)) as server:
         yield server.url
 
