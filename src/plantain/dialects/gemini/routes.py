@@ -3,8 +3,9 @@
 
 Thin on purpose: parse, convert, run on the scheduler (a task the route waits on), convert
 back. Errors are Plantain errors, rendered in the Gemini envelope by the server's handlers.
-Success is always status 200 (the google-genai SDK raises on anything else). ``GET /v1/models`` is shared with the OpenAI dialect
-and is added by the server from :func:`convert.list_models_body`, not here.
+Success is always status 200 (the google-genai SDK raises on anything else). ``GET /v1/models``
+is shared with the OpenAI dialect and is added by the server from
+:func:`convert.list_models_body`, not here.
 """
 
 from __future__ import annotations
