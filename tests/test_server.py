@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -145,3 +146,29 @@ def test_result_files_are_fetched_by_url_alone(keyed_server: str) -> None:
     response = httpx.get(f"{keyed_server}/v1/files/not-a-real-id")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_full_queue_is_a_429_with_retry_after_in_each_dialect(
+    server_settings: Callable[..., Settings],
+) -> None:
+    import openai
+    from google import genai
+    from google.genai import errors, types
+
+    with LiveServer(create_app(server_settings(max_queued_tasks=1))) as server:
+        assert wait_ready(server.url).status_code == 200
+        oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key="k", max_retries=0, timeout=120)
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(oai.images.generate, prompt="long", size="2048x2048")
+            time.sleep(1.0)  # it runs: the queue is empty again
+            queued = pool.submit(oai.images.generate, prompt="waits", size="512x512")
+            time.sleep(1.0)  # it waits: the queue is full
+            with pytest.raises(openai.RateLimitError) as refused:
+                oai.images.generate(prompt="one too many", size="512x512")
+            assert refused.value.code == "queue_full"
+            assert int(refused.value.response.headers["retry-after"]) >= 1
+            gemini = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=server.url))
+            with pytest.raises(errors.ClientError) as gemini_refused:
+                gemini.models.generate_content(model="gemini-2.5-flash-image", contents="one too many")
+            assert (gemini_refused.value.code, gemini_refused.value.status) == (429, "RESOURCE_EXHAUSTED")
+            assert running.result().data and queued.result().data  # both still finish

@@ -173,3 +173,10 @@ def _subclasses(cls: type[PlantainError]) -> list[type[PlantainError]]:
     for sub in cls.__subclasses__():
         found += _subclasses(sub)
     return found
+
+
+def response_headers(error: PlantainError) -> dict[str, str]:
+    """HTTP headers an error's answer carries in every dialect (a 429 says when to retry)."""
+    if isinstance(error, QueueFullError):
+        return {"Retry-After": str(error.retry_after), "retry-after-ms": str(error.retry_after * 1000)}
+    return {}

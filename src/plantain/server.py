@@ -35,6 +35,7 @@ from plantain.errors import (
     PermissionDeniedError,
     PlantainError,
     RouteNotFoundError,
+    response_headers,
 )
 from plantain.scheduler import Scheduler
 from plantain.settings import Settings
@@ -65,7 +66,7 @@ def speaks_gemini(request: Request) -> bool:
 def render_error(request: Request, error: PlantainError) -> JSONResponse:
     dialect = gemini_errors if speaks_gemini(request) else openai_errors
     status, body = dialect.error_body(error)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=response_headers(error))
 
 
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> FastAPI:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
-from plantain.errors import InvalidRequestError, PlantainError
+from plantain.errors import InvalidRequestError, PlantainError, response_headers
 from plantain.generation import encode_output
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
@@ -220,7 +220,7 @@ def _error_response(error: PlantainError, request: Request, request_id: str) -> 
     if error.status >= 500:
         logger.error("%s %s failed (%s): %s", request.method, request.url.path, request_id, error.message)
     status, body = errors.error_body(error)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=response_headers(error))
 
 
 def _error_body(error: PlantainError) -> dict[str, Any]:
