@@ -26,6 +26,8 @@ from plantain.dialects.gemini import routes as gemini_routes
 from plantain.dialects.openai import convert as openai_convert
 from plantain.dialects.openai import errors as openai_errors
 from plantain.dialects.openai import routes as openai_routes
+from plantain.dialects.tasks import errors as tasks_errors
+from plantain.dialects.tasks import routes as tasks_routes
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
     AuthenticationError,
@@ -47,7 +49,7 @@ GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1beta1/")
 SERVED_ROUTES = (
     "Plantain serves Gemini's models/{model}:generateContent, :streamGenerateContent, :countTokens "
     "and models (under /v1, /v1beta, /v1alpha and the Vertex paths), OpenAI's /v1/images/generations "
-    "and /v1/images/edits, /v1/models, /healthz and /readyz"
+    "and /v1/images/edits, the task API under /v1/tasks, /v1/files/{id}, /v1/models, /healthz and /readyz"
 )
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 # Result files are fetched by plain URL (browsers, <img> tags): the unguessable, expiring id is the key.
@@ -64,7 +66,10 @@ def speaks_gemini(request: Request) -> bool:
 
 
 def render_error(request: Request, error: PlantainError) -> JSONResponse:
-    dialect = gemini_errors if speaks_gemini(request) else openai_errors
+    if request.url.path.startswith("/v1/tasks"):
+        dialect: Any = tasks_errors
+    else:
+        dialect = gemini_errors if speaks_gemini(request) else openai_errors
     status, body = dialect.error_body(error)
     return JSONResponse(body, status_code=status, headers=response_headers(error))
 
@@ -180,6 +185,7 @@ def _include_dialects(app: FastAPI) -> None:
     """Dialect routers are added here as they land (Gemini, OpenAI, tasks)."""
     app.include_router(gemini_routes.router)
     app.include_router(openai_routes.router)
+    app.include_router(tasks_routes.router)
     _add_shared_model_routes(app)
 
 

@@ -114,6 +114,7 @@ class ImageResult(BaseModel):
 # --- tasks: every request, whichever door it came in by, runs as one -------------------------
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TASK_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 EventType = Literal["queued", "started", "progress", "completed", "failed", "cancelled"]
 EVENT_TYPES: tuple[str, ...] = ("queued", "started", "progress", "completed", "failed", "cancelled")

@@ -105,6 +105,7 @@ class TaskStore:
     def _insert(self, db: sqlite3.Connection, task_id: str, new: NewTask) -> None:
         order = db.execute("SELECT COALESCE(MAX(queue_order), 0) + 1 FROM tasks").fetchone()[0]
         fields = new.request.model_dump(mode="json", exclude={"images"})
+        fields["input_labels"] = [image.label for image in new.request.images]  # the bytes go away later
         db.execute(
             "INSERT INTO tasks (id, queue_order, status, model, engine, source, request, "
             "idempotency_key, fingerprint, webhook_url, webhook_events, created_at) "
@@ -143,7 +144,8 @@ class TaskStore:
                 "SELECT label, data FROM task_inputs WHERE task_id = ? ORDER BY position", (task_id,)
             ).fetchall()
         images = tuple(InputImage(data=bytes(row["data"]), label=row["label"]) for row in rows)
-        return ImageRequest.model_validate({**task.request, "images": images})
+        fields = {name: value for name, value in task.request.items() if name != "input_labels"}
+        return ImageRequest.model_validate({**fields, "images": images})
 
     def page(
         self, *, status: str | None = None, limit: int = 20, before: str | None = None
@@ -392,12 +394,12 @@ class TaskStore:
                 f"{self.retention_seconds:g} seconds",
                 field="task_id",
             )
-        inputs = db.execute("SELECT COUNT(*) FROM task_inputs WHERE task_id = ?", (task_id,)).fetchone()[0]
-        return _task(row, inputs)
+        return _task(row)
 
 
-def _task(row: sqlite3.Row, inputs: int) -> Task:
+def _task(row: sqlite3.Row) -> Task:
     request = json.loads(row["request"])
+    inputs = len(request.get("input_labels", []))
     return Task(
         id=row["id"],
         status=row["status"],

@@ -1,0 +1,162 @@
+"""Pure conversions for the task API: bodies -> ImageRequest, Task -> JSON, events -> SSE."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from plantain.dialects.tasks.protocol import TaskCreate, TaskInput
+from plantain.errors import InvalidImageError, InvalidRequestError
+from plantain.types import EVENT_TYPES, ImageRequest, InputImage, Task, TaskEvent
+
+FileURL = Callable[[str], str]  # file id -> absolute URL
+
+# Core field names -> the task API's, for errors.
+FIELD_NAMES = {"size": "input.resolution", "num_images": "input.num_images", "images": "input.images"}
+
+
+def parse_create(raw: bytes) -> TaskCreate:
+    try:
+        payload = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"the request body is not valid JSON: {exc}", field="body") from None
+    try:
+        body = TaskCreate.model_validate(payload)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        raise InvalidRequestError(f"{field}: {error['msg']}", field=field) from None
+    _check_events_filter(body.webhook_events_filter)
+    return body
+
+
+def fingerprint(raw: bytes) -> str:
+    """Of the body as JSON values (key order and spacing do not matter), for idempotency."""
+    canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def to_image_request(body: TaskInput) -> ImageRequest:
+    images = tuple(_input_image(value, index) for index, value in enumerate(body.images))
+    fields: dict[str, Any] = {
+        "prompt": body.prompt,
+        "images": images,
+        "aspect_ratio": None if (body.aspect_ratio or "auto").lower() == "auto" else body.aspect_ratio,
+        "size": body.resolution,
+        "num_images": body.num_images,
+        "output_format": body.output_format,
+        "output_quality": body.output_quality,
+        "seed": body.seed,
+        "options": {"steps": body.steps, "guidance": body.guidance},
+    }
+    try:
+        return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
+    except InvalidRequestError as exc:
+        raise exc.renamed(FIELD_NAMES) from None
+
+
+def _input_image(value: str, index: int) -> InputImage:
+    label = f"input.images[{index}]"
+    if value.startswith(("http://", "https://")):
+        raise InvalidRequestError(
+            f"{label}: image URLs are not fetched yet; send the bytes as base64 or a data: URI", field=label
+        )
+    data = value.split(",", 1)[1] if value.startswith("data:") else value
+    try:
+        decoded = base64.b64decode(data.translate(str.maketrans("-_", "+/")) + "=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidImageError(f"{label} is not base64 or a data: URI", field=label) from None
+    return InputImage(data=decoded, label=label)
+
+
+def _check_events_filter(events: list[str] | None) -> None:
+    for name in events or ():
+        if name not in EVENT_TYPES:
+            raise InvalidRequestError(
+                f"webhook_events_filter: {name!r} is not an event; use any of {', '.join(EVENT_TYPES)}",
+                field="webhook_events_filter",
+            )
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def task_body(task: Task, file_url: FileURL, *, base: str, position: int | None = None) -> dict[str, Any]:
+    """The task as the API shows it (no input bytes; outputs as URLs)."""
+    return {
+        "id": task.id,
+        "object": "task",
+        "model": task.model,
+        "engine": task.engine,
+        "status": task.status,
+        "input": _input_echo(task),
+        "output": _output(task, file_url),
+        "error": task.error.model_dump(exclude_none=True) if task.error else None,
+        "attempts": task.attempts,
+        "queue_position": position,
+        "created_at": _iso(task.created_at),
+        "started_at": _iso(task.started_at),
+        "completed_at": _iso(task.completed_at),
+        "expires_at": _iso(task.expires_at),
+        "urls": {
+            "get": f"{base}/v1/tasks/{task.id}",
+            "cancel": f"{base}/v1/tasks/{task.id}/cancel",
+            "events": f"{base}/v1/tasks/{task.id}/events",
+        },
+    }
+
+
+def _input_echo(task: Task) -> dict[str, Any]:
+    request = task.request
+    return {
+        "prompt": request["prompt"],
+        "images": task.input_count,
+        "aspect_ratio": request.get("aspect_ratio") or "auto",
+        "resolution": request.get("size"),
+        "num_images": request.get("num_images"),
+        "output_format": request.get("output_format"),
+        "seed": request.get("seed"),
+    }
+
+
+def _output(task: Task, file_url: FileURL) -> dict[str, Any] | None:
+    if task.result is None:
+        return None
+    result = task.result
+    images = [
+        {
+            "url": file_url(out.file_id),
+            "media_type": out.media_type,
+            "width": out.width,
+            "height": out.height,
+            "seed": out.seed,
+        }
+        for out in result.outputs
+    ]
+    return {"images": images, "steps": result.steps, "guidance": result.guidance, "seconds": result.seconds}
+
+
+def sse(event: TaskEvent, file_url: FileURL) -> str:
+    """One event as SSE; its ``id`` is the event number a reconnect sends as ``Last-Event-ID``."""
+    data = dict(event.data)
+    if event.type == "completed":
+        data["outputs"] = [{**out, "url": file_url(out["file_id"])} for out in data.get("outputs", [])]
+    payload = {
+        "type": event.type,
+        "task_id": event.task_id,
+        "seq": event.seq,
+        "created_at": _iso(event.created_at),
+        **data,
+    }
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()

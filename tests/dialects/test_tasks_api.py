@@ -1,0 +1,137 @@
+"""The task API on a live server (tiny engine): submit, wait, list, cancel, SSE replay."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from plantain.server import create_app
+from plantain.settings import Settings
+from plantain.testing import LiveServer, make_input
+
+
+@pytest.fixture(scope="module")
+def base(server_settings: Callable[..., Settings]) -> Iterator[str]:
+    with LiveServer(create_app(server_settings())) as server:
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        yield server.url
+
+
+def submit(
+    base: str, input_: dict[str, Any], headers: dict[str, str] | None = None, **extra: Any
+) -> httpx.Response:
+    body = {"model": "tiny", "input": {"resolution": "512", **input_}, **extra}
+    return httpx.post(f"{base}/v1/tasks", json=body, headers=headers or {}, timeout=120)
+
+
+def events(base: str, task_id: str, last_event_id: int | None = None) -> list[dict[str, Any]]:
+    headers = {"last-event-id": str(last_event_id)} if last_event_id is not None else {}
+    found = []
+    with httpx.stream("GET", f"{base}/v1/tasks/{task_id}/events", headers=headers, timeout=120) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                found.append(json.loads(line.removeprefix("data: ")))
+    return found
+
+
+def test_prefer_wait_answers_the_finished_task_with_its_images(base: str) -> None:
+    image = base64.b64encode(make_input(96, 64).data).decode()
+    response = submit(
+        base,
+        {"prompt": "a boat", "images": [f"data:image/png;base64,{image}"], "seed": 9},
+        {"Prefer": "wait=60"},
+    )
+    assert response.status_code == 201
+    task = response.json()
+    assert task["status"] == "succeeded" and task["input"]["images"] == 1
+    output = task["output"]["images"][0]
+    assert output["seed"] == 9
+    fetched = httpx.get(output["url"])
+    assert fetched.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(fetched.content)).size == (output["width"], output["height"]) == (624, 416)
+
+
+def test_without_prefer_the_answer_is_202_and_the_events_replay(base: str) -> None:
+    response = submit(base, {"prompt": "a kite", "steps": 3})
+    assert response.status_code == 202 and response.json()["status"] in {"queued", "running"}
+    task_id = response.json()["id"]
+    story = events(base, task_id)
+    assert [event["type"] for event in story] == [
+        "queued",
+        "started",
+        "progress",
+        "progress",
+        "progress",
+        "completed",
+    ]
+    assert story[-1]["outputs"][0]["url"].startswith(f"{base}/v1/files/")
+    resumed = events(base, task_id, last_event_id=3)
+    assert [event["seq"] for event in resumed] == [4, 5, 6]
+    listed = httpx.get(f"{base}/v1/tasks", params={"status": "succeeded", "limit": 100}).json()
+    assert task_id in [item["id"] for item in listed["data"]]
+
+
+def test_the_same_idempotency_key_gives_the_same_task(base: str) -> None:
+    headers = {"Idempotency-Key": "order-77"}
+    first = submit(base, {"prompt": "a cup"}, headers)
+    again = submit(base, {"prompt": "a cup"}, headers)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    other = submit(base, {"prompt": "a different cup"}, headers)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_conflict"
+
+
+def test_cancelling_a_running_task_stops_it(base: str) -> None:
+    task_id = submit(base, {"prompt": "slow", "steps": 40, "resolution": "1K"}).json()["id"]
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{base}/v1/tasks/{task_id}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert httpx.post(f"{base}/v1/tasks/{task_id}/cancel").status_code == 202
+    story = events(base, task_id)
+    assert story[-1]["type"] == "cancelled" and story[-1]["while"] == "running"
+    assert sum(1 for event in story if event["type"] == "progress") < 40
+    assert httpx.get(f"{base}/v1/tasks/{task_id}").json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("input_", "extra", "field", "text"),
+    [
+        ({"prompt": "p", "resolution": "8K"}, {}, "input.resolution", "'8K' is not allowed"),
+        ({"prompt": "p", "colour": "red"}, {}, "input.colour", "Extra inputs are not permitted"),
+        ({"prompt": "p", "images": ["https://example.com/a.png"]}, {}, "input.images[0]", "not fetched yet"),
+        ({"prompt": "p"}, {"webhook": "http://127.0.0.1:9/hook"}, "webhook", "a loopback address"),
+        (
+            {"prompt": "p"},
+            {"webhook_events_filter": ["done"]},
+            "webhook_events_filter",
+            "'done' is not an event",
+        ),
+    ],
+)
+def test_bad_submissions_are_400s_naming_the_field(
+    base: str, input_: dict[str, Any], extra: dict[str, Any], field: str, text: str
+) -> None:
+    response = submit(base, input_, **extra)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == field and text in error["message"], error
+
+
+def test_an_unknown_task_is_a_404_in_the_task_envelope(base: str) -> None:
+    response = httpx.get(f"{base}/v1/tasks/task_nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
