@@ -1,0 +1,102 @@
+"""Kill -9 a real `plantain serve` mid-run, start it again on the same data directory: nothing
+is lost and nothing completes twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from plantain.engines import tiny
+from plantain.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(data_dir: Path, tiny_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "PLANTAIN_DATA_DIR": str(data_dir),
+        "PLANTAIN_WEIGHTS": json.dumps({"tiny": str(tiny_dir)}),
+    }
+    command = [sys.executable, "-m", "plantain.cli", "serve", "--engine", "tiny", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, "the server exited during start"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(60)
+
+
+def submit(base: str, prompt: str, **input_: Any) -> str:
+    body = {"model": "tiny", "input": {"prompt": prompt, "resolution": "512", **input_}}
+    response = httpx.post(f"{base}/v1/tasks", json=body, timeout=60)
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def task(base: str, task_id: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{base}/v1/tasks/{task_id}").json())
+
+
+def event_types(base: str, task_id: str) -> list[str]:
+    with httpx.stream("GET", f"{base}/v1/tasks/{task_id}/events", timeout=120) as response:
+        return [json.loads(line[6:])["type"] for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def test_a_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_path: Path, data_dir: Path) -> None:
+    tiny_dir = tiny.checkpoint_dir(Settings(data_dir=data_dir))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with serving(tmp_path, tiny_dir, port) as process:
+        done = submit(base, "finished before the kill", steps=2)
+        assert event_types(base, done)[-1] == "completed"
+        running = submit(base, "running at the kill", steps=60, resolution="1K", seed=5)
+        queued = [submit(base, f"queued {n}", steps=2) for n in range(3)]
+        deadline = time.monotonic() + 60
+        while task(base, running)["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)  # some steps in
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+
+    with serving(tmp_path, tiny_dir, port):
+        before = task(base, done)
+        assert before["status"] == "succeeded"
+        assert httpx.get(before["output"]["images"][0]["url"]).status_code == 200  # still served
+        for task_id in [running, *queued]:
+            assert event_types(base, task_id).count("completed") == 1
+            assert task(base, task_id)["status"] == "succeeded"
+        rerun = task(base, running)
+        assert rerun["attempts"] == 2
+        assert rerun["output"]["images"][0]["seed"] == 5
+        assert event_types(base, done).count("completed") == 1
+        story = event_types(base, running)
+        assert (story.count("queued"), story.count("started")) == (2, 2)  # queued again at the restart
