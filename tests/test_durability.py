@@ -28,11 +28,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(data_dir: Path, tiny_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def serving(data_dir: Path, tiny_dir: Path, port: int, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
         "PLANTAIN_DATA_DIR": str(data_dir),
         "PLANTAIN_WEIGHTS": json.dumps({"tiny": str(tiny_dir)}),
+        **{f"PLANTAIN_{name.upper()}": value for name, value in settings.items()},
     }
     command = [sys.executable, "-m", "plantain.cli", "serve", "--engine", "tiny", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,3 +101,32 @@ def test_a_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_path: P
         assert event_types(base, done).count("completed") == 1
         story = event_types(base, running)
         assert (story.count("queued"), story.count("started")) == (2, 2)  # queued again at the restart
+
+
+def test_sigterm_gives_the_running_task_its_grace_then_queues_it_for_the_next_start(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    tiny_dir = tiny.checkpoint_dir(Settings(data_dir=data_dir))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with serving(tmp_path, tiny_dir, port, drain_seconds="1") as process:
+        long_run = submit(base, "too long for the grace", steps=200, resolution="2K")
+        deadline = time.monotonic() + 60
+        while task(base, long_run)["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+        assert time.monotonic() - stopped_at < 30  # the grace, then the next step: not 200 steps
+
+    with serving(tmp_path, tiny_dir, port):
+        deadline = time.monotonic() + 60
+        while (rerun := task(base, long_run))["status"] != "running":  # the next start runs it again
+            assert time.monotonic() < deadline, rerun
+            time.sleep(0.05)
+        assert rerun["attempts"] == 2
+        httpx.post(f"{base}/v1/tasks/{long_run}/cancel")  # 200 slow steps need not finish here
+        story = event_types(base, long_run)
+        assert (story.count("queued"), story.count("started")) == (2, 2)  # queued again by the drain
+        assert story[-1] == "cancelled" and "failed" not in story

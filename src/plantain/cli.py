@@ -210,9 +210,8 @@ def serve(
     tiny_if_missing: bool,
 ) -> None:
     """Serve the Gemini and OpenAI image APIs over HTTP."""
-    import uvicorn
 
-    from plantain.server import create_app
+    from plantain.server import create_app, serve_app
 
     settings = registry.settings
     updates: dict[str, Any] = {"host": host or settings.host, "port": settings.port if port is None else port}
@@ -236,7 +235,7 @@ def serve(
         f"GET /readyz says when they are ready)",
         err=True,
     )
-    uvicorn.run(create_app(settings, registry), host=settings.host, port=settings.port, log_level="info")
+    serve_app(create_app(settings, registry), settings)
 
 
 def check_exposure(host: str, has_keys: bool, allow_no_key: bool) -> None:

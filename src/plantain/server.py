@@ -13,8 +13,10 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -72,6 +74,32 @@ def render_error(request: Request, error: PlantainError) -> JSONResponse:
         dialect = gemini_errors if speaks_gemini(request) else openai_errors
     status, body = dialect.error_body(error)
     return JSONResponse(body, status_code=status, headers=response_headers(error))
+
+
+def serve_app(app: FastAPI, settings: Settings) -> None:
+    """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then drain (see :class:`DrainingServer`)."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=max(1, round(settings.drain_seconds)),  # waiting callers too
+    )
+    DrainingServer(config, app.state.scheduler).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with readiness turned false the moment SIGTERM/SIGINT arrives (not only once open
+    connections have closed), so a load balancer stops sending work at once. The lifespan's
+    shutdown then gives the running task ``drain_seconds`` and queues it again if it is not done."""
+
+    def __init__(self, config: uvicorn.Config, scheduler: Scheduler) -> None:
+        super().__init__(config)
+        self.scheduler = scheduler
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.scheduler.draining.set()
+        super().handle_exit(sig, frame)
 
 
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> FastAPI:

@@ -112,6 +112,12 @@ def test_cancelling_a_running_task_stops_it(base: str) -> None:
     [
         ({"prompt": "p", "resolution": "8K"}, {}, "input.resolution", "'8K' is not allowed"),
         ({"prompt": "p", "colour": "red"}, {}, "input.colour", "Extra inputs are not permitted"),
+        (
+            {"prompt": "p", "steps": 400},
+            {},
+            "input.steps",
+            "input.steps: 400 is not allowed; must be between 1 and 200",
+        ),
         ({"prompt": "p", "images": ["https://example.com/a.png"]}, {}, "input.images[0]", "not fetched yet"),
         ({"prompt": "p"}, {"webhook": "http://127.0.0.1:9/hook"}, "webhook", "a loopback address"),
         (

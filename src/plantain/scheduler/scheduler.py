@@ -316,7 +316,7 @@ class Scheduler:
             count, callback = self._previews[task.id]
             previews = Previews.spread(count, job.steps, callback)
         started = time.perf_counter()
-        images = engine.run([job], on_step, lambda: stop.is_set() or self.draining.is_set(), previews)[0]
+        images = engine.run([job], on_step, stop.is_set, previews)[0]  # drain() sets it after the grace
         seconds = time.perf_counter() - started
         encoded = tuple(
             encode_output(image, seed, request) for image, seed in zip(images, job.seeds, strict=True)

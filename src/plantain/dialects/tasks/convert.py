@@ -19,7 +19,18 @@ from plantain.types import EVENT_TYPES, ImageRequest, InputImage, Task, TaskEven
 FileURL = Callable[[str], str]  # file id -> absolute URL
 
 # Core field names -> the task API's, for errors.
-FIELD_NAMES = {"size": "input.resolution", "num_images": "input.num_images", "images": "input.images"}
+FIELD_NAMES = {
+    "prompt": "input.prompt",
+    "size": "input.resolution",
+    "num_images": "input.num_images",
+    "images": "input.images",
+    "aspect_ratio": "input.aspect_ratio",
+    "output_format": "input.output_format",
+    "output_quality": "input.output_quality",
+    "seed": "input.seed",
+    "options.steps": "input.steps",
+    "options.guidance": "input.guidance",
+}
 
 
 def parse_create(raw: bytes) -> TaskCreate:
