@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import secrets
 from typing import Any
@@ -40,6 +39,7 @@ from plantain.dialects.gemini.protocol import (
     UsageMetadata,
 )
 from plantain.dialects.gemini.protocol import GenerateContentResponse as Response
+from plantain.dialects.wire import load_json
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidImageError, InvalidRequestError
 from plantain.models import engine_for_model, served_models
@@ -81,10 +81,7 @@ _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 def parse_request(raw: bytes) -> GenerateContentRequest:
     """The request body, or InvalidRequestError naming what is malformed."""
-    try:
-        payload = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"the request body is not valid JSON: {exc}", field="body") from None
+    payload = load_json(raw)
     try:
         return GenerateContentRequest.model_validate(payload)
     except ValidationError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from plantain.dialects.tasks.protocol import TaskCreate, TaskInput
+from plantain.dialects.wire import load_json
 from plantain.errors import InvalidImageError, InvalidRequestError
 from plantain.types import EVENT_TYPES, ImageRequest, InputImage, Task, TaskEvent
 
@@ -34,10 +35,7 @@ FIELD_NAMES = {
 
 
 def parse_create(raw: bytes) -> TaskCreate:
-    try:
-        payload = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"the request body is not valid JSON: {exc}", field="body") from None
+    payload = load_json(raw)
     try:
         body = TaskCreate.model_validate(payload)
     except ValidationError as exc:
