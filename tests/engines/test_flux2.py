@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,26 @@ def test_stop_flag_cancels_at_the_next_step(registry: EngineRegistry) -> None:
             should_stop=lambda: len(steps) >= 1,
         )
     assert steps == [1]
+
+
+def test_asking_to_load_does_not_wait_for_a_running_job(registry: EngineRegistry) -> None:
+    # The server marks itself ready after load(); a task started at boot must not hold that up.
+    engine = registry.get("tiny")
+    engine.load()
+    started, release = threading.Event(), threading.Event()
+
+    def on_step(done: int, total: int) -> None:
+        started.set()
+        release.wait(30)
+
+    job = prepare(ImageRequest.create(prompt="busy", size="512", options={"steps": 2}), engine)
+    runner = threading.Thread(target=engine.run, args=([job], on_step))
+    runner.start()
+    assert started.wait(30)
+    engine.load()  # returns although the run holds the engine
+    assert runner.is_alive()
+    release.set()
+    runner.join(30)
 
 
 def test_compatible_jobs_share_one_pipeline_call(registry: EngineRegistry) -> None:

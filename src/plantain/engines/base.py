@@ -136,7 +136,8 @@ class Engine(ABC):
         self.capabilities = capabilities
         self.preset = preset
         self._pipeline: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one pipeline call at a time
+        self._load_lock = threading.Lock()  # apart: "is it loaded?" must not wait for a run
 
     # --- weights and loading ---------------------------------------------------------------
 
@@ -149,7 +150,7 @@ class Engine(ABC):
 
     def load(self) -> None:
         """Load the checkpoint once (later calls return at once)."""
-        with self._lock:
+        with self._load_lock:
             if self._pipeline is None:
                 self._pipeline = self._load()
 
