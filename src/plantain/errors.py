@@ -130,8 +130,8 @@ class QueueFullError(PlantainError):
     code = "queue_full"
     status = 429
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, field: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, field=field)
         self.retry_after = retry_after
 
 
@@ -163,7 +163,7 @@ def error_from_code(code: str, message: str, field: str | None = None) -> Planta
     """The error a stored task failure stands for, raised again for a caller that waited on it
     (unknown codes become EngineRunError, keeping the message)."""
     for cls in _subclasses(PlantainError):
-        if cls.code == code and cls is not QueueFullError:
+        if cls.code == code:
             return cls(message, field=field)
     return EngineRunError(message, field=field)
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from typing import Any
 
-from plantain.errors import InvalidRequestError
+from pydantic import ValidationError
+
+from plantain.errors import InvalidImageError, InvalidRequestError
+
+_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 def load_json(raw: bytes) -> Any:
@@ -14,3 +21,26 @@ def load_json(raw: bytes) -> Any:
         return json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}", field="body") from None
+
+
+def validation_error(exc: ValidationError) -> InvalidRequestError:
+    """pydantic's first complaint as one sentence naming the field (``a.b[0]``) and the value."""
+    error = exc.errors()[0]
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    field = field.lstrip(".") or "body"
+    if error["type"] == "missing":
+        return InvalidRequestError(f"{field} is required", field=field)
+    return InvalidRequestError(f"{field}: {error.get('input')!r} is not allowed; {error['msg']}", field=field)
+
+
+def decode_base64(data: str, name: str, field: str | None = None) -> bytes:
+    """Standard or URL-safe base64, padding optional (google-genai sends URL-safe); ``name`` is
+    how the error calls the value."""
+    text = "".join(data.split()).translate(str.maketrans("-_", "+/"))
+    text += "=" * (-len(text) % 4)
+    if not text or not _BASE64_CHARS.fullmatch(text):
+        raise InvalidImageError(f"{name} is not base64-encoded image bytes", field=field or name)
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise InvalidImageError(f"{name} is not valid base64 ({exc})", field=field or name) from None

@@ -33,7 +33,7 @@ from plantain.errors import (
     QueueFullError,
     error_from_code,
 )
-from plantain.generation import encode_output, prepare
+from plantain.generation import execute, prepare
 from plantain.models import engine_for_model
 from plantain.scheduler.events import EventBus
 from plantain.settings import Settings
@@ -119,9 +119,8 @@ class Scheduler:
         if self._worker is None:
             return
         self._worker.join(grace_seconds)
-        running = self._running_task
-        if running is not None:
-            self._stop_flags.get(running, threading.Event()).set()
+        if self._running_task is not None:
+            self._stop(self._running_task)
             self._worker.join(30)
 
     def close(self) -> None:
@@ -177,10 +176,14 @@ class Scheduler:
         event = self.store.cancel(task_id)
         if event is not None:
             self.bus.publish(event)
+        self._stop(task_id)
+        return self.store.get(task_id)
+
+    def _stop(self, task_id: str) -> None:
+        """A running task stops at its next step (no flag: it is not running here)."""
         flag = self._stop_flags.get(task_id)
         if flag is not None:
             flag.set()
-        return self.store.get(task_id)
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """The task once it has ended, or as it is when ``timeout`` passes."""
@@ -270,11 +273,13 @@ class Scheduler:
             if time.monotonic() - last_expiry > EXPIRY_INTERVAL_SECONDS:
                 last_expiry = time.monotonic()
                 self._expire_quietly()
-            task = self.store.claim_next()
-            if task is None:
+            claimed = self.store.claim_next()
+            if claimed is None:
                 self._wakeup.wait(IDLE_POLL_SECONDS)
                 self._wakeup.clear()
                 continue
+            task, started = claimed
+            self.bus.publish(started)
             self._running_task = task.id
             try:
                 self._execute(task)
@@ -282,7 +287,6 @@ class Scheduler:
                 self._running_task = None
 
     def _execute(self, task: Task) -> None:
-        self._publish_since(task.id)
         stop = self._stop_flags.setdefault(task.id, threading.Event())
         if task.cancel_requested:
             stop.set()
@@ -304,6 +308,8 @@ class Scheduler:
             self._previews.pop(task.id, None)
 
     def _run_engine(self, task: Task, stop: threading.Event) -> ImageResult:
+        # Decoded again here although submit() decoded it to validate: keeping decoded inputs of
+        # every queued task in memory would cost megabytes per task; a decode is milliseconds.
         request = self.store.request(task.id)
         engine = self.registry.get(task.engine)
         job = prepare(request, engine)
@@ -315,15 +321,7 @@ class Scheduler:
         if task.id in self._previews:
             count, callback = self._previews[task.id]
             previews = Previews.spread(count, job.steps, callback)
-        started = time.perf_counter()
-        images = engine.run([job], on_step, stop.is_set, previews)[0]  # drain() sets it after the grace
-        seconds = time.perf_counter() - started
-        encoded = tuple(
-            encode_output(image, seed, request) for image, seed in zip(images, job.seeds, strict=True)
-        )
-        return ImageResult(
-            engine=engine.name, images=encoded, steps=job.steps, guidance=job.guidance, seconds=seconds
-        )
+        return execute(request, job, engine, on_step, stop.is_set, previews)  # drain() sets stop late
 
     def _finish(self, task: Task, result: ImageResult) -> None:
         outputs = []
@@ -368,12 +366,6 @@ class Scheduler:
     def _publish(self, event: TaskEvent | None) -> None:
         if event is not None:
             self.bus.publish(event)
-
-    def _publish_since(self, task_id: str) -> None:
-        """Publish the 'started' event claim_next wrote (the newest of the task)."""
-        events = self.store.events_after(task_id)
-        if events:
-            self.bus.publish(events[-1])
 
     def _expire_quietly(self) -> None:
         try:

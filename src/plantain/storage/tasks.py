@@ -197,8 +197,8 @@ class TaskStore:
 
     # --- running -------------------------------------------------------------------------------
 
-    def claim_next(self) -> Task | None:
-        """The oldest queued task, now running (its attempt counted), or None."""
+    def claim_next(self) -> tuple[Task, TaskEvent] | None:
+        """The oldest queued task, now running (its attempt counted), with its 'started' event."""
         with self._transaction() as db:
             row = db.execute(
                 "SELECT id FROM tasks WHERE status = 'queued' ORDER BY queue_order LIMIT 1"
@@ -210,8 +210,7 @@ class TaskStore:
                 (self._clock(), row["id"]),
             )
             task = self._task(db, row["id"])
-            self._append_event(db, task.id, "started", {"attempt": task.attempts})
-            return task
+            return task, self._append_event(db, task.id, "started", {"attempt": task.attempts})
 
     def add_event(self, task_id: str, type_: str, data: dict[str, Any]) -> TaskEvent:
         with self._transaction() as db:

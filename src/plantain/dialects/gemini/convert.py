@@ -18,8 +18,6 @@ Request → :class:`~plantain.types.ImageRequest`:
 from __future__ import annotations
 
 import base64
-import binascii
-import re
 import secrets
 from typing import Any
 
@@ -39,7 +37,7 @@ from plantain.dialects.gemini.protocol import (
     UsageMetadata,
 )
 from plantain.dialects.gemini.protocol import GenerateContentResponse as Response
-from plantain.dialects.wire import load_json
+from plantain.dialects.wire import decode_base64, load_json, validation_error
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidImageError, InvalidRequestError
 from plantain.models import engine_for_model, served_models
@@ -73,8 +71,6 @@ CHARS_PER_TOKEN = 4
 INPUT_IMAGE_TOKENS = 258
 INPUT_IMAGE_TOKENS_3_PRO = 560
 
-_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-
 
 # --- request ----------------------------------------------------------------------------------
 
@@ -85,7 +81,7 @@ def parse_request(raw: bytes) -> GenerateContentRequest:
     try:
         return GenerateContentRequest.model_validate(payload)
     except ValidationError as exc:
-        raise _wire_error(exc) from None
+        raise validation_error(exc) from None
 
 
 def to_image_request(body: GenerateContentRequest, *, engine: str) -> ImageRequest:
@@ -100,18 +96,6 @@ def to_image_request(body: GenerateContentRequest, *, engine: str) -> ImageReque
         engine=engine,
         **_generation_fields(config),
     )
-
-
-def decode_base64(data: str, label: str) -> bytes:
-    """Standard or URL-safe base64, padding optional (google-genai sends URL-safe)."""
-    text = "".join(data.split()).translate(str.maketrans("-_", "+/"))
-    text += "=" * (-len(text) % 4)
-    if not text or not _BASE64_CHARS.fullmatch(text):
-        raise InvalidImageError(f"{label}.data is not base64-encoded image bytes", field=label)
-    try:
-        return base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
-        raise InvalidImageError(f"{label}.data is not valid base64 ({exc})", field=label) from None
 
 
 def _check_modalities(config: GenerationConfig) -> None:
@@ -189,7 +173,7 @@ def _input_image(blob: Blob, label: str) -> InputImage:
             "image/webp or image/gif",
             field=label,
         )
-    return InputImage(data=decode_base64(blob.data, label), label=label)
+    return InputImage(data=decode_base64(blob.data, f"{label}.data", field=label), label=label)
 
 
 def _generation_fields(config: GenerationConfig) -> dict[str, Any]:
@@ -228,13 +212,6 @@ def _create(**fields: Any) -> ImageRequest:
         return ImageRequest.create(**fields)
     except InvalidRequestError as exc:
         raise exc.renamed(FIELD_NAMES) from None
-
-
-def _wire_error(exc: ValidationError) -> InvalidRequestError:
-    error = exc.errors()[0]
-    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
-    field = field.lstrip(".") or "request"
-    return InvalidRequestError(f"{field}: {error.get('input')!r} is not allowed; {error['msg']}", field=field)
 
 
 # --- response ---------------------------------------------------------------------------------
@@ -285,12 +262,9 @@ def usage(request: ImageRequest, result: ImageResult, model: str) -> UsageMetada
     """Token counts as Gemini reports them for ``model`` (see IMAGE_TOKENS; prompt is estimated)."""
     name = _model_id(model)
     text_tokens = len(request.prompt) // CHARS_PER_TOKEN
-    per_input = INPUT_IMAGE_TOKENS_3_PRO if name.startswith("gemini-3-pro-image") else INPUT_IMAGE_TOKENS
-    image_tokens = per_input * len(request.images)
+    image_tokens = input_image_tokens(name) * len(request.images)
     output_tokens = output_image_tokens(name, request.size) * len(result.images)
-    prompt_details = [ModalityTokenCount(modality="TEXT", token_count=text_tokens)]
-    if image_tokens:
-        prompt_details.append(ModalityTokenCount(modality="IMAGE", token_count=image_tokens))
+    prompt_details = _prompt_details(text_tokens, image_tokens)
     return UsageMetadata(
         prompt_token_count=text_tokens + image_tokens,
         candidates_token_count=output_tokens,
@@ -306,14 +280,23 @@ def count_tokens_body(body: GenerateContentRequest, model: str) -> dict[str, Any
     contents = [*body.contents, *([body.system_instruction] if body.system_instruction else [])]
     parts = [part for content in contents for part in content.parts]
     text_tokens = sum(len(part.text or "") for part in parts) // CHARS_PER_TOKEN
-    per_input = (
+    image_tokens = input_image_tokens(model) * sum(1 for part in parts if part.inline_data or part.file_data)
+    details = [detail.wire() for detail in _prompt_details(text_tokens, image_tokens)]
+    return {"totalTokens": text_tokens + image_tokens, "promptTokensDetails": details}
+
+
+def _prompt_details(text_tokens: int, image_tokens: int) -> list[ModalityTokenCount]:
+    details = [ModalityTokenCount(modality="TEXT", token_count=text_tokens)]
+    if image_tokens:
+        details.append(ModalityTokenCount(modality="IMAGE", token_count=image_tokens))
+    return details
+
+
+def input_image_tokens(model: str) -> int:
+    """Tokens Gemini counts for one input image of ``model``."""
+    return (
         INPUT_IMAGE_TOKENS_3_PRO if _model_id(model).startswith("gemini-3-pro-image") else INPUT_IMAGE_TOKENS
     )
-    image_tokens = per_input * sum(1 for part in parts if part.inline_data or part.file_data)
-    details = [ModalityTokenCount(modality="TEXT", token_count=text_tokens).wire()]
-    if image_tokens:
-        details.append(ModalityTokenCount(modality="IMAGE", token_count=image_tokens).wire())
-    return {"totalTokens": text_tokens + image_tokens, "promptTokensDetails": details}
 
 
 def output_image_tokens(model: str, size: str) -> int:

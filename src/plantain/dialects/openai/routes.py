@@ -217,13 +217,11 @@ def _urls(request: Request, task: Task) -> list[str]:
 
 
 def _error_response(error: PlantainError, request: Request, request_id: str) -> JSONResponse:
-    if error.status >= 500:
-        logger.error("%s %s failed (%s): %s", request.method, request.url.path, request_id, error.message)
-    status, body = errors.error_body(error)
-    return JSONResponse(body, status_code=status, headers=response_headers(error))
+    body = _error_body(error, f"{request.method} {request.url.path} ({request_id})")
+    return JSONResponse(body, status_code=error.status, headers=response_headers(error))
 
 
-def _error_body(error: PlantainError) -> dict[str, Any]:
+def _error_body(error: PlantainError, where: str = "a streamed run") -> dict[str, Any]:
     if error.status >= 500:
-        logger.error("a streamed run failed: %s", error.message)
+        logger.error("%s failed: %s", where, error.message)
     return errors.error_body(error)[1]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Callable
@@ -13,8 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from plantain.dialects.tasks.protocol import TaskCreate, TaskInput
-from plantain.dialects.wire import load_json
-from plantain.errors import InvalidImageError, InvalidRequestError
+from plantain.dialects.wire import decode_base64, load_json, validation_error
+from plantain.errors import InvalidRequestError
 from plantain.types import EVENT_TYPES, ImageRequest, InputImage, Task, TaskEvent
 
 FileURL = Callable[[str], str]  # file id -> absolute URL
@@ -34,22 +32,17 @@ FIELD_NAMES = {
 }
 
 
-def parse_create(raw: bytes) -> TaskCreate:
+def parse_create(raw: bytes) -> tuple[TaskCreate, str]:
+    """The body, and its fingerprint for idempotency: of the JSON values, so key order and
+    spacing do not make two submissions different."""
     payload = load_json(raw)
     try:
         body = TaskCreate.model_validate(payload)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or "body"
-        raise InvalidRequestError(f"{field}: {error['msg']}", field=field) from None
+        raise validation_error(exc) from None
     _check_events_filter(body.webhook_events_filter)
-    return body
-
-
-def fingerprint(raw: bytes) -> str:
-    """Of the body as JSON values (key order and spacing do not matter), for idempotency."""
-    canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return body, hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def to_image_request(body: TaskInput) -> ImageRequest:
@@ -78,11 +71,7 @@ def _input_image(value: str, index: int) -> InputImage:
             f"{label}: image URLs are not fetched yet; send the bytes as base64 or a data: URI", field=label
         )
     data = value.split(",", 1)[1] if value.startswith("data:") else value
-    try:
-        decoded = base64.b64decode(data.translate(str.maketrans("-_", "+/")) + "=" * (-len(data) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidImageError(f"{label} is not base64 or a data: URI", field=label) from None
-    return InputImage(data=decoded, label=label)
+    return InputImage(data=decode_base64(data, label), label=label)
 
 
 def _check_events_filter(events: list[str] | None) -> None:

@@ -33,7 +33,7 @@ MAX_PAGE = 100
 async def create_task(request: Request) -> Response:
     scheduler = _scheduler(request)
     raw = await request.body()
-    body = convert.parse_create(raw)
+    body, fingerprint = convert.parse_create(raw)
     if body.webhook is not None:
         allowed = scheduler.settings.allowed_hosts
         await asyncio.to_thread(resolve_target, body.webhook, field="webhook", allow=allowed)
@@ -41,7 +41,7 @@ async def create_task(request: Request) -> Response:
         model=body.model,
         source="tasks",
         idempotency_key=request.headers.get("idempotency-key"),
-        fingerprint=convert.fingerprint(raw),
+        fingerprint=fingerprint,
         webhook_url=body.webhook,
         webhook_events=tuple(body.webhook_events_filter) if body.webhook_events_filter is not None else None,
     )
@@ -104,13 +104,12 @@ async def _events(
             if event.type in TERMINAL_EVENTS:
                 return
         while True:
-            event = await live.get()
-            if event.seq <= last:
+            if (await live.get()).seq <= last:
                 continue
-            for missed in scheduler.store.events_after(task_id, last) if event.seq > last + 1 else [event]:
-                yield convert.sse(missed, file_url)
-                last = missed.seq
-                if missed.type in TERMINAL_EVENTS:
+            for event in scheduler.store.events_after(task_id, last):  # the store fills any gap
+                yield convert.sse(event, file_url)
+                last = event.seq
+                if event.type in TERMINAL_EVENTS:
                     return
 
 
@@ -119,7 +118,11 @@ def _last_event_id(value: str | None) -> int:
         return 0
     with contextlib.suppress(ValueError):
         return max(0, int(value))
-    raise InvalidRequestError(f"Last-Event-ID: {value!r} is not an event number", field="Last-Event-ID")
+    raise InvalidRequestError(
+        f"Last-Event-ID: {value!r} is not an event number; send the id of the last event "
+        "received (0 or more)",
+        field="Last-Event-ID",
+    )
 
 
 def _prefer_wait(prefer: str) -> float | None:
