@@ -28,6 +28,7 @@ from plantain.dialects.gemini import routes as gemini_routes
 from plantain.dialects.openai import convert as openai_convert
 from plantain.dialects.openai import errors as openai_errors
 from plantain.dialects.openai import routes as openai_routes
+from plantain.dialects.tasks import convert as tasks_convert
 from plantain.dialects.tasks import errors as tasks_errors
 from plantain.dialects.tasks import routes as tasks_routes
 from plantain.engines.registry import EngineRegistry
@@ -103,7 +104,8 @@ class DrainingServer(uvicorn.Server):
 
 
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> FastAPI:
-    scheduler = Scheduler(settings, registry or EngineRegistry(settings))
+    webhook_body = tasks_convert.webhook_renderer(settings.base_url)
+    scheduler = Scheduler(settings, registry or EngineRegistry(settings), webhook_body=webhook_body)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,10 +9,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from plantain.errors import ConfigurationError
+from plantain.signing import check_secret
+
+SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret"})  # never echoed in an error
 
 
 def _default_data_dir() -> Path:
@@ -109,6 +112,50 @@ class Settings(BaseSettings):
         "again for the next start.",
     )
 
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL at which webhook receivers reach this server, used for the links in "
+        "webhook bodies (default: http://<host>:<port>).",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="Standard Webhooks signing secret (whsec_ and base64). Unset: one is generated "
+        "into <data_dir>/webhook_secret on first start and kept; `plantain webhook-secret` prints it.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long one webhook delivery may take before it counts as failed."
+    )
+    webhook_max_attempts: int = Field(
+        default=12,
+        ge=1,
+        description="Deliveries of one webhook before it is given up (spread over 1.2 to 2.4 hours "
+        "with the default backoff).",
+    )
+    webhook_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Backoff before the second delivery of a webhook; it doubles for each further "
+        "one, up to webhook_retry_max_seconds, less a random part of up to half (jitter).",
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="The longest wait between two deliveries of a webhook."
+    )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _valid_secret(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_secret(value)  # a ValueError names what is wrong
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """Where this server is reached, for links that leave it (webhook bodies)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
     @property
     def models_dir(self) -> Path:
         """Where checkpoints built locally (the tiny ones) are saved."""
@@ -122,8 +169,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "settings"
+        shown = "the value" if name in SECRET_SETTINGS else repr(error.get("input"))
         raise ConfigurationError(
-            f"setting {name} (PLANTAIN_{name.upper()}): {error.get('input')!r} is not allowed; "
+            f"setting {name} (PLANTAIN_{name.upper()}): {shown} is not allowed; "
             f"{error['msg'][0].lower()}{error['msg'][1:]}"
         ) from None
     except SettingsError as exc:  # e.g. a dictionary setting that is not JSON

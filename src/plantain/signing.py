@@ -11,11 +11,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
-__all__ = ["generate_secret", "sign", "verify", "webhook_headers"]
+__all__ = ["check_secret", "generate_secret", "load_or_create_secret", "sign", "verify", "webhook_headers"]
 
 _PREFIX = "whsec_"
 _VERSION = "v1"
@@ -24,6 +26,29 @@ _VERSION = "v1"
 def generate_secret() -> str:
     """A fresh ``whsec_`` secret holding 32 random bytes, the size the spec recommends."""
     return _PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def check_secret(secret: str) -> None:
+    """Raise ``ValueError`` unless ``secret`` is ``whsec_`` (optional) and non-empty base64."""
+    _key(secret)
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The secret kept in ``path``, generated there (readable by its owner only) on first use, so
+    receivers keep verifying across restarts without anyone configuring a secret."""
+    if path.exists():
+        secret = path.read_text().strip()
+        try:
+            check_secret(secret)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}; delete the file to generate a new secret") from None
+        return secret
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = generate_secret()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -62,10 +64,10 @@ def last_step_preview(engine: Engine, request: ImageRequest) -> tuple[Image.Imag
 class LiveServer:
     """An ASGI app served by uvicorn on 127.0.0.1 (a free port) in a background thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, port: int = 0) -> None:
         import uvicorn
 
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self.url = ""
@@ -86,6 +88,84 @@ class LiveServer:
     ) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for a server whose URL must be known before it starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook request as the receiver got it, and the status it answered."""
+
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    status: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """A webhook endpoint on 127.0.0.1 that records every delivery, as a user's receiver would.
+
+    ``respond(n)`` picks the status for the n-th request (from 1), e.g. ``lambda n: 503 if n <= 3
+    else 204`` for a receiver that fails its first three deliveries; the default accepts all.
+    """
+
+    def __init__(self, port: int = 0, respond: Callable[[int], int] = lambda n: 204) -> None:
+        self.deliveries: list[Delivery] = []
+        self._respond = respond
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def __enter__(self) -> WebhookReceiver:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait_for(self, done: Callable[[list[Delivery]], bool], timeout: float = 60) -> list[Delivery]:
+        """The deliveries so far, once ``done(deliveries)`` holds; AssertionError at ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                seen = list(self.deliveries)
+            if done(seen):
+                return seen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"webhooks not as expected after {timeout} s; got {len(seen)}")
+            time.sleep(0.02)
+
+    def _record(self, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            status = self._respond(len(self.deliveries) + 1)
+            self.deliveries.append(Delivery(headers=headers, body=body, status=status))
+        return status
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                self.send_response(receiver._record(headers, body))
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read deliveries
+                pass
+
+        return Handler
 
 
 class LocalHub:
@@ -176,4 +256,13 @@ def _json(payload: object) -> tuple[int, dict[str, str], bytes]:
     return 200, {"Content-Type": "application/json"}, json.dumps(payload).encode()
 
 
-__all__ = ["LiveServer", "LocalHub", "build_once", "install_in_hub_cache", "make_input"]
+__all__ = [
+    "Delivery",
+    "LiveServer",
+    "LocalHub",
+    "WebhookReceiver",
+    "build_once",
+    "free_port",
+    "install_in_hub_cache",
+    "make_input",
+]

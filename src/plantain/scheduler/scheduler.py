@@ -36,6 +36,7 @@ from plantain.errors import (
 from plantain.generation import execute, prepare
 from plantain.models import engine_for_model
 from plantain.scheduler.events import EventBus
+from plantain.scheduler.webhooks import RetryPolicy, WebhookDeliverer, webhook_secret
 from plantain.settings import Settings
 from plantain.storage.tasks import NewTask, TaskStore, WebhookBody
 from plantain.types import (
@@ -89,6 +90,7 @@ class Scheduler:
         self._worker: threading.Thread | None = None
         self._lock_file: IO[str] | None = None
         self._running_task: str | None = None
+        self.webhooks: WebhookDeliverer | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -102,6 +104,14 @@ class Scheduler:
                 "recovered after a stop: %d task(s) queued again, %d failed", len(requeued), len(failed)
             )
         self.store.sweep_orphan_files()
+        self.webhooks = WebhookDeliverer(
+            self.store.outbox,
+            webhook_secret(self.settings),
+            allowed_hosts=self.settings.allowed_hosts,
+            timeout=self.settings.webhook_timeout_seconds,
+            policy=RetryPolicy.from_settings(self.settings),
+        )
+        self.webhooks.start()  # what a killed server left pending goes out now
         self._worker = threading.Thread(target=self._work, name="plantain-worker", daemon=True)
         self._worker.start()
 
@@ -126,6 +136,8 @@ class Scheduler:
     def close(self) -> None:
         self.draining.set()
         self._wakeup.set()
+        if self.webhooks is not None:
+            self.webhooks.stop()  # undelivered webhooks stay in the outbox for the next start
         self.store.close()
         if self._lock_file is not None:
             self._lock_file.close()
@@ -170,12 +182,11 @@ class Scheduler:
             for event in self.store.events_after(task.id):
                 self.bus.publish(event)
             self._wakeup.set()
+            self._wake_webhooks()
         return task, created
 
     def cancel(self, task_id: str) -> Task:
-        event = self.store.cancel(task_id)
-        if event is not None:
-            self.bus.publish(event)
+        self._publish(self.store.cancel(task_id))
         self._stop(task_id)
         return self.store.get(task_id)
 
@@ -279,7 +290,7 @@ class Scheduler:
                 self._wakeup.clear()
                 continue
             task, started = claimed
-            self.bus.publish(started)
+            self._publish(started)
             self._running_task = task.id
             try:
                 self._execute(task)
@@ -315,7 +326,7 @@ class Scheduler:
         job = prepare(request, engine)
 
         def on_step(done: int, total: int) -> None:
-            self.bus.publish(self.store.add_event(task.id, "progress", {"step": done, "total": total}))
+            self._publish(self.store.add_event(task.id, "progress", {"step": done, "total": total}))
 
         previews = None
         if task.id in self._previews:
@@ -366,6 +377,11 @@ class Scheduler:
     def _publish(self, event: TaskEvent | None) -> None:
         if event is not None:
             self.bus.publish(event)
+            self._wake_webhooks()
+
+    def _wake_webhooks(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.wake()
 
     def _expire_quietly(self) -> None:
         try:

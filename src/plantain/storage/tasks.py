@@ -23,6 +23,7 @@ from typing import Any
 
 from plantain.errors import IdempotencyConflictError, NotFoundError
 from plantain.storage.db import connect
+from plantain.storage.outbox import Outbox
 from plantain.types import ImageRequest, InputImage, Task, TaskError, TaskEvent, TaskResult
 
 WebhookBody = Callable[[Task, TaskEvent], str]
@@ -63,6 +64,7 @@ class TaskStore:
         self._clock = clock
         self._lock = threading.RLock()
         self._db = connect(self.path)
+        self.outbox = Outbox(self._db, self._lock)
 
     def close(self) -> None:
         with self._lock:
@@ -300,6 +302,7 @@ class TaskStore:
             count = db.execute("DELETE FROM tasks WHERE expires_at <= ?", (self._clock(),)).rowcount
         for row in rows:
             (self.files_dir / row["id"]).unlink(missing_ok=True)
+        self.outbox.expire()
         return int(count)
 
     def sweep_orphan_files(self) -> int:
@@ -355,6 +358,8 @@ class TaskStore:
         if task.webhook_events is not None and event.type not in task.webhook_events:
             return
         if event.type == "progress" and self._progress_sent_recently(db, task.id):
+            return
+        if self.outbox.is_gone(task.id, task.webhook_url):
             return
         db.execute(
             "INSERT INTO webhook_outbox (id, task_id, url, event_type, body, next_attempt_at, created_at) "

@@ -141,19 +141,41 @@ def _output(task: Task, file_url: FileURL) -> dict[str, Any] | None:
     return {"images": images, "steps": result.steps, "guidance": result.guidance, "seconds": result.seconds}
 
 
-def sse(event: TaskEvent, file_url: FileURL) -> str:
-    """One event as SSE; its ``id`` is the event number a reconnect sends as ``Last-Event-ID``."""
+def event_body(event: TaskEvent, file_url: FileURL) -> dict[str, Any]:
+    """One event as SSE and webhooks show it: its type, number and data, outputs with URLs."""
     data = dict(event.data)
     if event.type == "completed":
         data["outputs"] = [{**out, "url": file_url(out["file_id"])} for out in data.get("outputs", [])]
-    payload = {
+    return {
         "type": event.type,
         "task_id": event.task_id,
         "seq": event.seq,
         "created_at": _iso(event.created_at),
         **data,
     }
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+def sse(event: TaskEvent, file_url: FileURL) -> str:
+    """One event as SSE; its ``id`` is the event number a reconnect sends as ``Last-Event-ID``."""
+    payload = json.dumps(event_body(event, file_url), separators=(",", ":"))
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {payload}\n\n"
+
+
+def webhook_renderer(base: str) -> Callable[[Task, TaskEvent], str]:
+    """Webhook bodies for a server reached at ``base``, in the Standard Webhooks shape
+    ``{type, timestamp, data}``: ``data`` is the task as GET shows it, plus the ``event``."""
+
+    def file_url(file_id: str) -> str:
+        return f"{base}/v1/files/{file_id}"
+
+    def render(task: Task, event: TaskEvent) -> str:
+        position = event.data.get("position") if event.type == "queued" else None
+        data = task_body(task, file_url, base=base, position=position)
+        data["event"] = event_body(event, file_url)
+        body = {"type": f"task.{event.type}", "timestamp": _iso(event.created_at), "data": data}
+        return json.dumps(body, separators=(",", ":"))
+
+    return render
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -1,0 +1,178 @@
+"""Webhook delivery from the durable outbox: signed per Standard Webhooks, retried with bounded
+exponential backoff and jitter, at least once.
+
+A message is written in the same transaction as its task event, so it survives a killed server;
+it is marked delivered only after the receiver's 2xx, so a crash in between sends it again with
+the same ``webhook-id`` (receivers drop duplicates by that id). Each attempt is signed afresh with
+the current timestamp, and the receiver's address is checked again (DNS may have changed since
+submission) and connected to directly, so a second DNS answer cannot point it inward.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+
+from plantain import __version__
+from plantain.netguard import BlockedURLError, resolve_target
+from plantain.settings import Settings
+from plantain.signing import load_or_create_secret, webhook_headers
+from plantain.storage.outbox import Outbox, OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5  # besides being woken at every new event
+BATCH = 32  # messages taken per pass
+CONCURRENCY = 8  # deliveries in flight at once (a slow receiver must not hold up the others)
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The configured secret, or the one generated into the data directory on first use."""
+    return settings.webhook_secret or load_or_create_secret(settings.data_dir / "webhook_secret")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    first_delay: float
+    max_delay: float
+    max_attempts: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            first_delay=settings.webhook_retry_seconds,
+            max_delay=settings.webhook_retry_max_seconds,
+            max_attempts=settings.webhook_max_attempts,
+        )
+
+    def delay(self, failed_attempts: int, rng: random.Random) -> float:
+        """The wait after the ``failed_attempts``-th failure: doubling and capped, its second half
+        random so that receivers coming back from an outage are not hit by every sender at once."""
+        full = min(self.max_delay, self.first_delay * 2.0 ** (failed_attempts - 1))
+        return full / 2 + rng.uniform(0, full / 2)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # delivered | gone | retry
+    detail: str | None = None
+
+
+class WebhookDeliverer:
+    """One thread that takes due messages from the outbox and sends them, a few at a time."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        secret: str,
+        *,
+        allowed_hosts: Sequence[str],
+        timeout: float,
+        policy: RetryPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.outbox = outbox
+        self.policy = policy
+        self._secret = secret
+        self._allowed_hosts = tuple(allowed_hosts)
+        self._clock = clock
+        self._rng = random.Random()
+        self._client = httpx.Client(
+            timeout=timeout,
+            follow_redirects=False,  # a redirect could lead anywhere; it counts as a failure
+            headers={"user-agent": f"plantain-webhooks/{__version__}"},
+        )
+        self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="plantain-webhook")
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="plantain-webhooks", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop taking messages; those not yet delivered stay pending for the next start."""
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    def run_once(self) -> int:
+        """Send every due message once; returns how many were tried."""
+        messages = self.outbox.due(self._clock(), BATCH)
+        for message, outcome in zip(messages, self._pool.map(self._attempt, messages), strict=True):
+            self._record(message, outcome)
+        return len(messages)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                tried = self.run_once()
+            except Exception:  # a bug or a closed database must not end delivery for good
+                logger.exception("webhook delivery pass failed")
+                tried = 0
+            if not tried:
+                self._wakeup.wait(POLL_SECONDS)
+                self._wakeup.clear()
+
+    def _attempt(self, message: OutboxMessage) -> Outcome:
+        """One signed POST; never raises."""
+        try:
+            target = resolve_target(message.url, field="webhook", allow=self._allowed_hosts)
+        except BlockedURLError as exc:
+            return Outcome("retry", exc.message)
+        url = httpx.URL(message.url)
+        body = message.body.encode()
+        headers = webhook_headers(self._secret, message.id, int(self._clock()), body)
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        try:
+            response = self._client.post(
+                url.copy_with(host=target.addresses[0]),  # the vetted address, not a new lookup
+                content=body,
+                headers={**headers, "host": url.netloc.decode("ascii")},
+                extensions=extensions,
+            )
+        except httpx.HTTPError as exc:
+            return Outcome("retry", f"{type(exc).__name__}: {exc}")
+        if response.is_success:
+            return Outcome("delivered")
+        if response.status_code == 410:
+            return Outcome("gone", "the receiver answered 410 Gone")
+        return Outcome("retry", f"the receiver answered HTTP {response.status_code}")
+
+    def _record(self, message: OutboxMessage, outcome: Outcome) -> None:
+        if outcome.kind == "delivered":
+            self.outbox.delivered(message.id)
+        elif outcome.kind == "gone":
+            logger.info(
+                "webhook %s: %s; no more webhooks of task %s go there",
+                message.id,
+                outcome.detail,
+                message.task_id,
+            )
+            self.outbox.gone(message, outcome.detail or "gone")
+        elif message.attempts + 1 >= self.policy.max_attempts:
+            logger.warning(
+                "webhook %s to %s given up after %d attempts: %s",
+                message.id,
+                message.url,
+                message.attempts + 1,
+                outcome.detail,
+            )
+            self.outbox.give_up(message.id, outcome.detail or "failed")
+        else:
+            wait = self.policy.delay(message.attempts + 1, self._rng)
+            self.outbox.retry_at(message.id, self._clock() + wait, outcome.detail or "failed")
