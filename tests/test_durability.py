@@ -19,6 +19,7 @@ import httpx
 
 from plantain.engines import tiny
 from plantain.settings import Settings
+from plantain.testing import WebhookReceiver
 
 
 def free_port() -> int:
@@ -55,8 +56,8 @@ def serving(data_dir: Path, tiny_dir: Path, port: int, **settings: str) -> Itera
             process.wait(60)
 
 
-def submit(base: str, prompt: str, **input_: Any) -> str:
-    body = {"model": "tiny", "input": {"prompt": prompt, "resolution": "512", **input_}}
+def submit(base: str, prompt: str, hook: dict[str, Any] | None = None, **input_: Any) -> str:
+    body = {"model": "tiny", "input": {"prompt": prompt, "resolution": "512", **input_}, **(hook or {})}
     response = httpx.post(f"{base}/v1/tasks", json=body, timeout=60)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
@@ -75,11 +76,22 @@ def test_a_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_path: P
     tiny_dir = tiny.checkpoint_dir(Settings(data_dir=data_dir))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with serving(tmp_path, tiny_dir, port) as process:
+    allow = {"allowed_hosts": '["127.0.0.1"]'}
+    with WebhookReceiver() as receiver:
+        _kill_mid_run_then_restart(base, tmp_path, tiny_dir, port, allow, receiver)
+
+
+def _kill_mid_run_then_restart(
+    base: str, tmp_path: Path, tiny_dir: Path, port: int, allow: dict[str, str], receiver: WebhookReceiver
+) -> None:
+    with serving(tmp_path, tiny_dir, port, **allow) as process:
         done = submit(base, "finished before the kill", steps=2)
         assert event_types(base, done)[-1] == "completed"
-        running = submit(base, "running at the kill", steps=60, resolution="1K", seed=5)
+        hook = {"webhook": receiver.url, "webhook_events_filter": ["completed"]}
+        running = submit(base, "running at the kill", hook, steps=60, resolution="1K", seed=5)
         queued = [submit(base, f"queued {n}", steps=2) for n in range(3)]
+        cancelled = submit(base, "cancelled while queued", steps=2)
+        assert httpx.post(f"{base}/v1/tasks/{cancelled}/cancel").json()["status"] == "cancelled"
         deadline = time.monotonic() + 60
         while task(base, running)["status"] != "running":
             assert time.monotonic() < deadline
@@ -88,7 +100,7 @@ def test_a_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_path: P
         process.send_signal(signal.SIGKILL)
         process.wait(30)
 
-    with serving(tmp_path, tiny_dir, port):
+    with serving(tmp_path, tiny_dir, port, **allow):
         before = task(base, done)
         assert before["status"] == "succeeded"
         assert httpx.get(before["output"]["images"][0]["url"]).status_code == 200  # still served
@@ -101,6 +113,10 @@ def test_a_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_path: P
         assert event_types(base, done).count("completed") == 1
         story = event_types(base, running)
         assert (story.count("queued"), story.count("started")) == (2, 2)  # queued again at the restart
+        assert task(base, cancelled)["status"] == "cancelled"
+        assert event_types(base, cancelled) == ["queued", "cancelled"]
+        seen = receiver.wait_for(lambda got: any(d.json()["data"]["id"] == running for d in got))
+        assert [d.json()["data"]["status"] for d in seen] == ["succeeded"]
 
 
 def test_sigterm_gives_the_running_task_its_grace_then_queues_it_for_the_next_start(
