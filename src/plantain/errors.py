@@ -10,7 +10,8 @@ Messages name the field, the value and the limit, and say what to do where there
     │   ├── UnsupportedTaskError        400 unsupported_task  (e.g. edit on a text-to-image engine)
     │   ├── TooManyImagesError          400 too_many_images   (more inputs than the engine takes)
     │   ├── InvalidImageError           400 invalid_image     (input bytes are not a usable image)
-    │   └── BlockedURLError             400 url_blocked       (netguard.py: a URL Plantain will not fetch)
+    │   ├── BlockedURLError             400 url_blocked       (netguard.py: a URL Plantain will not fetch)
+    │   └── FetchError                  400 url_fetch_failed  (fetch.py: an allowed URL gave no image)
     ├── ConfigurationError              500 invalid_configuration (a PLANTAIN_* setting is wrong)
     ├── AuthenticationError             401 unauthenticated   (no API key sent)
     ├── PermissionDeniedError           403 permission_denied (a key that is not configured)
@@ -22,6 +23,7 @@ Messages name the field, the value and the limit, and say what to do where there
     ├── IdempotencyConflictError        422 idempotency_conflict (a key reused with another body)
     ├── QueueFullError                  429 queue_full        (carries retry_after seconds)
     ├── MissingWeightsError             503 missing_weights   (checkpoint not installed)
+    ├── ServerUnreachableError          503 server_unreachable (client.py: no answer from the server)
     ├── EngineLoadError                 500 engine_load_failed
     ├── EngineRunError                  500 engine_failed
     │   └── AttemptsExhaustedError      500 attempts_exhausted (interrupted by restarts too often)
@@ -82,6 +84,10 @@ class InvalidImageError(InvalidRequestError):
     code = "invalid_image"
 
 
+class FetchError(InvalidRequestError):
+    code = "url_fetch_failed"
+
+
 class ConfigurationError(PlantainError):
     code = "invalid_configuration"
     status = 500
@@ -137,6 +143,13 @@ class QueueFullError(PlantainError):
 
 class MissingWeightsError(PlantainError):
     code = "missing_weights"
+    status = 503
+
+
+class ServerUnreachableError(PlantainError):
+    """Raised by the client, never by the server: the connection failed or timed out."""
+
+    code = "server_unreachable"
     status = 503
 
 

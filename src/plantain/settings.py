@@ -88,6 +88,16 @@ class Settings(BaseSettings):
         description="Hosts, host:port pairs or networks (CIDR) that outbound requests (webhooks) may "
         'reach although they are loopback, private or link-local, e.g. ["127.0.0.1", "10.0.0.0/8"].',
     )
+    max_image_bytes: int = Field(
+        default=7 * 1024 * 1024,
+        ge=1024,
+        description="Largest input image fetched by URL (task API `input.images`), in bytes.",
+    )
+    fetch_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long fetching one input image by URL may take, redirects included.",
+    )
     retention_seconds: int = Field(
         default=86400,
         ge=60,

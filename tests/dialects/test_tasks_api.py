@@ -118,7 +118,12 @@ def test_cancelling_a_running_task_stops_it(base: str) -> None:
             "input.steps",
             "input.steps: 400 is not allowed; must be between 1 and 200",
         ),
-        ({"prompt": "p", "images": ["https://example.com/a.png"]}, {}, "input.images[0]", "not fetched yet"),
+        (
+            {"prompt": "p", "images": ["http://169.254.169.254/latest/meta-data/"]},
+            {},
+            "input.images[0]",
+            "a cloud metadata address",
+        ),
         ({"prompt": "p"}, {"webhook": "http://127.0.0.1:9/hook"}, "webhook", "a loopback address"),
         (
             {"prompt": "p"},

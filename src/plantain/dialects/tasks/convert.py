@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,11 +45,20 @@ def parse_create(raw: bytes) -> tuple[TaskCreate, str]:
     return body, hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def to_image_request(body: TaskInput) -> ImageRequest:
-    images = tuple(_input_image(value, index) for index, value in enumerate(body.images))
+def image_sources(body: TaskInput) -> list[InputImage | str]:
+    """Each input image decoded, or its URL (to be fetched by the caller: this module does no I/O)."""
+    return [_input_image(value, index) for index, value in enumerate(body.images)]
+
+
+def image_label(index: int) -> str:
+    return f"input.images[{index}]"
+
+
+def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequest:
+    """``body`` with its ``images`` as :func:`image_sources` gave them, URLs fetched."""
     fields: dict[str, Any] = {
         "prompt": body.prompt,
-        "images": images,
+        "images": tuple(images),
         "aspect_ratio": None if (body.aspect_ratio or "auto").lower() == "auto" else body.aspect_ratio,
         "size": body.resolution,
         "num_images": body.num_images,
@@ -64,12 +73,10 @@ def to_image_request(body: TaskInput) -> ImageRequest:
         raise exc.renamed(FIELD_NAMES) from None
 
 
-def _input_image(value: str, index: int) -> InputImage:
-    label = f"input.images[{index}]"
+def _input_image(value: str, index: int) -> InputImage | str:
+    label = image_label(index)
     if value.startswith(("http://", "https://")):
-        raise InvalidRequestError(
-            f"{label}: image URLs are not fetched yet; send the bytes as base64 or a data: URI", field=label
-        )
+        return value
     data = value.split(",", 1)[1] if value.startswith("data:") else value
     return InputImage(data=decode_base64(data, label), label=label)
 

@@ -16,11 +16,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects.tasks import convert
+from plantain.dialects.tasks.protocol import TaskInput
 from plantain.errors import InvalidRequestError
+from plantain.fetch import FetchLimits, fetch_bytes
 from plantain.netguard import resolve_target
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
-from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, Task
+from plantain.settings import Settings
+from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, InputImage, Task
 
 router = APIRouter(tags=["tasks"])
 
@@ -45,7 +48,8 @@ async def create_task(request: Request) -> Response:
         webhook_url=body.webhook,
         webhook_events=tuple(body.webhook_events_filter) if body.webhook_events_filter is not None else None,
     )
-    task, created = await scheduler.submit(convert.to_image_request(body.input), submission)
+    images = await _input_images(body.input, scheduler.settings)
+    task, created = await scheduler.submit(convert.to_image_request(body.input, images), submission)
     wait = _prefer_wait(request.headers.get("prefer", ""))
     if wait is not None:
         task = await scheduler.wait(task.id, timeout=wait)
@@ -53,6 +57,21 @@ async def create_task(request: Request) -> Response:
     if not created:
         response.headers["idempotent-replayed"] = "true"
     return response
+
+
+async def _input_images(body: TaskInput, settings: Settings) -> list[InputImage]:
+    """Inline images decoded, URL ones fetched (all at once, each in a worker thread)."""
+    limits = FetchLimits(settings.max_image_bytes, settings.fetch_timeout_seconds, settings.allowed_hosts)
+
+    async def resolve(index: int, source: InputImage | str) -> InputImage:
+        if isinstance(source, InputImage):
+            return source
+        label = convert.image_label(index)
+        data = await asyncio.to_thread(fetch_bytes, source, field=label, limits=limits)
+        return InputImage(data=data, label=label)
+
+    sources = convert.image_sources(body)
+    return list(await asyncio.gather(*(resolve(index, source) for index, source in enumerate(sources))))
 
 
 @router.get("/v1/tasks")

@@ -1,0 +1,187 @@
+"""Input images by URL: fetched from a real local server, every hop checked, limits enforced."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from plantain.errors import FetchError
+from plantain.fetch import MAX_REDIRECTS, FetchLimits, fetch_bytes
+from plantain.netguard import BlockedURLError
+from plantain.server import create_app
+from plantain.settings import Settings
+from plantain.testing import LiveServer, make_input
+
+IMAGE = make_input(128, 72).data  # 16:9, so a task with aspect_ratio "auto" shows it was used
+
+
+class ImageHost:
+    """A web server with an image, redirects (one of them to an address not allow-listed), a big
+    file, a missing one and a slow one."""
+
+    def __init__(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.host_port = f"127.0.0.1:{self._server.server_address[1]}"
+
+    def routes(self) -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
+        return {
+            "/image.png": lambda h: _reply(h, 200, IMAGE, {"content-type": "text/plain"}),  # type lies
+            "/moved": lambda h: _reply(h, 302, b"", {"location": "/image.png"}),
+            "/loop": lambda h: _reply(h, 302, b"", {"location": "/loop"}),
+            "/outward": lambda h: _reply(h, 302, b"", {"location": "http://127.0.0.1:9/secret"}),
+            "/big": lambda h: _reply(h, 200, b"\0" * 50_000, {}),
+            "/endless": _endless,
+            "/slow": _slow,
+        }
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                route = host.routes().get(self.path)
+                if route is None:
+                    _reply(self, 404, b"not here", {})
+                else:
+                    route(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def __enter__(self) -> ImageHost:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
+    handler.send_response(status)
+    for name, value in {**headers, "content-length": str(len(body))}.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _endless(handler: BaseHTTPRequestHandler) -> None:
+    """No content-length, and more bytes than any limit."""
+    handler.send_response(200)
+    handler.end_headers()
+    try:
+        for _ in range(1000):
+            handler.wfile.write(b"\0" * 4096)
+    except OSError:
+        pass  # the client hung up, as it should
+
+
+def _slow(handler: BaseHTTPRequestHandler) -> None:
+    """A byte every 50 ms: no single read times out, the whole takes too long."""
+    handler.send_response(200)
+    handler.end_headers()
+    try:
+        for _ in range(200):
+            handler.wfile.write(b"\0")
+            handler.wfile.flush()
+            time.sleep(0.05)
+    except OSError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[ImageHost]:
+    with ImageHost() as running:
+        yield running
+
+
+def limits(host: ImageHost, **overrides: Any) -> FetchLimits:
+    fields = {"max_bytes": 10_000, "timeout_seconds": 5.0, "allowed_hosts": [host.host_port], **overrides}
+    return FetchLimits(**fields)
+
+
+def test_an_allowed_url_gives_its_bytes_following_a_redirect(host: ImageHost) -> None:
+    assert fetch_bytes(f"{host.base}/image.png", field="f", limits=limits(host)) == IMAGE
+    assert fetch_bytes(f"{host.base}/moved", field="f", limits=limits(host)) == IMAGE
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "text"),
+    [
+        (
+            "/outward",
+            BlockedURLError,
+            "'http://127.0.0.1:9/secret' resolves to 127.0.0.1, a loopback address",
+        ),
+        ("/loop", FetchError, f"more than {MAX_REDIRECTS} redirects"),
+        ("/big", FetchError, "larger than max_image_bytes (10000 bytes)"),
+        ("/endless", FetchError, "larger than max_image_bytes (10000 bytes)"),
+        ("/missing", FetchError, "answered HTTP 404"),
+    ],
+)
+def test_a_bad_url_is_refused_naming_the_input(
+    host: ImageHost, path: str, error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=r"^input\.images\[0\]: ") as caught:
+        fetch_bytes(f"{host.base}{path}", field="input.images[0]", limits=limits(host))
+    assert text in str(caught.value)
+
+
+def test_a_slow_answer_is_cut_at_the_deadline(host: ImageHost) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"took longer than 0\.5 seconds"):
+        fetch_bytes(f"{host.base}/slow", field="f", limits=limits(host, timeout_seconds=0.5))
+    assert time.monotonic() - started < 8  # the answer would take 10 s
+
+
+def test_a_host_that_is_not_allow_listed_is_refused_before_any_request(host: ImageHost) -> None:
+    with pytest.raises(BlockedURLError, match="a loopback address"):
+        fetch_bytes(f"{host.base}/image.png", field="f", limits=limits(host, allowed_hosts=[]))
+
+
+def test_the_task_api_runs_an_edit_on_an_image_given_by_url(
+    host: ImageHost, server_settings: Callable[..., Settings]
+) -> None:
+    settings = server_settings(allowed_hosts=[host.host_port], max_image_bytes=10_000)
+    inline = base64.b64encode(make_input(64, 64).data).decode()
+    with LiveServer(create_app(settings)) as server:
+        _ready(server.url)
+        body = {
+            "input": {"prompt": "night", "images": [f"{host.base}/moved", inline], "resolution": "512"},
+        }
+        response = httpx.post(f"{server.url}/v1/tasks", json=body, headers={"Prefer": "wait=60"}, timeout=90)
+        assert response.status_code == 201, response.text
+        task = response.json()
+        assert task["input"]["images"] == 2 and task["status"] == "succeeded"
+        output = Image.open(io.BytesIO(httpx.get(task["output"]["images"][0]["url"]).content))
+        assert output.width / output.height == pytest.approx(16 / 9, rel=0.03)  # the fetched shape
+
+        big = {"input": {"prompt": "p", "images": [f"{host.base}/big"]}}
+        refused = httpx.post(f"{server.url}/v1/tasks", json=big, timeout=30)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == {
+            "code": "url_fetch_failed",
+            "message": f"input.images[0]: the image at {host.base}/big is larger than max_image_bytes "
+            "(10000 bytes)",
+            "field": "input.images[0]",
+            "status": 400,
+        }
+
+
+def _ready(base: str) -> None:
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{base}/readyz").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
