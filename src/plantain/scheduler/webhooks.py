@@ -35,7 +35,12 @@ CONCURRENCY = 8  # deliveries in flight at once (a slow receiver must not hold u
 
 def webhook_secret(settings: Settings) -> str:
     """The configured secret, or the one generated into the data directory on first use."""
-    return settings.webhook_secret or load_or_create_secret(settings.data_dir / "webhook_secret")
+    if settings.webhook_secret:
+        return settings.webhook_secret
+    path = settings.data_dir / "webhook_secret"
+    if not path.exists():
+        logger.info("generated a webhook signing secret in %s (`plantain webhook-secret` prints it)", path)
+    return load_or_create_secret(path)
 
 
 @dataclass(frozen=True)
