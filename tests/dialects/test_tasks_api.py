@@ -77,6 +77,8 @@ def test_without_prefer_the_answer_is_202_and_the_events_replay(base: str) -> No
         "completed",
     ]
     assert story[-1]["outputs"][0]["url"].startswith(f"{base}/v1/files/")
+    assert isinstance(story[-1]["outputs"][0]["seed"], int)
+    assert story[-1]["usage"]["images"] == 1 and story[-1]["usage"]["device_seconds"] > 0
     resumed = events(base, task_id, last_event_id=3)
     assert [event["seq"] for event in resumed] == [4, 5, 6]
     listed = httpx.get(f"{base}/v1/tasks", params={"status": "succeeded", "limit": 100}).json()

@@ -359,6 +359,7 @@ class Scheduler:
         data: dict[str, Any] = {
             "outputs": [output.model_dump() for output in outputs],
             "seconds": result.seconds,
+            "usage": {"images": len(outputs), "device_seconds": round(result.seconds, 3)},
         }
         self._publish(self.store.succeed(task.id, stored, data))
 
