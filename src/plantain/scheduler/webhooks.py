@@ -29,7 +29,7 @@ from plantain.storage.outbox import Outbox, OutboxMessage
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5  # besides being woken at every new event
-BATCH = 32  # messages taken per pass
+BATCH = 64  # due messages read per pass
 CONCURRENCY = 8  # deliveries in flight at once (a slow receiver must not hold up the others)
 
 
@@ -71,7 +71,9 @@ class Outcome:
 
 
 class WebhookDeliverer:
-    """One thread that takes due messages from the outbox and sends them, a few at a time."""
+    """One thread that hands due messages to a few delivery threads. A task's next message is
+    taken only once its previous one is settled (order), and a slow receiver holds up only its
+    own tasks' messages."""
 
     def __init__(
         self,
@@ -95,6 +97,8 @@ class WebhookDeliverer:
             headers={"user-agent": f"plantain-webhooks/{__version__}"},
         )
         self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="plantain-webhook")
+        self._in_flight: set[str] = set()  # task ids with a delivery under way
+        self._guard = threading.Lock()
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -107,31 +111,52 @@ class WebhookDeliverer:
         self._wakeup.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop taking messages; those not yet delivered stay pending for the next start."""
+        """Stop taking messages and give those under way ``timeout`` seconds; whatever is not
+        delivered stays pending for the next start."""
         self._stopping.set()
         self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
         self._client.close()
-
-    def run_once(self) -> int:
-        """Send every due message once; returns how many were tried."""
-        messages = self.outbox.due(self._clock(), BATCH)
-        for message, outcome in zip(messages, self._pool.map(self._attempt, messages), strict=True):
-            self._record(message, outcome)
-        return len(messages)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                tried = self.run_once()
+                handed_out = self._dispatch()
             except Exception:  # a bug or a closed database must not end delivery for good
-                logger.exception("webhook delivery pass failed")
-                tried = 0
-            if not tried:
+                logger.exception("webhook dispatch failed")
+                handed_out = 0
+            if not handed_out:
                 self._wakeup.wait(POLL_SECONDS)
                 self._wakeup.clear()
+
+    def _dispatch(self) -> int:
+        """Hand due messages of idle tasks to the delivery threads; returns how many."""
+        with self._guard:
+            free = CONCURRENCY - len(self._in_flight)
+            busy = set(self._in_flight)
+        if free <= 0:
+            return 0
+        due = [m for m in self.outbox.due(self._clock(), BATCH) if m.task_id not in busy][:free]
+        for message in due:
+            with self._guard:
+                self._in_flight.add(message.task_id)
+            self._pool.submit(self._deliver, message)
+        return len(due)
+
+    def _deliver(self, message: OutboxMessage) -> None:
+        try:
+            self._record(message, self._attempt(message))
+        except Exception:  # e.g. the store closed at shutdown: the message stays pending
+            logger.exception("recording webhook %s failed", message.id)
+        finally:
+            with self._guard:
+                self._in_flight.discard(message.task_id)
+            self._wakeup.set()  # the task's next message may go now
 
     def _attempt(self, message: OutboxMessage) -> Outcome:
         """One signed POST; never raises."""
