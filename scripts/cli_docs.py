@@ -8,7 +8,21 @@ from click.testing import CliRunner
 
 from plantain.cli import cli
 
-COMMANDS = [[], ["serve"], ["generate"], ["edit"], ["engines"], ["pull"], ["demo"]]
+COMMANDS = [
+    [],
+    ["serve"],
+    ["generate"],
+    ["edit"],
+    ["run"],
+    ["tasks"],
+    ["tasks", "list"],
+    ["tasks", "show"],
+    ["tasks", "wait"],
+    ["tasks", "cancel"],
+    ["engines"],
+    ["pull"],
+    ["demo"],
+]
 
 
 def render() -> str:

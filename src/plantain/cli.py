@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from plantain import __version__
+from plantain import __version__, cli_remote
 from plantain.engines.base import Engine
 from plantain.engines.loading import pull
 from plantain.engines.registry import EngineRegistry
@@ -70,6 +70,9 @@ def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--output", "-o", type=click.Path(path_type=Path), help="Output file or directory."),
     ]
+    command = cli_remote.server_options(
+        "Send the request to the Plantain server at URL instead of running the engine here."
+    )(command)
     for option in reversed(options):
         command = option(command)
     return command
@@ -105,6 +108,10 @@ def edit(registry: EngineRegistry, /, instruction: str, images: tuple[Path, ...]
 def _make_images(
     registry: EngineRegistry, prompt: str, images: list[InputImage], options: dict[str, Any]
 ) -> None:
+    server, api_key = options.pop("server"), options.pop("api_key")
+    if server:
+        cli_remote.make_remote(server, api_key, prompt, [image.data for image in images], options)
+        return
     output: Path | None = options.pop("output")
     weights: Path | None = options.pop("weights")
     output_format = pick_format(options.pop("output_format"), output)
@@ -121,7 +128,8 @@ def _make_images(
     )
     engine = registry.get(engine_name)
     result = _run_with_progress(request, engine)
-    for path, image in zip(output_paths(output, result, output_format), result.images, strict=True):
+    seeds = [image.seed for image in result.images]
+    for path, image in zip(output_paths(output, seeds, output_format), result.images, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.data)
         click.echo(str(path))
@@ -301,6 +309,10 @@ def _demo_step(
     path.write_bytes(result.images[0].data)
     click.echo(str(path))
     return path
+
+
+cli.add_command(cli_remote.run)
+cli.add_command(cli_remote.tasks)
 
 
 def main() -> None:

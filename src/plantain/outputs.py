@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from plantain.errors import InvalidRequestError
-from plantain.types import ImageResult
 
+MEDIA_TYPE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
 SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 FORMAT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
@@ -26,10 +27,10 @@ def pick_format(requested: str | None, output: Path | None) -> str:
     return normalised
 
 
-def output_paths(output: Path | None, result: ImageResult, output_format: str) -> list[Path]:
-    """One path per image: OUT for one image, OUT-1…OUT-n for several, DIR/plantain-SEED.ext in a dir."""
+def output_paths(output: Path | None, seeds: Sequence[int], output_format: str) -> list[Path]:
+    """One path per image (by its seed): OUT for one image, OUT-1…OUT-n for several,
+    DIR/plantain-SEED.ext in a directory (or the current one when OUT is None)."""
     suffix = FORMAT_SUFFIXES.get(output_format, ".png")
-    seeds = [image.seed for image in result.images]
     if output is None or output.is_dir() or str(output).endswith(("/", "\\")):
         directory = output or Path(".")
         return [directory / f"plantain-{seed}{suffix}" for seed in seeds]

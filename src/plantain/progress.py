@@ -23,8 +23,11 @@ class StepBar:
     def __enter__(self) -> StepBar:
         return self
 
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self.close()
