@@ -22,6 +22,7 @@ COMMANDS = [
     ["engines"],
     ["pull"],
     ["demo"],
+    ["webhook-secret"],
 ]
 
 

@@ -252,3 +252,24 @@ def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def test_the_cli_prints_the_secret_the_server_signs_with(
+    webhook_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from plantain.cli import cli
+
+    printed = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "webhook-secret"])
+    assert printed.exit_code == 0
+    secret = printed.stdout.strip()
+    assert secret.startswith("whsec_") and (tmp_path / "webhook_secret").read_text().strip() == secret
+    again = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "webhook-secret"])
+    assert again.stdout.strip() == secret  # kept, not generated anew
+
+    settings = webhook_settings(data_dir=tmp_path, webhook_secret=None)
+    with WebhookReceiver() as receiver, serving(settings) as (base, _):
+        submit(base, receiver, webhook_events_filter=["completed"])
+        [delivery] = receiver.wait_for(has_type("task.completed"))
+        assert verified(delivery, secret)["type"] == "task.completed"

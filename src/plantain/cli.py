@@ -311,6 +311,19 @@ def _demo_step(
     return path
 
 
+@cli.command(name="webhook-secret")
+@click.pass_obj
+def webhook_secret_command(registry: EngineRegistry) -> None:
+    """Print the secret webhooks are signed with (whsec_…), to configure receivers.
+
+    It is PLANTAIN_WEBHOOK_SECRET when set; otherwise the one kept in the data directory, generated
+    there now if the server has not made one yet.
+    """
+    from plantain.scheduler.webhooks import webhook_secret
+
+    click.echo(webhook_secret(registry.settings))
+
+
 cli.add_command(cli_remote.run)
 cli.add_command(cli_remote.tasks)
 
