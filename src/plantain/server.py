@@ -44,15 +44,24 @@ from plantain.errors import (
 )
 from plantain.scheduler import Scheduler
 from plantain.settings import Settings
+from plantain.storage.batches import BatchStore
 
 logger = logging.getLogger(__name__)
 
-GEMINI_PATH_MARKERS = (":generateContent", ":streamGenerateContent", "/publishers/", "/projects/")
-GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1beta1/")
+GEMINI_PATH_MARKERS = (
+    ":generateContent",
+    ":streamGenerateContent",
+    ":batchGenerateContent",
+    "/publishers/",
+    "/projects/",
+)
+GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1beta1/", "/v1/batches")
 SERVED_ROUTES = (
     "Plantain serves Gemini's models/{model}:generateContent, :streamGenerateContent, :countTokens "
-    "and models (under /v1, /v1beta, /v1alpha and the Vertex paths), OpenAI's /v1/images/generations "
-    "and /v1/images/edits, the task API under /v1/tasks, /v1/files/{id}, /v1/models, /healthz and /readyz"
+    "and models (under /v1, /v1beta, /v1alpha and the Vertex paths), Gemini batch mode "
+    "(models/{model}:batchGenerateContent and batches, under /v1, /v1beta and /v1alpha), "
+    "OpenAI's /v1/images/generations and /v1/images/edits, the task API under /v1/tasks, "
+    "/v1/files/{id}, /v1/models, /healthz and /readyz"
 )
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 # Result files are fetched by plain URL (browsers, <img> tags): the unguessable, expiring id is the key.
@@ -106,6 +115,7 @@ class DrainingServer(uvicorn.Server):
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> FastAPI:
     webhook_body = tasks_convert.webhook_renderer(settings.base_url)
     scheduler = Scheduler(settings, registry or EngineRegistry(settings), webhook_body=webhook_body)
+    batches = BatchStore(scheduler.store.path)  # Gemini batch mode, beside the tasks
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,9 +127,11 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Fa
             loading.cancel()
             await asyncio.to_thread(scheduler.drain, settings.drain_seconds)
             scheduler.close()
+            batches.close()
 
     app = FastAPI(title="Plantain", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.scheduler = scheduler
+    app.state.batches = batches
     _add_health_routes(app, scheduler)
     _add_error_handlers(app)
     app.middleware("http")(_api_key_check(settings))

@@ -75,6 +75,62 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_due ON webhook_outbox (status, next_attempt_at);
     """,
+    # 2: batches (storage/batches.py) and their member tasks, in request order. A batch's results
+    # are kept together: while one member is unfinished the ended ones do not expire, and when
+    # the last ends every member takes the latest expiry. Triggers keep that rule inside the
+    # task store's own transactions, which know nothing of batches. When the tasks expire, the
+    # memberships go with them (ON DELETE CASCADE) and the emptied batch goes too.
+    """
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        model TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        request_count INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        cancelled_at REAL
+    );
+    CREATE INDEX batches_by_creation ON batches (created_at, id);
+    CREATE TABLE batch_tasks (
+        batch_id TEXT NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        task_id TEXT NOT NULL UNIQUE REFERENCES tasks (id) ON DELETE CASCADE,
+        metadata TEXT,
+        PRIMARY KEY (batch_id, position)
+    );
+    CREATE VIEW batch_expiry AS
+        SELECT m.batch_id,
+               MAX(t.status IN ('queued', 'running')) AS unfinished,
+               MAX(t.expires_at) AS expires_at
+        FROM batch_tasks AS m JOIN tasks AS t ON t.id = m.task_id
+        GROUP BY m.batch_id;
+    CREATE TRIGGER batch_member_ended AFTER UPDATE OF expires_at ON tasks
+    WHEN NEW.expires_at IS NOT NULL AND EXISTS (SELECT 1 FROM batch_tasks WHERE task_id = NEW.id)
+    BEGIN
+        UPDATE tasks SET expires_at = (
+            SELECT CASE WHEN e.unfinished THEN NULL ELSE e.expires_at END FROM batch_expiry AS e
+            WHERE e.batch_id = (SELECT batch_id FROM batch_tasks WHERE task_id = NEW.id)
+        )
+        WHERE id IN (
+            SELECT task_id FROM batch_tasks
+            WHERE batch_id = (SELECT batch_id FROM batch_tasks WHERE task_id = NEW.id)
+        );
+    END;
+    CREATE TRIGGER batch_last_member_added AFTER INSERT ON batch_tasks
+    WHEN NEW.position = (SELECT request_count - 1 FROM batches WHERE id = NEW.batch_id)
+    BEGIN
+        UPDATE tasks SET expires_at = (
+            SELECT CASE WHEN e.unfinished THEN NULL ELSE e.expires_at END FROM batch_expiry AS e
+            WHERE e.batch_id = NEW.batch_id
+        )
+        WHERE id IN (SELECT task_id FROM batch_tasks WHERE batch_id = NEW.batch_id);
+    END;
+    CREATE TRIGGER batch_emptied AFTER DELETE ON batch_tasks
+    WHEN NOT EXISTS (SELECT 1 FROM batch_tasks WHERE batch_id = OLD.batch_id)
+    BEGIN
+        DELETE FROM batches WHERE id = OLD.batch_id;
+    END;
+    """,
 )
 
 

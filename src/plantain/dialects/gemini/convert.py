@@ -223,10 +223,17 @@ def new_response_id() -> str:
 
 def to_response(result: ImageResult, request: ImageRequest, model: str, response_id: str) -> Response:
     """One candidate per image, each finished with STOP; images in standard base64."""
+    return response_with_usage(result, usage(request, result, model), model, response_id)
+
+
+def response_with_usage(
+    result: ImageResult, usage_metadata: UsageMetadata, model: str, response_id: str
+) -> Response:
+    """:func:`to_response` with the usage already counted (a batch counts it from a stored task)."""
     candidates = [_candidate(result, index) for index in range(len(result.images))]
     return Response(
         candidates=candidates,
-        usage_metadata=usage(request, result, model),
+        usage_metadata=usage_metadata,
         model_version=_model_id(model),
         response_id=response_id,
     )
@@ -260,10 +267,15 @@ def _candidate(result: ImageResult, index: int) -> Candidate:
 
 def usage(request: ImageRequest, result: ImageResult, model: str) -> UsageMetadata:
     """Token counts as Gemini reports them for ``model`` (see IMAGE_TOKENS; prompt is estimated)."""
+    return usage_of(request.prompt, len(request.images), request.size, len(result.images), model)
+
+
+def usage_of(prompt: str, input_images: int, size: str, output_images: int, model: str) -> UsageMetadata:
+    """:func:`usage` from its parts: a stored task keeps how many input images it had, not them."""
     name = _model_id(model)
-    text_tokens = len(request.prompt) // CHARS_PER_TOKEN
-    image_tokens = input_image_tokens(name) * len(request.images)
-    output_tokens = output_image_tokens(name, request.size) * len(result.images)
+    text_tokens = len(prompt) // CHARS_PER_TOKEN
+    image_tokens = input_image_tokens(name) * input_images
+    output_tokens = output_image_tokens(name, size) * output_images
     prompt_details = _prompt_details(text_tokens, image_tokens)
     return UsageMetadata(
         prompt_token_count=text_tokens + image_tokens,
@@ -364,8 +376,10 @@ __all__ = [
     "new_response_id",
     "output_image_tokens",
     "parse_request",
+    "response_with_usage",
     "to_image_request",
     "to_response",
     "to_stream_chunks",
     "usage",
+    "usage_of",
 ]

@@ -1,4 +1,5 @@
-"""Plantain errors in the Gemini envelope: ``{"error": {"code", "message", "status"}}``."""
+"""Plantain errors in the Gemini envelope: ``{"error": {"code", "message", "status"}}``, and the
+google.rpc codes a batch reports for each request that failed."""
 
 from __future__ import annotations
 
@@ -20,6 +21,29 @@ RPC_STATUS: dict[int, str] = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+
+
+# google.rpc.Code numbers: a per-request error inside a batch is a google.rpc.Status, whose
+# ``code`` is this number rather than the HTTP status.
+RPC_CODE: dict[str, int] = {
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "ABORTED": 10,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "UNAUTHENTICATED": 16,
+}
+
+
+def rpc_code(http_status: int) -> int:
+    """The google.rpc.Code of an HTTP status, as Gemini maps them (UNKNOWN for others)."""
+    return RPC_CODE[RPC_STATUS.get(http_status, "UNKNOWN")]
 
 
 def error_body(error: PlantainError) -> tuple[int, dict[str, Any]]:

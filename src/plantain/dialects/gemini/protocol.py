@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
@@ -144,3 +144,87 @@ class Model(Wire):
 
 class ListModelsResponse(Wire):
     models: list[Model]
+
+
+# --- batch mode ------------------------------------------------------------------------------
+
+BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+
+
+class InlinedRequest(Wire):
+    request: dict[str, Any] | None = None  # validated one by one, so an error can name its index
+    metadata: dict[str, Any] | None = None  # echoed back with the request's response
+
+
+class InlinedRequests(Wire):
+    requests: list[InlinedRequest] | None = None
+
+
+class InputConfig(Wire):
+    requests: InlinedRequests | None = None
+    file_name: str | None = None  # a Files API upload: refused, files are not served
+
+
+class BatchSpec(Wire):
+    """The ``batch`` of ``batchGenerateContent``; ``priority`` and output-only fields are ignored."""
+
+    display_name: str | None = None
+    input_config: InputConfig | None = None
+
+
+class BatchGenerateContentRequest(Wire):
+    batch: BatchSpec | None = None
+
+
+class RpcStatus(Wire):
+    code: int  # a google.rpc.Code, not an HTTP status
+    message: str
+
+
+class InlinedResponse(Wire):
+    response: GenerateContentResponse | None = None
+    error: RpcStatus | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class InlinedResponses(Wire):
+    inlined_responses: list[InlinedResponse]
+
+
+class BatchOutput(Wire):
+    inlined_responses: InlinedResponses
+
+
+class BatchStats(Wire):
+    """Counts are int64, which proto-JSON writes as strings."""
+
+    request_count: str
+    successful_request_count: str
+    failed_request_count: str
+    pending_request_count: str
+
+
+class GenerateContentBatch(Wire):
+    type_: str = Field(default=BATCH_TYPE, alias="@type")
+    name: str  # "batches/<id>"
+    model: str  # "models/<id>"
+    display_name: str
+    state: str  # BATCH_STATE_*
+    create_time: str
+    update_time: str
+    end_time: str | None = None
+    batch_stats: BatchStats
+    output: BatchOutput | None = None  # once the batch has ended
+
+
+class Operation(Wire):
+    """What ``batchGenerateContent`` and ``batches.get`` answer; google-genai reads ``metadata``."""
+
+    name: str
+    metadata: GenerateContentBatch
+    done: bool
+
+
+class ListOperationsResponse(Wire):
+    operations: list[Operation]
+    next_page_token: str | None = None

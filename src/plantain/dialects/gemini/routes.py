@@ -1,5 +1,5 @@
 """Gemini API and Vertex AI routes: ``generateContent``, ``streamGenerateContent``,
-``countTokens``, models.
+``countTokens``, models, and batch mode (from :mod:`batch_routes`).
 
 Thin on purpose: parse, convert, run on the scheduler (a task the route waits on), convert
 back. Errors are Plantain errors, rendered in the Gemini envelope by the server's handlers.
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from plantain.dialects.gemini import convert
+from plantain.dialects.gemini import batch_routes, convert
 from plantain.dialects.gemini.protocol import GenerateContentResponse
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
@@ -102,6 +102,7 @@ def _register() -> None:
     for version in MODEL_LISTING_VERSIONS:
         router.add_api_route(f"/{version}/models", list_models, methods=["GET"])
         router.add_api_route(f"/{version}/models/{{model}}", get_model, methods=["GET"])
+    batch_routes.register(router, GEMINI_VERSIONS)
 
 
 _register()

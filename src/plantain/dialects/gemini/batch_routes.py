@@ -1,0 +1,154 @@
+"""Gemini batch mode on the durable queue: ``models/{model}:batchGenerateContent`` and
+``batches`` (get, list, cancel, delete), as google-genai's ``client.batches`` calls them.
+
+Each inline request becomes one task, checked and queued all or nothing; the batch is a named,
+ordered group of those tasks (:mod:`plantain.storage.batches`) whose state is read from them on
+every call. Inline requests only: there is no Files API, and Vertex's ``batchPredictionJobs`` are
+not served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from plantain.dialects.gemini import batch_convert
+from plantain.errors import InvalidRequestError, NotFoundError, PlantainError
+from plantain.scheduler import Scheduler, bulk
+from plantain.scheduler.scheduler import Submission
+from plantain.storage.batches import Batch, BatchStore
+from plantain.types import ImageResult, Task
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100  # a larger pageSize is lowered to it, as Google's list methods do
+
+
+async def batch_generate_content(request: Request, model: str) -> JSONResponse:
+    scheduler = _scheduler(request)
+    engine = scheduler.engine_name(model)  # an unknown model is a 404 before the body is read
+    spec = batch_convert.parse_batch(await request.body())
+    items = batch_convert.to_image_requests(spec, model=model, engine=engine)
+    submission = Submission(model=model, source="gemini-batch")
+    for index, (image_request, _) in enumerate(items):
+        try:
+            await bulk.check(scheduler, image_request, submission)
+        except InvalidRequestError as exc:
+            raise batch_convert.at_request(exc, index) from None
+    bulk.check_room(scheduler, len(items), field=batch_convert.REQUESTS_FIELD)
+    tasks = await bulk.submit_all(scheduler, [image_request for image_request, _ in items], submission)
+    members = [(task.id, metadata) for task, (_, metadata) in zip(tasks, items, strict=True)]
+    try:
+        batch = _batches(request).create(
+            source="gemini", model=model, display_name=spec.display_name or "", members=members
+        )
+    except BaseException:
+        bulk.cancel_all(scheduler, [task.id for task in tasks])
+        raise
+    return JSONResponse(await _operation(scheduler, batch))
+
+
+async def get_batch(request: Request, batch_id: str) -> JSONResponse:
+    batch = _batches(request).get(batch_id)
+    return JSONResponse(await _operation(_scheduler(request), batch))
+
+
+async def list_batches(request: Request) -> JSONResponse:
+    """Newest first, without outputs (a page of finished batches would carry all their images):
+    ``batches.get`` one for its responses."""
+    size = _page_size(request.query_params.get("pageSize"))
+    token = request.query_params.get("pageToken") or None
+    batches, next_token = _batches(request).page(limit=size, after=token)
+    scheduler = _scheduler(request)
+    operations = [
+        batch_convert.operation(batch, _tasks(scheduler, batch), {}, with_output=False) for batch in batches
+    ]
+    body: dict[str, object] = {"operations": operations}
+    if next_token is not None:
+        body["nextPageToken"] = next_token
+    return JSONResponse(body)
+
+
+async def cancel_batch(request: Request, batch_id: str) -> JSONResponse:
+    """Idempotent; queued requests end at once, a running one at its next step. A batch that had
+    already ended stays as it was."""
+    batch = _batches(request).mark_cancelled(batch_id)
+    bulk.cancel_all(_scheduler(request), [member.task_id for member in batch.members])
+    return JSONResponse({})
+
+
+async def delete_batch(request: Request, batch_id: str) -> JSONResponse:
+    """Cancel, then forget: the batch is gone (404) and its results are deleted soon after."""
+    store = _batches(request)
+    batch = store.get(batch_id)
+    bulk.cancel_all(_scheduler(request), [member.task_id for member in batch.members])
+    store.delete(batch_id)
+    return JSONResponse({})
+
+
+async def _operation(scheduler: Scheduler, batch: Batch) -> dict[str, object]:
+    tasks = _tasks(scheduler, batch)
+    results = await asyncio.to_thread(_results, scheduler, tasks) if batch_convert.ended(tasks) else {}
+    return batch_convert.operation(batch, tasks, results)
+
+
+def _tasks(scheduler: Scheduler, batch: Batch) -> list[Task | None]:
+    tasks: list[Task | None] = []
+    for member in batch.members:
+        try:
+            tasks.append(scheduler.store.get(member.task_id))
+        except NotFoundError:
+            tasks.append(None)
+    return tasks
+
+
+def _results(scheduler: Scheduler, tasks: Sequence[Task | None]) -> dict[str, ImageResult]:
+    """The images of every succeeded task that can still be read (one that cannot is reported as
+    an error entry rather than failing the whole answer)."""
+    results = {}
+    for task in tasks:
+        if task is not None and task.status == "succeeded":
+            with contextlib.suppress(PlantainError, OSError):
+                results[task.id] = scheduler.result_of(task)
+    return results
+
+
+def _page_size(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_PAGE
+    try:
+        size = int(value)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise InvalidRequestError(
+            f"pageSize: {value!r} is not allowed; send a whole number of batches, 1 to {MAX_PAGE} "
+            f"(0 or none gives {DEFAULT_PAGE})",
+            field="pageSize",
+        )
+    return min(size, MAX_PAGE) or DEFAULT_PAGE
+
+
+def _scheduler(request: Request) -> Scheduler:
+    scheduler: Scheduler = request.app.state.scheduler
+    return scheduler
+
+
+def _batches(request: Request) -> BatchStore:
+    store: BatchStore = request.app.state.batches
+    return store
+
+
+def register(router: APIRouter, versions: Sequence[str]) -> None:
+    """The batch routes under each Gemini API version (``v1`` is google-genai 3's default)."""
+    for version in versions:
+        router.add_api_route(
+            f"/{version}/models/{{model}}:batchGenerateContent", batch_generate_content, methods=["POST"]
+        )
+        router.add_api_route(f"/{version}/batches", list_batches, methods=["GET"])
+        router.add_api_route(f"/{version}/batches/{{batch_id}}", get_batch, methods=["GET"])
+        router.add_api_route(f"/{version}/batches/{{batch_id}}", delete_batch, methods=["DELETE"])
+        router.add_api_route(f"/{version}/batches/{{batch_id}}:cancel", cancel_batch, methods=["POST"])
