@@ -104,6 +104,7 @@ class Task(_Wire):
     output: TaskOutput | None = None
     error: ErrorInfo | None = None
     attempts: int = 0
+    cancel_requested: bool = False  # a running task stops at its next step
     queue_position: int | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None

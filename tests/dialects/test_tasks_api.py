@@ -148,3 +148,19 @@ def test_an_unknown_task_is_a_404_in_the_task_envelope(base: str) -> None:
     response = httpx.get(f"{base}/v1/tasks/task_nope")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_quiet_event_stream_sends_keep_alive_comments(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plantain.dialects.tasks import routes
+
+    monkeypatch.setattr(routes, "KEEPALIVE_SECONDS", 0.05)
+    task_id = submit(base, {"prompt": "slow", "steps": 40, "resolution": "1K"}).json()["id"]
+    lines = []
+    with httpx.stream("GET", f"{base}/v1/tasks/{task_id}/events", timeout=60) as response:
+        for line in response.iter_lines():
+            lines.append(line)
+            if line == ": keep-alive":
+                break
+    assert ": keep-alive" in lines
+    cancelled = httpx.post(f"{base}/v1/tasks/{task_id}/cancel").json()
+    assert cancelled["status"] == "cancelled" or cancelled["cancel_requested"] is True

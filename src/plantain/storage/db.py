@@ -131,6 +131,10 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM batches WHERE id = OLD.batch_id;
     END;
     """,
+    # 3: the webhook deliverer looks up each task's pending messages (storage/outbox.py).
+    """
+    CREATE INDEX outbox_by_task ON webhook_outbox (task_id, status);
+    """,
 )
 
 

@@ -105,6 +105,7 @@ def task_body(task: Task, file_url: FileURL, *, base: str, position: int | None 
         "output": _output(task, file_url),
         "error": task.error.model_dump(exclude_none=True) if task.error else None,
         "attempts": task.attempts,
+        "cancel_requested": task.cancel_requested,  # a running task stops at its next step
         "queue_position": position,
         "created_at": _iso(task.created_at),
         "started_at": _iso(task.started_at),

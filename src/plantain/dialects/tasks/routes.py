@@ -30,6 +30,7 @@ router = APIRouter(tags=["tasks"])
 MAX_WAIT_SECONDS = 60.0  # Prefer: wait caps here, as Replicate's does
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait(?:=(\d+(?:\.\d+)?))?(?:$|[,;\s])")
 MAX_PAGE = 100
+KEEPALIVE_SECONDS = 15.0  # an SSE comment this often while a task waits or runs a long step
 
 
 @router.post("/v1/tasks")
@@ -123,7 +124,12 @@ async def _events(
             if event.type in TERMINAL_EVENTS:
                 return
         while True:
-            if (await live.get()).seq <= last:
+            try:
+                event = await asyncio.wait_for(live.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keep-alive\n\n"  # a comment: clients ignore it; proxies see a live stream
+                continue
+            if event.seq <= last:
                 continue
             for event in scheduler.store.events_after(task_id, last):  # the store fills any gap
                 yield convert.sse(event, file_url)
