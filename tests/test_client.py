@@ -293,6 +293,17 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
         client.get("task_x")
 
 
+def test_the_readme_example_runs(base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = re.search(r"```python\n(from plantain import Client.*?)```", text, re.S)
+    assert example is not None
+    monkeypatch.setenv("PLANTAIN_SERVER", base)
+    monkeypatch.setenv("PLANTAIN_API_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    exec(example.group(1), {})
+    assert size_of((tmp_path / "bicycle.png").read_bytes()) == (1344, 768)
+
+
 def test_the_docs_example_runs(base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = (Path(__file__).resolve().parent.parent / "docs" / "client.md").read_text()
     example = re.search(r"```python\n(.*?)```", text, re.S)
