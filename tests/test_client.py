@@ -295,7 +295,7 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
 
 def test_the_readme_example_runs(base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    example = re.search(r"```python\n(from plantain import Client.*?)```", text, re.S)
+    example = re.search(r"```python\n(from pathlib import Path\nfrom plantain import .*?)```", text, re.S)
     assert example is not None
     monkeypatch.setenv("PLANTAIN_SERVER", base)
     monkeypatch.setenv("PLANTAIN_API_KEY", KEY)
