@@ -9,6 +9,9 @@ transaction; only a power cut can lose the last few.
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from plantain.errors import ConfigurationError
@@ -136,6 +139,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_by_task ON webhook_outbox (task_id, status);
     """,
 )
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, lock: threading.RLock) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` under ``lock`` (the connection is shared by threads),
+    rolled back on any exception. IMMEDIATE takes the write lock at once, so two connections to
+    one file cannot deadlock upgrading their read locks."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
 
 def connect(path: Path) -> sqlite3.Connection:
