@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,7 @@ import httpx
 
 from plantain.engines import tiny
 from plantain.settings import Settings
-from plantain.testing import WebhookReceiver
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from plantain.testing import WebhookReceiver, free_port
 
 
 @contextmanager

@@ -10,7 +10,7 @@ cannot hold a worker or fill memory. What comes back is only bytes: the image de
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -45,17 +45,32 @@ def fetch_bytes(url: str, *, field: str, limits: FetchLimits) -> bytes:
     raise FetchError(f"{field}: more than {MAX_REDIRECTS} redirects; send the image's final URL", field=field)
 
 
+def pinned_request(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    field: str,
+    allow: Sequence[str],
+    headers: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+) -> httpx.Request:
+    """A request to ``url`` once netguard has checked it, addressed to the checked IP (with the
+    URL's host in ``Host`` and TLS SNI), so a second DNS answer cannot point it elsewhere."""
+    target = resolve_target(url, field=field, allow=allow)
+    parsed = httpx.URL(url)
+    return client.build_request(
+        method,
+        parsed.copy_with(host=target.addresses[0]),
+        headers={**(headers or {}), "host": parsed.netloc.decode("ascii")},
+        content=content,
+        extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+    )
+
+
 def _get(client: httpx.Client, url: str, field: str, limits: FetchLimits, deadline: float) -> bytes | str:
     """The body, or the next URL to try when the answer is a redirect."""
-    target = resolve_target(url, field=field, allow=limits.allowed_hosts)
-    parsed = httpx.URL(url)
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    request = client.build_request(
-        "GET",
-        parsed.copy_with(host=target.addresses[0]),  # the vetted address
-        headers={"host": parsed.netloc.decode("ascii")},
-        extensions=extensions,
-    )
+    request = pinned_request(client, "GET", url, field=field, allow=limits.allowed_hosts)
     try:
         response = client.send(request, stream=True)
     except httpx.HTTPError as exc:
@@ -63,7 +78,7 @@ def _get(client: httpx.Client, url: str, field: str, limits: FetchLimits, deadli
         raise FetchError(f"{field}: fetching {url} failed: {why}", field=field) from None
     try:
         if response.is_redirect and "location" in response.headers:
-            return str(parsed.join(response.headers["location"]))
+            return str(httpx.URL(url).join(response.headers["location"]))
         if not response.is_success:
             raise FetchError(f"{field}: {url} answered HTTP {response.status_code}", field=field)
         return _read_limited(response, url, field, limits, deadline)

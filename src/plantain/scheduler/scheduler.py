@@ -29,6 +29,7 @@ from plantain.errors import (
     CancelledError,
     ConfigurationError,
     EngineRunError,
+    InvalidRequestError,
     PlantainError,
     QueueFullError,
     error_from_code,
@@ -159,14 +160,55 @@ class Scheduler:
         on_preview: PreviewCallback | None = None,
     ) -> tuple[Task, bool]:
         """Check ``request`` and queue it; returns (task, created). Bad input raises here."""
+        checked = await self.check(request, submission)
+        self.check_capacity()
+        return await self.enqueue(checked, submission, previews=previews, on_preview=on_preview)
+
+    async def check(self, request: ImageRequest, submission: Submission) -> ImageRequest:
+        """``request`` ready to queue: its engine named, its inputs decoded and validated off the
+        loop (bad input raises here: a 400, never a failed task), its seed fixed so that a rerun
+        makes the same images."""
         engine_name = request.engine or self.engine_name(submission.model)
         request = request.model_copy(update={"engine": engine_name})
-        engine = self.registry.get(engine_name)
-        job = await asyncio.to_thread(prepare, request, engine)  # decode and validate off the loop
-        request = request.model_copy(update={"seed": job.seeds[0]})  # a rerun makes the same images
-        self._check_capacity()
+        job = await asyncio.to_thread(prepare, request, self.registry.get(engine_name))
+        return request.model_copy(update={"seed": job.seeds[0]})
+
+    def check_capacity(self, count: int = 1, *, field: str | None = None) -> None:
+        """Room for ``count`` more tasks, or QueueFullError (429, with a retry hint); a group larger
+        than the whole queue can never fit, so it is a 400 naming ``field``."""
+        limit = self.settings.max_queued_tasks
+        if count > limit:
+            raise InvalidRequestError(
+                f"{field}: {count} requests are more than the queue holds (max_queued_tasks is "
+                f"{limit}); send at most {limit} at once",
+                field=field,
+            )
+        queued = self.store.queued_count()
+        if queued + count <= limit:
+            return
+        waiting = f"{queued} tasks waiting, max_queued_tasks is {limit}"
+        raise QueueFullError(
+            f"the queue is full ({waiting}); retry later"
+            if count == 1
+            else f"the queue has room for {limit - queued} more tasks ({waiting}) and this batch has "
+            f"{count}; retry later",
+            retry_after=max(1, min(60, queued // 4)),
+        )
+
+    async def enqueue(
+        self,
+        checked: ImageRequest,
+        submission: Submission,
+        *,
+        previews: int = 0,
+        on_preview: PreviewCallback | None = None,
+    ) -> tuple[Task, bool]:
+        """Queue a request :meth:`check` returned; returns (task, created)."""
+        engine_name = checked.engine
+        if engine_name is None:
+            raise ValueError("enqueue() takes a request that check() returned (its engine is named)")
         new = NewTask(
-            request=request,
+            request=checked,
             model=submission.model or engine_name,
             engine=engine_name,
             source=submission.source,
@@ -180,9 +222,8 @@ class Scheduler:
             if previews and on_preview is not None:
                 self._previews[task.id] = (previews, on_preview)
             for event in self.store.events_after(task.id):
-                self.bus.publish(event)
+                self._publish(event)
             self._wakeup.set()
-            self._wake_webhooks()
         return task, created
 
     def cancel(self, task_id: str) -> Task:
@@ -266,15 +307,6 @@ class Scheduler:
                 self.cancel(task_id)
                 return
             await asyncio.sleep(DISCONNECT_POLL_SECONDS)
-
-    def _check_capacity(self) -> None:
-        limit = self.settings.max_queued_tasks
-        queued = self.store.queued_count()
-        if queued >= limit:
-            raise QueueFullError(
-                f"the queue is full ({queued} tasks waiting, max_queued_tasks is {limit}); retry later",
-                retry_after=max(1, min(60, queued // 4)),
-            )
 
     # --- the worker ----------------------------------------------------------------------------
 

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 
 from plantain import __version__
-from plantain.netguard import BlockedURLError, resolve_target
+from plantain.fetch import pinned_request
+from plantain.netguard import BlockedURLError
 from plantain.settings import Settings
 from plantain.signing import load_or_create_secret, webhook_headers
 from plantain.storage.outbox import Outbox, OutboxMessage
@@ -66,7 +68,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # delivered | gone | retry
+    kind: Literal["delivered", "gone", "retry"]
     detail: str | None = None
 
 
@@ -160,21 +162,22 @@ class WebhookDeliverer:
 
     def _attempt(self, message: OutboxMessage) -> Outcome:
         """One signed POST; never raises."""
-        try:
-            target = resolve_target(message.url, field="webhook", allow=self._allowed_hosts)
-        except BlockedURLError as exc:
-            return Outcome("retry", exc.message)
-        url = httpx.URL(message.url)
         body = message.body.encode()
         headers = webhook_headers(self._secret, message.id, int(self._clock()), body)
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         try:
-            response = self._client.post(
-                url.copy_with(host=target.addresses[0]),  # the vetted address, not a new lookup
+            request = pinned_request(
+                self._client,
+                "POST",
+                message.url,
+                field="webhook",
+                allow=self._allowed_hosts,
+                headers=headers,
                 content=body,
-                headers={**headers, "host": url.netloc.decode("ascii")},
-                extensions=extensions,
             )
+        except BlockedURLError as exc:  # DNS changed since submission (or cannot resolve now)
+            return Outcome("retry", exc.message)
+        try:
+            response = self._client.send(request)
         except httpx.HTTPError as exc:
             return Outcome("retry", f"{type(exc).__name__}: {exc}")
         if response.is_success:

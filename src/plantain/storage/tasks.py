@@ -344,14 +344,10 @@ class TaskStore:
     def _queue_webhook(self, db: sqlite3.Connection, event: TaskEvent) -> None:
         """An outbox row in the event's own transaction: a webhook is sent if and only if the
         event happened (at least once, with the same ``webhook-id`` on every attempt)."""
-        task = self._task(db, event.task_id)
-        if self._webhook_body is None or task.webhook_url is None:
+        if self._webhook_body is None or not self._wants_webhook(db, event):
             return
-        if task.webhook_events is not None and event.type not in task.webhook_events:
-            return
-        if event.type == "progress" and self._progress_sent_recently(db, task.id):
-            return
-        if self.outbox.is_gone(task.id, task.webhook_url):
+        task = self._task(db, event.task_id)  # read whole only for a webhook that will be sent
+        if task.webhook_url is None or self.outbox.is_gone(task.id, task.webhook_url):
             return
         db.execute(
             "INSERT INTO webhook_outbox (id, task_id, url, event_type, body, next_attempt_at, created_at) "
@@ -366,6 +362,18 @@ class TaskStore:
                 event.created_at,
             ),
         )
+
+    def _wants_webhook(self, db: sqlite3.Connection, event: TaskEvent) -> bool:
+        """Whether the task has a webhook for this event type (two columns: this runs on every
+        progress step of every task)."""
+        row = db.execute(
+            "SELECT webhook_url, webhook_events FROM tasks WHERE id = ?", (event.task_id,)
+        ).fetchone()
+        if row is None or row["webhook_url"] is None:
+            return False
+        if row["webhook_events"] and event.type not in json.loads(row["webhook_events"]):
+            return False
+        return not (event.type == "progress" and self._progress_sent_recently(db, event.task_id))
 
     def _progress_sent_recently(self, db: sqlite3.Connection, task_id: str) -> bool:
         row = db.execute(
