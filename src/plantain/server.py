@@ -79,10 +79,11 @@ def speaks_gemini(request: Request) -> bool:
 
 def render_error(request: Request, error: PlantainError) -> JSONResponse:
     if request.url.path.startswith("/v1/tasks"):
-        dialect: Any = tasks_errors
+        status, body = tasks_errors.error_body(error)
+    elif speaks_gemini(request):
+        status, body = gemini_errors.error_body(error)
     else:
-        dialect = gemini_errors if speaks_gemini(request) else openai_errors
-    status, body = dialect.error_body(error)
+        status, body = openai_errors.error_body(error)
     return JSONResponse(body, status_code=status, headers=response_headers(error))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
@@ -324,6 +325,17 @@ def test_sse_frames_and_the_rest_stream_form(server: str) -> None:
     assert json.loads(events[-1].removeprefix("data: "))["usageMetadata"]["candidatesTokenCount"] == 1290
     array = post(path, BODY)
     assert array.status_code == 200 and array.json()[-1]["candidates"][0]["finishReason"] == "STOP"
+
+
+def test_a_check_made_when_queuing_names_the_gemini_field(server: str) -> None:
+    # Decoding happens in the scheduler, whose errors name the core field (images).
+    corrupt = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(b"not an image").decode()}}
+    body = {"contents": [{"parts": [{"text": "x"}, corrupt]}]}
+    response = post(f"{server}/v1beta/models/{MODEL}:generateContent", body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "contents[0].parts[1].inlineData is not a readable image" in error["message"]
+    assert error["details"][0]["metadata"] == {"field": "contents"}
 
 
 def test_malformed_json_is_a_gemini_400(server: str) -> None:

@@ -148,6 +148,14 @@ def test_malformed_json_and_missing_text_are_invalid_requests() -> None:
         convert_body({"contents": [{"parts": [{"inlineData": {"data": base64.b64encode(PNG).decode()}}]}]})
 
 
+def test_errors_of_later_checks_name_the_gemini_field_in_the_envelope() -> None:
+    from plantain.dialects.gemini import errors
+
+    status, body = errors.error_body(InvalidImageError("image 1 is not a readable image", field="images"))
+    assert (status, body["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    assert body["error"]["details"][0]["metadata"] == {"field": "contents"}
+
+
 def test_a_non_image_inline_part_is_refused() -> None:
     body = edit_body()
     body["contents"][0]["parts"][0]["inlineData"]["mimeType"] = "application/pdf"

@@ -128,6 +128,13 @@ def test_core_errors_are_renamed_to_openai_parameters() -> None:
     assert renamed.field == "image"
 
 
+def test_errors_of_later_checks_name_openai_parameters_in_the_envelope() -> None:
+    from plantain.dialects.openai import errors
+
+    status, body = errors.error_body(TooManyImagesError("engine tiny takes at most 14", field="images"))
+    assert (status, body["error"]["param"], body["error"]["code"]) == (400, "image", "too_many_images")
+
+
 def test_malformed_json_is_a_request_error() -> None:
     for body in (b"{nope", b"[1, 2]"):
         with pytest.raises(InvalidRequestError):

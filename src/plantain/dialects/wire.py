@@ -6,13 +6,15 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from plantain.errors import InvalidImageError, InvalidRequestError
 
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+Body = TypeVar("Body", bound=BaseModel)
 
 
 def load_json(raw: bytes) -> Any:
@@ -21,6 +23,14 @@ def load_json(raw: bytes) -> Any:
         return json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}", field="body") from None
+
+
+def validate(model: type[Body], payload: Any) -> Body:
+    """``payload`` as a ``model``, or the 400 :func:`validation_error` makes of pydantic's complaint."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
 
 
 def validation_error(exc: ValidationError) -> InvalidRequestError:
@@ -44,3 +54,8 @@ def decode_base64(data: str, name: str, field: str | None = None) -> bytes:
         return base64.b64decode(text, validate=True)
     except binascii.Error as exc:
         raise InvalidImageError(f"{name} is not valid base64 ({exc})", field=field or name) from None
+
+
+def encode_base64(data: bytes) -> str:
+    """Standard base64 with padding, as both vendors answer images."""
+    return base64.b64encode(data).decode("ascii")

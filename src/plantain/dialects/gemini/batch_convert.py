@@ -21,8 +21,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from plantain.dialects.gemini import convert
 from plantain.dialects.gemini.errors import RPC_CODE, rpc_code
 from plantain.dialects.gemini.protocol import (
@@ -38,7 +36,7 @@ from plantain.dialects.gemini.protocol import (
     Operation,
     RpcStatus,
 )
-from plantain.dialects.wire import load_json, validation_error
+from plantain.dialects.wire import load_json, validate
 from plantain.errors import InvalidRequestError, PlantainError
 from plantain.storage.batches import Batch, Member
 from plantain.types import ImageRequest, ImageResult, Task
@@ -51,11 +49,7 @@ REQUESTS_FIELD = "batch.inputConfig.requests.requests"
 
 def parse_batch(raw: bytes) -> BatchSpec:
     """The ``batch`` of the body, with inline requests; a file input is refused."""
-    try:
-        body = BatchGenerateContentRequest.model_validate(load_json(raw))
-    except ValidationError as exc:
-        raise validation_error(exc) from None
-    batch = body.batch
+    batch = validate(BatchGenerateContentRequest, load_json(raw)).batch
     config = batch.input_config if batch else None
     if batch is None or config is None:
         raise InvalidRequestError("batch.inputConfig is required", field="batch.inputConfig")
@@ -97,16 +91,13 @@ def _inlined(batch: BatchSpec) -> list[InlinedRequest]:
 
 def _request_body(raw: dict[str, Any], model: str) -> GenerateContentRequest:
     named = raw.get("model")
-    if named is not None and _model_id(str(named)) != _model_id(model):
+    if named is not None and convert.model_id(str(named)) != convert.model_id(model):
         raise InvalidRequestError(
             f"model: {named!r} differs from the batch's model {model!r}; a batch runs on one "
             "model, so leave it out or make it the same",
             field="model",
         )
-    try:
-        return GenerateContentRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
+    return validate(GenerateContentRequest, raw)
 
 
 def at_request(error: PlantainError, index: int) -> PlantainError:
@@ -137,6 +128,7 @@ def operation(
     one entry per request, in order (``with_output=False`` leaves it out, for lists)."""
     state = state_of(batch, tasks)
     done = state in {"BATCH_STATE_SUCCEEDED", "BATCH_STATE_CANCELLED"}
+    updated = _timestamp(_updated_at(batch, tasks))
     output = None
     if done and with_output:
         entries = [
@@ -145,12 +137,12 @@ def operation(
         output = BatchOutput(inlined_responses=InlinedResponses(inlined_responses=entries))
     metadata = GenerateContentBatch(
         name=f"batches/{batch.id}",
-        model=f"models/{_model_id(batch.model)}",
+        model=f"models/{convert.model_id(batch.model)}",
         display_name=batch.display_name,
         state=state,
         create_time=_timestamp(batch.created_at),
-        update_time=_timestamp(_updated_at(batch, tasks)),
-        end_time=_timestamp(_updated_at(batch, tasks)) if done else None,
+        update_time=updated,
+        end_time=updated if done else None,
         batch_stats=_stats(tasks),
         output=output,
     )
@@ -225,7 +217,3 @@ def _updated_at(batch: Batch, tasks: Sequence[Task | None]) -> float:
 def _timestamp(seconds: float) -> str:
     """RFC 3339 in UTC with microseconds, as Google writes timestamps."""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _model_id(model: str) -> str:
-    return model.removeprefix("models/")

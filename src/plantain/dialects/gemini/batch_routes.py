@@ -35,10 +35,10 @@ async def batch_generate_content(request: Request, model: str) -> JSONResponse:
     submission = Submission(model=model, source="gemini-batch")
     for index, (image_request, _) in enumerate(items):
         try:
-            await bulk.check(scheduler, image_request, submission)
+            await scheduler.check(image_request, submission)
         except InvalidRequestError as exc:
             raise batch_convert.at_request(exc, index) from None
-    bulk.check_room(scheduler, len(items), field=batch_convert.REQUESTS_FIELD)
+    scheduler.check_capacity(len(items), field=batch_convert.REQUESTS_FIELD)
     tasks = await bulk.submit_all(scheduler, [image_request for image_request, _ in items], submission)
     members = [(task.id, metadata) for task, (_, metadata) in zip(tasks, items, strict=True)]
     try:

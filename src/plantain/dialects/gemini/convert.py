@@ -17,11 +17,8 @@ Request → :class:`~plantain.types.ImageRequest`:
 
 from __future__ import annotations
 
-import base64
 import secrets
 from typing import Any
-
-from pydantic import ValidationError
 
 from plantain.dialects.gemini.protocol import (
     Blob,
@@ -37,7 +34,7 @@ from plantain.dialects.gemini.protocol import (
     UsageMetadata,
 )
 from plantain.dialects.gemini.protocol import GenerateContentResponse as Response
-from plantain.dialects.wire import decode_base64, load_json, validation_error
+from plantain.dialects.wire import decode_base64, encode_base64, load_json, validate
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidImageError, InvalidRequestError
 from plantain.models import engine_for_model, served_models
@@ -77,11 +74,7 @@ INPUT_IMAGE_TOKENS_3_PRO = 560
 
 def parse_request(raw: bytes) -> GenerateContentRequest:
     """The request body, or InvalidRequestError naming what is malformed."""
-    payload = load_json(raw)
-    try:
-        return GenerateContentRequest.model_validate(payload)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
+    return validate(GenerateContentRequest, load_json(raw))
 
 
 def to_image_request(body: GenerateContentRequest, *, engine: str) -> ImageRequest:
@@ -234,7 +227,7 @@ def response_with_usage(
     return Response(
         candidates=candidates,
         usage_metadata=usage_metadata,
-        model_version=_model_id(model),
+        model_version=model_id(model),
         response_id=response_id,
     )
 
@@ -246,7 +239,7 @@ def to_stream_chunks(
     chunks = [
         Response(
             candidates=[_candidate(result, index)],
-            model_version=_model_id(model),
+            model_version=model_id(model),
             response_id=response_id,
         )
         for index in range(len(result.images))
@@ -257,7 +250,7 @@ def to_stream_chunks(
 
 def _candidate(result: ImageResult, index: int) -> Candidate:
     image = result.images[index]
-    blob = Blob(mime_type=image.media_type, data=base64.b64encode(image.data).decode("ascii"))
+    blob = Blob(mime_type=image.media_type, data=encode_base64(image.data))
     return Candidate(
         content=Content(role="model", parts=[Part(inline_data=blob)]),
         finish_reason="STOP",
@@ -272,7 +265,7 @@ def usage(request: ImageRequest, result: ImageResult, model: str) -> UsageMetada
 
 def usage_of(prompt: str, input_images: int, size: str, output_images: int, model: str) -> UsageMetadata:
     """:func:`usage` from its parts: a stored task keeps how many input images it had, not them."""
-    name = _model_id(model)
+    name = model_id(model)
     text_tokens = len(prompt) // CHARS_PER_TOKEN
     image_tokens = input_image_tokens(name) * input_images
     output_tokens = output_image_tokens(name, size) * output_images
@@ -307,19 +300,20 @@ def _prompt_details(text_tokens: int, image_tokens: int) -> list[ModalityTokenCo
 def input_image_tokens(model: str) -> int:
     """Tokens Gemini counts for one input image of ``model``."""
     return (
-        INPUT_IMAGE_TOKENS_3_PRO if _model_id(model).startswith("gemini-3-pro-image") else INPUT_IMAGE_TOKENS
+        INPUT_IMAGE_TOKENS_3_PRO if model_id(model).startswith("gemini-3-pro-image") else INPUT_IMAGE_TOKENS
     )
 
 
 def output_image_tokens(model: str, size: str) -> int:
     """Tokens Gemini counts for one output image of ``model`` at ``size``."""
     for family, by_size in IMAGE_TOKENS.items():
-        if _model_id(model).startswith(family):
+        if model_id(model).startswith(family):
             return by_size[size]
     return DEFAULT_IMAGE_TOKENS
 
 
-def _model_id(model: str) -> str:
+def model_id(model: str) -> str:
+    """``models/<id>`` or ``<id>`` -> ``<id>``."""
     return model.removeprefix("models/")
 
 
@@ -351,7 +345,7 @@ def list_models_body(registry: EngineRegistry) -> dict[str, Any]:
 
 def get_model_body(registry: EngineRegistry, model: str) -> dict[str, Any]:
     """The body of ``GET /v1beta/models/{model}``; UnknownModelError (404) for a name not served."""
-    name = _model_id(model)
+    name = model_id(model)
     return _model_entry(name, engine_for_model(registry, name)).wire()
 
 
@@ -373,6 +367,7 @@ __all__ = [
     "decode_base64",
     "get_model_body",
     "list_models_body",
+    "model_id",
     "new_response_id",
     "output_image_tokens",
     "parse_request",

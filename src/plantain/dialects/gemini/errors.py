@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plantain.dialects.gemini.convert import FIELD_NAMES
 from plantain.errors import PlantainError
 
 # HTTP status -> google.rpc status name, as the Gemini API answers.
@@ -47,6 +48,9 @@ def rpc_code(http_status: int) -> int:
 
 
 def error_body(error: PlantainError) -> tuple[int, dict[str, Any]]:
+    """The status and envelope of ``error``; a check the scheduler made names a core field
+    (``images``), which is given the Gemini name the caller wrote (``contents``)."""
+    error = error.renamed(FIELD_NAMES)
     status = error.status
     body = {
         "error": {

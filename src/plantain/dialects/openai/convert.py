@@ -6,14 +6,15 @@ engine registry -> OpenAI model list. Nothing here does I/O; the routes do that 
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from annotated_types import Ge, Le
 from pydantic import ValidationError
 
 from plantain.dialects.openai.protocol import ImageParams
+from plantain.dialects.wire import encode_base64, validation_error
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidRequestError, UnknownModelError
 from plantain.models import served_models
@@ -74,17 +75,25 @@ def parse_params(data: Mapping[str, Any]) -> ImageParams:
 
 
 def _param_error(exc: ValidationError) -> InvalidRequestError:
+    """:func:`~plantain.dialects.wire.validation_error`, but an unknown parameter is named as one
+    and a number out of range gets both of its field's bounds."""
     error = exc.errors()[0]
-    param = str(error["loc"][0]) if error["loc"] else None
-    if error["type"] == "missing":
-        return InvalidRequestError(f"{param} is required", field=param)
+    param = str(error["loc"][0])
     if error["type"] == "extra_forbidden":
         return InvalidRequestError(f"{param} is not a known parameter of the Images API", field=param)
-    limit = str(error["msg"])
     if error["type"] in {"greater_than_equal", "less_than_equal"}:
-        low, high = (0, 3) if param == "partial_images" else (0, 100)
+        low, high = _bounds(param)
         limit = f"must be between {low} and {high}"
-    return InvalidRequestError(f"{param}: {error.get('input')!r} is not allowed; {limit}", field=param)
+        return InvalidRequestError(f"{param}: {error.get('input')!r} is not allowed; {limit}", field=param)
+    return validation_error(exc)
+
+
+def _bounds(param: str) -> tuple[object, object]:
+    """The ``ge`` and ``le`` of an :class:`ImageParams` field."""
+    metadata = ImageParams.model_fields[param].metadata
+    low = next(item.ge for item in metadata if isinstance(item, Ge))
+    high = next(item.le for item in metadata if isinstance(item, Le))
+    return low, high
 
 
 def input_images(parts: Sequence[tuple[str, bytes]]) -> tuple[InputImage, ...]:
@@ -227,7 +236,7 @@ def usage() -> dict[str, Any]:
 
 
 def _b64(image: GeneratedImage) -> str:
-    return base64.b64encode(image.data).decode("ascii")
+    return encode_base64(image.data)
 
 
 # --- models ---------------------------------------------------------------------------------

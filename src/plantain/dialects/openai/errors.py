@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plantain.dialects.openai.convert import PARAM_NAMES
 from plantain.errors import PlantainError
 
 ERROR_TYPES: dict[int, str] = {
@@ -16,6 +17,9 @@ ERROR_TYPES: dict[int, str] = {
 
 
 def error_body(error: PlantainError) -> tuple[int, dict[str, Any]]:
+    """The status and envelope of ``error``, a core field given the OpenAI parameter's name
+    (``images`` -> ``image``): checks made when the request is queued name core fields."""
+    error = error.renamed(PARAM_NAMES)
     kind = ERROR_TYPES.get(error.status, "server_error")
     return error.status, {
         "error": {"message": error.message, "type": kind, "param": error.field, "code": error.code}

@@ -33,8 +33,7 @@ IMAGE_FIELDS = frozenset({"image", "image[]"})  # one file goes as `image`, seve
 
 
 class OpenAIRoute(APIRoute):
-    """Tags every answer with ``x-request-id`` (the SDK reports it) and renders Plantain errors with
-    OpenAI's parameter names (``images`` -> ``image``)."""
+    """Tags every answer with ``x-request-id`` (the SDK reports it), errors included."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -44,7 +43,7 @@ class OpenAIRoute(APIRoute):
             try:
                 response = await handler(request)
             except PlantainError as error:
-                response = _error_response(error.renamed(convert.PARAM_NAMES), request, request_id)
+                response = _error_response(error, request, request_id)
             response.headers["x-request-id"] = request_id
             return response
 
@@ -167,7 +166,7 @@ async def _events(
         try:
             _, result = await run
         except PlantainError as error:
-            yield convert.error_event(_error_body(error.renamed(convert.PARAM_NAMES)))
+            yield convert.error_event(_error_body(error))
             return
         for event in convert.stream_events(result, params, created, endpoint):
             yield event
