@@ -33,13 +33,14 @@ async def batch_generate_content(request: Request, model: str) -> JSONResponse:
     spec = batch_convert.parse_batch(await request.body())
     items = batch_convert.to_image_requests(spec, model=model, engine=engine)
     submission = Submission(model=model, source="gemini-batch")
+    checked = []
     for index, (image_request, _) in enumerate(items):
         try:
-            await scheduler.check(image_request, submission)
+            checked.append(await scheduler.check(image_request, submission))
         except InvalidRequestError as exc:
             raise batch_convert.at_request(exc, index) from None
     scheduler.check_capacity(len(items), field=batch_convert.REQUESTS_FIELD)
-    tasks = await bulk.submit_all(scheduler, [image_request for image_request, _ in items], submission)
+    tasks = await bulk.enqueue_all(scheduler, checked, submission)
     members = [(task.id, metadata) for task, (_, metadata) in zip(tasks, items, strict=True)]
     try:
         batch = _batches(request).create(
