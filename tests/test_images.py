@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from plantain.errors import InvalidImageError
 from plantain.images import MAX_INPUT_PIXELS, decode_image, encode_image
 from plantain.testing import make_input
 from plantain.types import InputImage
+
+SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 def encoded(image: Image.Image, fmt: str, **options: object) -> InputImage:
@@ -29,9 +31,11 @@ def test_exif_orientation_is_applied_and_metadata_dropped() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise for display
     exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # a GPS latitude
-    decoded = decode_image(encoded(Image.new("RGB", (40, 30), (10, 20, 30)), "JPEG", exif=exif))
+    source = encoded(Image.new("RGB", (40, 30), (10, 20, 30)), "JPEG", exif=exif, icc_profile=SRGB_PROFILE)
+    decoded = decode_image(source)
     assert decoded.size == (30, 40)
     assert not decoded.getexif() and "exif" not in decoded.info
+    assert decoded.info == {}  # the ICC profile too
 
 
 def test_transparent_areas_become_white() -> None:
@@ -66,8 +70,12 @@ def test_decompression_bomb_is_refused_from_its_header() -> None:
 @pytest.mark.parametrize(("fmt", "name"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
 def test_encoding_is_deterministic_and_carries_no_metadata(fmt: str, name: str) -> None:
     image = Image.effect_noise((64, 48), 40).convert("RGB")
+    exif = Image.Exif()
+    exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # a GPS latitude
+    image.info.update(exif=exif.tobytes(), icc_profile=SRGB_PROFILE)  # what an opened file carries
     first = encode_image(image, fmt)  # type: ignore[arg-type]
     assert first == encode_image(image, fmt)  # type: ignore[arg-type]
     with Image.open(io.BytesIO(first)) as reopened:
         assert reopened.format == name and reopened.size == (64, 48)
         assert not reopened.getexif()
+        assert "icc_profile" not in reopened.info and "exif" not in reopened.info

@@ -36,7 +36,7 @@ def decode_image(image: InputImage) -> Image.Image:
             _check_header(opened, image.label)
             opened.load()
             upright = ImageOps.exif_transpose(opened)
-            return _pixels_only(_to_rgb(upright))
+            return _without_metadata(_to_rgb(upright))
     except InvalidImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -75,9 +75,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _pixels_only(image: Image.Image) -> Image.Image:
-    """A new image from the pixel bytes alone: no EXIF, GPS, ICC or text chunks survive."""
-    return Image.frombytes(image.mode, image.size, image.tobytes())
+def _without_metadata(image: Image.Image) -> Image.Image:
+    """``image`` with no EXIF, GPS, ICC or text chunks left: a Pillow image keeps them all in
+    ``info``, and ``_to_rgb`` always returns a new image, so its ``info`` is ours to empty (no
+    second copy of the pixels)."""
+    image.info.clear()
+    return image
 
 
 def _reason(exc: Exception) -> str:
@@ -92,7 +95,7 @@ def encode_image(image: Image.Image, output_format: OutputFormat, quality: int |
 
     ``quality`` (0-100) overrides the JPEG/WebP default; PNG is lossless and ignores it.
     """
-    options = dict(ENCODE_OPTIONS[output_format])
+    options = dict(ENCODE_OPTIONS[output_format], icc_profile=None)  # PNG would copy info's ICC
     if quality is not None and output_format != "png":
         options["quality"] = quality
     buffer = io.BytesIO()

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plantain.errors import InvalidRequestError
+from plantain.types import MEDIA_TYPES
 
-MEDIA_TYPE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
+MEDIA_TYPE_FORMATS = {media: fmt for fmt, media in MEDIA_TYPES.items()}
 SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 FORMAT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 

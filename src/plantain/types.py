@@ -5,7 +5,7 @@ Vendor formats (Gemini, OpenAI, task API) live at the edges and convert to and f
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -114,10 +114,10 @@ class ImageResult(BaseModel):
 # --- tasks: every request, whichever door it came in by, runs as one -------------------------
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TASK_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 EventType = Literal["queued", "started", "progress", "completed", "failed", "cancelled"]
-EVENT_TYPES: tuple[str, ...] = ("queued", "started", "progress", "completed", "failed", "cancelled")
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 TERMINAL_EVENTS: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 

@@ -233,9 +233,8 @@ class Engine(ABC):
         """Run compatible ``jobs`` in one pipeline call; returns each job's images in seed order."""
         self._check_compatible(jobs)
         self.load()
-        callback = self._step_callback(jobs[0], on_step, should_stop, previews)
-        with self._lock:
-            images = self._run_locked(jobs, callback)
+        with self._lock:  # the callback's clock starts once the run has the pipeline
+            images = self._run_locked(jobs, self._step_callback(jobs[0], on_step, should_stop, previews))
         return _split(images, [len(job.seeds) for job in jobs])
 
     def _run_locked(self, jobs: Sequence[EngineJob], callback: Callable[..., Any]) -> list[Image.Image]:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -44,9 +44,13 @@ from plantain.engines.base import (
 )
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.loading import WeightsSource, load_pipeline
+from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.errors import EngineLoadError
 from plantain.settings import Settings
 from plantain.sizes import SizeLimits
+
+if TYPE_CHECKING:
+    from transformers import Qwen2Tokenizer
 
 QWEN_IMAGE_HUB_ID = "Qwen/Qwen-Image-2512"
 QWEN_IMAGE_EDIT_HUB_ID = "Qwen/Qwen-Image-Edit-2511"
@@ -137,24 +141,14 @@ class QwenImageEditEngine(Engine):
     family = "qwen-image-edit"
     pipeline_class = "QwenImageEditPlusPipeline"
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        *,
-        dtype: torch.dtype = torch.bfloat16,
-        conditioning: ConditioningAreas | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(name, settings, dtype=dtype, **kwargs)
-        self.conditioning = conditioning  # None: diffusers' own areas
+    conditioning: ConditioningAreas | None = None  # the checkpoint's, read on load; None: diffusers'
 
     def _load(self) -> Any:
         from diffusers import QwenImageEditPlusPipeline
 
         self.source.resolve()  # a missing checkpoint fails here, before any file is read
         directory = self.source.local_path()
-        self.conditioning = read_conditioning(directory) or self.conditioning
+        self.conditioning = read_conditioning(directory)
         return load_pipeline(
             QwenImageEditPlusPipeline,
             self.source,
@@ -183,14 +177,15 @@ class QwenImageEditEngine(Engine):
         job = jobs[0]  # not batchable: base.Engine.run hands over exactly one job
         # One call per seed (the pipeline refuses batches), so progress runs 1..N once per image.
         kwargs = _guidance_kwargs(pipeline, self.preset, job.guidance, 1)
+        generators = seed_generators(jobs)  # one per seed
         with conditioning_areas(self.conditioning):
-            return [self._edit_once(pipeline, job, seed, callback, kwargs) for seed in job.seeds]
+            return [self._edit_once(pipeline, job, generator, callback, kwargs) for generator in generators]
 
     def _edit_once(
         self,
         pipeline: Any,
         job: EngineJob,
-        seed: int,
+        generator: torch.Generator,
         callback: Callable[..., Any],
         kwargs: dict[str, Any],
     ) -> Image.Image:
@@ -200,7 +195,7 @@ class QwenImageEditEngine(Engine):
             height=job.height,  # always the planned size: the pipeline would pick ~1 MP itself
             width=job.width,
             num_inference_steps=job.steps,
-            generator=_generator(seed),
+            generator=generator,
             callback_on_step_end=callback,
             output_type="pil",
             **kwargs,
@@ -285,11 +280,6 @@ def _guidance_kwargs(pipeline: Any, preset: Preset, guidance: float, batch: int)
     return kwargs
 
 
-def _generator(seed: int) -> torch.Generator:
-    """A CPU generator per image, so each image depends on its own seed only, on any device."""
-    return torch.Generator("cpu").manual_seed(seed)
-
-
 # --- engines -----------------------------------------------------------------------------------
 
 
@@ -330,7 +320,7 @@ def build_tiny_qwen_image(directory: Path, seed: int = 0) -> None:
     from diffusers import FlowMatchEulerDiscreteScheduler, QwenImagePipeline
 
     torch.manual_seed(seed)
-    tokenizer = _tiny_tokenizer()
+    tokenizer = tiny_qwen2_tokenizer()
     pipeline = QwenImagePipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_tiny_vae(),
@@ -350,7 +340,7 @@ def build_tiny_qwen_image_edit(directory: Path, seed: int = 0) -> None:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     torch.manual_seed(seed)
-    tokenizer = _tiny_tokenizer()
+    tokenizer = tiny_qwen2_tokenizer()
     processor = no_video_processor_class()(image_processor=Qwen2VLImageProcessorPil(), tokenizer=tokenizer)
     pipeline = QwenImageEditPlusPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
@@ -379,17 +369,11 @@ class _WithConditioning:
         (Path(directory) / CONDITIONING_FILE).write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def _tiny_tokenizer() -> Any:
-    from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer
-
-    return tiny_qwen2_tokenizer()
-
-
-def _tiny_text_encoder(tokenizer: Any) -> Any:
+def _tiny_text_encoder(tokenizer: Qwen2Tokenizer) -> Any:
     """Qwen2.5-VL at hidden size 16; its token ids must be the tiny tokenizer's."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    ids = {name: tokenizer.convert_tokens_to_ids(f"<|{name}|>") for name in _QWEN_TOKENS}
+    ids = {name: token_id(tokenizer, f"<|{name}|>") for name in _QWEN_TOKENS}
     text_config = {
         "hidden_size": 16,
         "intermediate_size": 16,
