@@ -50,8 +50,7 @@ def one_repeat(tasks: int, tiny_dir: Path, data_dir: Path) -> list[float]:
     )
     receiver = TimedReceiver()
     with receiver, LiveServer(create_app(settings), port=port) as server:
-        while httpx.get(f"{server.url}/readyz").status_code != 200:
-            time.sleep(0.05)
+        server.wait_ready()
         for index in range(tasks):
             body = {
                 "input": {"prompt": f"task {index}", "resolution": "512", "steps": 1},

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
@@ -25,11 +25,7 @@ Plantain = Callable[..., Result]
 @pytest.fixture(scope="module")
 def base(server_settings: Callable[..., Settings]) -> Iterator[str]:
     with LiveServer(create_app(server_settings(api_keys=[KEY]))) as server:
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{server.url}/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        yield server.url
+        yield server.wait_ready()
 
 
 @pytest.fixture
@@ -182,3 +178,19 @@ def test_an_unreachable_server_is_one_line(plantain: Plantain) -> None:
         "is it running? Start one with 'plantain serve', or pass --server / set "
         "PLANTAIN_SERVER to where it runs"
     )
+
+
+def test_the_remote_commands_and_help_load_no_engine_code(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code = f"""
+import sys
+from click.testing import CliRunner
+from plantain.cli import cli
+base = ["--data-dir", {str(tmp_path)!r}]
+for args in ([], ["run"], ["tasks"], ["tasks", "list"]):
+    assert CliRunner().invoke(cli, [*base, *args, "--help"]).exit_code == 0, args
+assert CliRunner().invoke(cli, [*base, "tasks", "list", "--server", {url!r}]).exit_code == 1
+print(sorted({{"torch", "diffusers", "transformers", "fastapi"}} & set(sys.modules)))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -7,7 +7,6 @@ import io
 import re
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,11 +39,7 @@ STORY = ["queued", "started", "progress", "progress", "progress", "completed"]  
 @pytest.fixture(scope="module")
 def base(server_settings: Callable[..., Settings]) -> Iterator[str]:
     with LiveServer(create_app(server_settings(api_keys=[KEY]))) as server:
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{server.url}/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        yield server.url
+        yield server.wait_ready()
 
 
 @pytest.fixture
@@ -169,10 +164,17 @@ def test_input_images_may_be_paths_or_bytes(client: Client, tmp_path: Path) -> N
     assert (task.outputs[0].width, task.outputs[0].height) == (624, 416)  # the first input's 3:2
 
 
-def test_an_unreadable_input_path_is_named_before_anything_is_sent(client: Client, tmp_path: Path) -> None:
-    with pytest.raises(InvalidRequestError, match=r"cannot read input image .*missing\.png") as caught:
+def test_an_unreadable_input_path_is_named_before_anything_is_sent(base: str, tmp_path: Path) -> None:
+    recorder = Recorder()
+    unread = r"cannot read input image .*missing\.png"
+    with (
+        Client(base, api_key=KEY, transport=recorder) as client,
+        pytest.raises(InvalidRequestError, match=unread) as caught,
+    ):
         client.submit("tiny", quick("x", images=[tmp_path / "missing.png"]))
     assert caught.value.field == "input.images[0]"
+    assert caught.value.message.startswith("input.images[0]: ")
+    assert recorder.requests == []
 
 
 def test_submit_get_list_and_cancel(client: Client) -> None:

@@ -1,25 +1,29 @@
-"""The ``plantain`` command: thin commands over the core (requests, engines, generation)."""
+"""The ``plantain`` command: thin commands over the core (requests, engines, generation).
+
+Engine code (torch, diffusers) is imported by the commands that run engines, through
+:func:`engine_registry`: ``run``, ``tasks``, ``generate --server`` and ``--help`` start without it.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from plantain import __version__, cli_remote
-from plantain.engines.base import Engine
-from plantain.engines.loading import pull
-from plantain.engines.registry import EngineRegistry
 from plantain.errors import PlantainError
-from plantain.generation import execute, prepare
 from plantain.outputs import output_paths, pick_format
 from plantain.progress import StepBar
-from plantain.settings import load_settings
+from plantain.settings import Settings, load_settings
 from plantain.sizes import ASPECT_RATIOS, TIERS
 from plantain.types import ImageRequest, ImageResult, InputImage
+
+if TYPE_CHECKING:
+    from plantain.engines.base import Engine
+    from plantain.engines.registry import EngineRegistry
 
 RANDOM_WEIGHTS_NOTE = "note: engine {name} has random weights, so its images are noise, not pictures"
 
@@ -45,7 +49,14 @@ class PlantainGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """Self-hosted image generation and editing with open-weight models."""
-    ctx.obj = EngineRegistry(load_settings(**({"data_dir": data_dir} if data_dir else {})))
+    ctx.obj = load_settings(**({"data_dir": data_dir} if data_dir else {}))
+
+
+def engine_registry(settings: Settings) -> EngineRegistry:
+    """The engines, for the commands that run them (this import is what loads torch)."""
+    from plantain.engines.registry import EngineRegistry
+
+    return EngineRegistry(settings)
 
 
 def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,9 +93,9 @@ def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("prompt")
 @request_options
 @click.pass_obj
-def generate(registry: EngineRegistry, /, prompt: str, **options: Any) -> None:
+def generate(settings: Settings, /, prompt: str, **options: Any) -> None:
     """Make images from PROMPT."""
-    _make_images(registry, prompt, [], options)
+    _make_images(settings, prompt, [], options)
 
 
 @cli.command()
@@ -100,14 +111,12 @@ def generate(registry: EngineRegistry, /, prompt: str, **options: Any) -> None:
 )
 @request_options
 @click.pass_obj
-def edit(registry: EngineRegistry, /, instruction: str, images: tuple[Path, ...], **options: Any) -> None:
+def edit(settings: Settings, /, instruction: str, images: tuple[Path, ...], **options: Any) -> None:
     """Edit or fuse input images following INSTRUCTION."""
-    _make_images(registry, instruction, [_read_input(path) for path in images], options)
+    _make_images(settings, instruction, [_read_input(path) for path in images], options)
 
 
-def _make_images(
-    registry: EngineRegistry, prompt: str, images: list[InputImage], options: dict[str, Any]
-) -> None:
+def _make_images(settings: Settings, prompt: str, images: list[InputImage], options: dict[str, Any]) -> None:
     server, api_key = options.pop("server"), options.pop("api_key")
     if server:
         cli_remote.make_remote(server, api_key, prompt, [image.data for image in images], options)
@@ -115,9 +124,9 @@ def _make_images(
     output: Path | None = options.pop("output")
     weights: Path | None = options.pop("weights")
     output_format = pick_format(options.pop("output_format"), output)
-    engine_name = options.pop("engine") or registry.settings.default_engine
+    engine_name = options.pop("engine") or settings.default_engine
     if weights is not None:
-        registry.settings.weights[engine_name] = weights
+        settings.weights[engine_name] = weights
     request = ImageRequest.create(
         prompt=prompt,
         images=images,
@@ -126,7 +135,7 @@ def _make_images(
         options={"steps": options.pop("steps"), "guidance": options.pop("guidance")},
         **options,
     )
-    engine = registry.get(engine_name)
+    engine = engine_registry(settings).get(engine_name)
     result = _run_with_progress(request, engine)
     seeds = [image.seed for image in result.images]
     for path, image in zip(output_paths(output, seeds, output_format), result.images, strict=True):
@@ -136,6 +145,8 @@ def _make_images(
 
 
 def _run_with_progress(request: ImageRequest, engine: Engine) -> ImageResult:
+    from plantain.generation import execute, prepare
+
     job = prepare(request, engine)  # bad input is refused before any weights load
     if engine.random_weights:
         click.echo(RANDOM_WEIGHTS_NOTE.format(name=engine.name), err=True)
@@ -163,14 +174,14 @@ def _read_input(path: Path) -> InputImage:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_obj
-def engines(registry: EngineRegistry, as_json: bool) -> None:
+def engines(settings: Settings, as_json: bool) -> None:
     """List engines, their capabilities and weights status."""
-    rows = [engine.describe() for engine in registry.all()]
+    rows = [engine.describe() for engine in engine_registry(settings).all()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        default = " (default)" if row["name"] == registry.settings.default_engine else ""
+        default = " (default)" if row["name"] == settings.default_engine else ""
         weights = _weights_label(row)
         click.echo(f"{row['name']}{default} — {row['description']}")
         click.echo(
@@ -210,7 +221,7 @@ def _weights_label(row: dict[str, Any]) -> str:
 )
 @click.pass_obj
 def serve(
-    registry: EngineRegistry,
+    settings: Settings,
     engines: tuple[str, ...],
     host: str | None,
     port: int | None,
@@ -221,20 +232,13 @@ def serve(
 
     from plantain.server import create_app, serve_app
 
-    settings = registry.settings
     updates: dict[str, Any] = {"host": host or settings.host, "port": settings.port if port is None else port}
     if engines:
         updates |= {"default_engine": engines[0], "serve_engines": list(engines)}
-    elif tiny_if_missing and not registry.get().weights_status().present:
-        click.echo(
-            f"No weights for {settings.default_engine} ({registry.get().weights_status().location}); "
-            "serving the random-weight 'tiny' engine, whose images are noise. "
-            f"For real images: plantain pull {settings.default_engine}",
-            err=True,
-        )
-        updates |= {"default_engine": "tiny", "serve_engines": ["tiny"]}
+    elif tiny_if_missing:
+        updates |= _tiny_if_missing(settings)
     settings = settings.model_copy(update=updates)
-    registry = EngineRegistry(settings)
+    registry = engine_registry(settings)
     for name in settings.serve_engines or [settings.default_engine]:
         registry.get(name)  # an unknown engine fails here, before the port opens
     check_exposure(settings.host, bool(settings.api_keys), allow_no_key)
@@ -244,6 +248,20 @@ def serve(
         err=True,
     )
     serve_app(create_app(settings, registry), settings)
+
+
+def _tiny_if_missing(settings: Settings) -> dict[str, Any]:
+    """Settings that serve the tiny engine, said on stderr, when the default engine has no weights."""
+    status = engine_registry(settings).get().weights_status()
+    if status.present:
+        return {}
+    click.echo(
+        f"No weights for {settings.default_engine} ({status.location}); "
+        "serving the random-weight 'tiny' engine, whose images are noise. "
+        f"For real images: plantain pull {settings.default_engine}",
+        err=True,
+    )
+    return {"default_engine": "tiny", "serve_engines": ["tiny"]}
 
 
 def check_exposure(host: str, has_keys: bool, allow_no_key: bool) -> None:
@@ -259,9 +277,11 @@ def check_exposure(host: str, has_keys: bool, allow_no_key: bool) -> None:
 @cli.command(name="pull")
 @click.argument("engine_name", metavar="ENGINE")
 @click.pass_obj
-def pull_command(registry: EngineRegistry, engine_name: str) -> None:
+def pull_command(settings: Settings, engine_name: str) -> None:
     """Download ENGINE's checkpoint into the Hugging Face cache."""
-    engine = registry.get(engine_name)
+    from plantain.engines.loading import pull
+
+    engine = engine_registry(settings).get(engine_name)
     if engine.source.builder is not None:
         engine.load()
         click.echo(f"{engine.name} is built locally, nothing to download: {engine.source.local_dir}")
@@ -280,29 +300,27 @@ def pull_command(registry: EngineRegistry, engine_name: str) -> None:
     help="Directory for the demo images.",
 )
 @click.pass_obj
-def demo(registry: EngineRegistry, output: Path) -> None:
+def demo(settings: Settings, output: Path) -> None:
     """Generate an image, then edit it (a round trip).
 
     Runs on the default engine, or on the random-weight tiny engine when its weights are missing.
     """
+    registry = engine_registry(settings)
     engine = registry.get()
-    if not engine.weights_status().present:
+    status = engine.weights_status()
+    if not status.present:
         click.echo(
-            f"No weights for {engine.name} ({engine.weights_status().location}); running the demo "
+            f"No weights for {engine.name} ({status.location}); running the demo "
             f"on the random-weight 'tiny' engine. For real images: plantain pull {engine.name}",
             err=True,
         )
         engine = registry.get("tiny")
-    first = _demo_step(
-        registry, engine, "a red bicycle leaning on a sunlit wall", [], output / "generated.png"
-    )
+    first = _demo_step(engine, "a red bicycle leaning on a sunlit wall", [], output / "generated.png")
     image = InputImage(data=first.read_bytes(), label=f"input image {first}")
-    _demo_step(registry, engine, "make it night, with a full moon", [image], output / "edited.png")
+    _demo_step(engine, "make it night, with a full moon", [image], output / "edited.png")
 
 
-def _demo_step(
-    registry: EngineRegistry, engine: Engine, prompt: str, images: list[InputImage], path: Path
-) -> Path:
+def _demo_step(engine: Engine, prompt: str, images: list[InputImage], path: Path) -> Path:
     request = ImageRequest.create(prompt=prompt, images=images, engine=engine.name, seed=0)
     result = _run_with_progress(request, engine)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,7 +331,7 @@ def _demo_step(
 
 @cli.command(name="webhook-secret")
 @click.pass_obj
-def webhook_secret_command(registry: EngineRegistry) -> None:
+def webhook_secret_command(settings: Settings) -> None:
     """Print the secret webhooks are signed with (whsec_…), to configure receivers.
 
     It is PLANTAIN_WEBHOOK_SECRET when set; otherwise the one kept in the data directory, generated
@@ -321,7 +339,7 @@ def webhook_secret_command(registry: EngineRegistry) -> None:
     """
     from plantain.scheduler.webhooks import webhook_secret
 
-    click.echo(webhook_secret(registry.settings))
+    click.echo(webhook_secret(settings))
 
 
 cli.add_command(cli_remote.run)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -202,8 +203,7 @@ def list_tasks(
 ) -> None:
     """List tasks, newest first."""
     with Client(server, api_key=api_key) as client:
-        found = client.iter_tasks(status, page_size=min(limit, 100))
-        for _, task in zip(range(limit), found, strict=False):
+        for task in islice(client.iter_tasks(status, page_size=min(limit, 100)), limit):
             click.echo(task.model_dump_json() if as_json else _row(task))
 
 

@@ -203,7 +203,7 @@ class _Base:
             "webhook": options.get("webhook"),
             "webhook_events_filter": options.get("webhook_events_filter"),
         }
-        body |= {key: value for key, value in optional.items() if value is not None}
+        body |= _given(optional)
         key = options.get("idempotency_key")
         headers = {"Idempotency-Key": key} if key else {}
         read = self._timeout
@@ -233,18 +233,27 @@ class _Backoff:
 
 
 class _SSEParser:
-    """Lines of ``text/event-stream`` in, events out (one per blank-line-terminated block)."""
+    """Lines of ``text/event-stream`` in, events out (one per blank-line-terminated block), across
+    reconnections: only events numbered after :attr:`last` come out, so none is repeated."""
 
-    def __init__(self) -> None:
+    def __init__(self, after: int) -> None:
+        self.last = after
         self._data: list[str] = []
+
+    def reconnected(self) -> None:
+        self._data = []  # a block the old connection cut short is sent again in full
 
     def feed(self, line: str) -> Event | None:
         if line.startswith("data:"):
             self._data.append(line[5:].removeprefix(" "))
-        elif not line and self._data:
-            payload, self._data = "\n".join(self._data), []
-            return Event.parse(json.loads(payload))
-        return None  # id:/event: lines repeat what data holds; ':' lines are comments
+        if line or not self._data:
+            return None  # id:/event: lines repeat what data holds; ':' lines are comments
+        payload, self._data = "\n".join(self._data), []
+        event = Event.parse(json.loads(payload))
+        if event.seq <= self.last:
+            return None
+        self.last = event.seq
+        return event
 
 
 def encode_input(input: Mapping[str, Any]) -> dict[str, Any]:
@@ -285,7 +294,7 @@ def _image_bytes(value: object, field: str) -> bytes:
         return Path(value).read_bytes()
     except OSError as exc:
         raise InvalidRequestError(
-            f"cannot read input image {value}: {exc.strerror or exc}", field=field
+            f"{field}: cannot read input image {value}: {exc.strerror or exc}", field=field
         ) from None
 
 
@@ -335,6 +344,11 @@ def _unreachable(base_url: str, exc: httpx.TransportError) -> ServerUnreachableE
         f"cannot reach the Plantain server at {base_url} ({reason}); is it running? "
         "Start one with 'plantain serve', or pass --server / set PLANTAIN_SERVER to where it runs"
     )
+
+
+def _given(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries that were given (not None): the server fills in the rest."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -399,11 +413,8 @@ class Client(_Base):
 
     def list(self, status: str | None = None, *, limit: int = 20, cursor: str | None = None) -> Page:
         """One page, newest first; pass ``page.next_cursor`` as ``cursor`` for the next."""
-        params = {"status": status, "limit": limit, "cursor": cursor}
-        response = self._request(
-            "GET", "/v1/tasks", params={k: v for k, v in params.items() if v is not None}
-        )
-        return Page.model_validate(response.json())
+        query = _given({"status": status, "limit": limit, "cursor": cursor})
+        return Page.model_validate(self._request("GET", "/v1/tasks", params=query).json())
 
     def iter_tasks(self, status: str | None = None, *, page_size: int = 100) -> Iterator[Task]:
         """Every task (with ``status``), newest first, page after page."""
@@ -463,20 +474,17 @@ class Client(_Base):
         return response
 
     def _events(self, task_id: str, after: int, deadline: float | None) -> Iterator[Event]:
-        backoff, last = _Backoff(self.base_url), after
+        backoff, parser = _Backoff(self.base_url), _SSEParser(after)
         while not _expired(deadline):
             try:
-                with self._open_events(task_id, last, deadline) as response:
+                with self._open_events(task_id, parser.last, deadline) as response:
                     backoff.connected()
-                    parser = _SSEParser()
+                    parser.reconnected()
                     for line in response.iter_lines():
-                        event = parser.feed(line)
-                        if event is None or event.seq <= last:
-                            continue
-                        last = event.seq
-                        yield event
-                        if event.terminal:
-                            return
+                        if (event := parser.feed(line)) is not None:
+                            yield event
+                            if event.terminal:
+                                return
             except httpx.TransportError as exc:
                 if _expired(deadline):
                     return
@@ -539,8 +547,7 @@ class AsyncClient(_Base):
         return Task.model_validate((await self._request("GET", self._task_path(task_id))).json())
 
     async def list(self, status: str | None = None, *, limit: int = 20, cursor: str | None = None) -> Page:
-        params = {"status": status, "limit": limit, "cursor": cursor}
-        query = {key: value for key, value in params.items() if value is not None}
+        query = _given({"status": status, "limit": limit, "cursor": cursor})
         return Page.model_validate((await self._request("GET", "/v1/tasks", params=query)).json())
 
     async def iter_tasks(self, status: str | None = None, *, page_size: int = 100) -> AsyncIterator[Task]:
@@ -598,20 +605,17 @@ class AsyncClient(_Base):
         return response
 
     async def _events(self, task_id: str, after: int, deadline: float | None) -> AsyncIterator[Event]:
-        backoff, last = _Backoff(self.base_url), after
+        backoff, parser = _Backoff(self.base_url), _SSEParser(after)
         while not _expired(deadline):
             try:
-                async with self._open_events(task_id, last, deadline) as response:
+                async with self._open_events(task_id, parser.last, deadline) as response:
                     backoff.connected()
-                    parser = _SSEParser()
+                    parser.reconnected()
                     async for line in response.aiter_lines():
-                        event = parser.feed(line)
-                        if event is None or event.seq <= last:
-                            continue
-                        last = event.seq
-                        yield event
-                        if event.terminal:
-                            return
+                        if (event := parser.feed(line)) is not None:
+                            yield event
+                            if event.terminal:
+                                return
             except httpx.TransportError as exc:
                 if _expired(deadline):
                     return

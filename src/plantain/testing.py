@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
 from PIL import Image
 
 from plantain.engines.base import Engine, Previews
@@ -82,6 +83,15 @@ class LiveServer:
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         return self
+
+    def wait_ready(self, timeout: float = 60) -> str:
+        """Its URL, once ``GET /readyz`` answers 200 (the engines it serves have loaded)."""
+        deadline = time.monotonic() + timeout
+        while (status := httpx.get(f"{self.url}/readyz").status_code) != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.url}/readyz still answers {status} after {timeout} s")
+            time.sleep(0.05)
+        return self.url
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
