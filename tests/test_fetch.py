@@ -157,7 +157,7 @@ def test_the_task_api_runs_an_edit_on_an_image_given_by_url(
     settings = server_settings(allowed_hosts=[host.host_port], max_image_bytes=10_000)
     inline = base64.b64encode(make_input(64, 64).data).decode()
     with LiveServer(create_app(settings)) as server:
-        _ready(server.url)
+        server.wait_ready()
         body = {
             "input": {"prompt": "night", "images": [f"{host.base}/moved", inline], "resolution": "512"},
         }
@@ -178,10 +178,3 @@ def test_the_task_api_runs_an_edit_on_an_image_given_by_url(
             "field": "input.images[0]",
             "status": 400,
         }
-
-
-def _ready(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while httpx.get(f"{base}/readyz").status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)

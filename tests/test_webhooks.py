@@ -35,10 +35,7 @@ def serving(settings: Settings) -> Iterator[tuple[str, Any]]:
     settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
     app = create_app(settings)
     with LiveServer(app, port=port) as server:
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{server.url}/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        server.wait_ready()
         yield server.url, app.state.scheduler
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,7 @@ def app(server_settings: Callable[..., Settings]) -> FastAPI:
 @pytest.fixture(scope="module")
 def server(app: FastAPI) -> Iterator[str]:
     with LiveServer(app) as live:
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{live.url}/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.05)
+        live.wait_ready()
         yield live.url
 
 

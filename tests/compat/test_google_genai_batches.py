@@ -46,10 +46,7 @@ def client(server: str) -> genai.Client:
 def serving(app: FastAPI) -> Iterator[str]:
     """The app on a live port; its URL once the engines are ready."""
     with LiveServer(app) as live:
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{live.url}/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.05)
+        live.wait_ready()
         yield live.url
 
 

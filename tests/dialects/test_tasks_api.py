@@ -21,10 +21,7 @@ from plantain.testing import LiveServer, make_input
 @pytest.fixture(scope="module")
 def base(server_settings: Callable[..., Settings]) -> Iterator[str]:
     with LiveServer(create_app(server_settings())) as server:
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{server.url}/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        server.wait_ready()
         yield server.url
 
 
