@@ -10,6 +10,8 @@ Messages name the field, the value and the limit, and say what to do where there
     │   ├── UnsupportedTaskError        400 unsupported_task  (e.g. edit on a text-to-image engine)
     │   ├── TooManyImagesError          400 too_many_images   (more inputs than the engine takes)
     │   ├── InvalidImageError           400 invalid_image     (input bytes are not a usable image)
+    │   │   └── ImageTooLargeError      400 image_too_large   (over max_image_bytes or max_input_pixels)
+    │   ├── ContentBlockedError         400 content_blocked   (safety.py: prompt or output refused)
     │   ├── BlockedURLError             400 url_blocked       (netguard.py: a URL Plantain will not fetch)
     │   └── FetchError                  400 url_fetch_failed  (fetch.py: an allowed URL gave no image)
     ├── ConfigurationError              500 invalid_configuration (a PLANTAIN_* setting is wrong)
@@ -20,6 +22,7 @@ Messages name the field, the value and the limit, and say what to do where there
     │   ├── UnknownEngineError          404 unknown_engine
     │   └── UnknownModelError           404 model_not_found   (a dialect's model name)
     ├── MethodNotAllowedError           405 method_not_allowed
+    ├── PayloadTooLargeError            413 payload_too_large (request body over max_body_bytes)
     ├── IdempotencyConflictError        422 idempotency_conflict (a key reused with another body)
     ├── QueueFullError                  429 queue_full        (carries retry_after seconds)
     ├── MissingWeightsError             503 missing_weights   (checkpoint not installed)
@@ -82,6 +85,29 @@ class TooManyImagesError(InvalidRequestError):
 
 class InvalidImageError(InvalidRequestError):
     code = "invalid_image"
+
+
+class ImageTooLargeError(InvalidImageError):
+    code = "image_too_large"
+
+
+class ContentBlockedError(InvalidRequestError):
+    """The safety stage refused a prompt (``stage="prompt"``) or an output image (``"image"``);
+    ``category`` names the policy category that matched, for the dialects that report it."""
+
+    code = "content_blocked"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, stage: str = "prompt", category: str = "other"
+    ) -> None:
+        super().__init__(message, field=field)
+        self.stage = stage
+        self.category = category
+
+
+class PayloadTooLargeError(PlantainError):
+    code = "payload_too_large"
+    status = 413
 
 
 class FetchError(InvalidRequestError):

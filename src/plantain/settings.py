@@ -88,10 +88,38 @@ class Settings(BaseSettings):
         description="Hosts, host:port pairs or networks (CIDR) that outbound requests (webhooks) may "
         'reach although they are loopback, private or link-local, e.g. ["127.0.0.1", "10.0.0.0/8"].',
     )
+    # --- request limits (each refused with an error naming the limit) ---
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body, in bytes (base64 images included); larger bodies get 413.",
+    )
     max_image_bytes: int = Field(
         default=7 * 1024 * 1024,
         ge=1024,
-        description="Largest input image fetched by URL (task API `input.images`), in bytes.",
+        description="Largest input image, in bytes once decoded from base64 or fetched by URL "
+        "(7 MiB, as Vertex AI allows inline).",
+    )
+    max_input_images: int = Field(
+        default=14,
+        ge=1,
+        le=14,
+        description="Most input images in one request; an engine that takes fewer refuses more with "
+        "its own limit.",
+    )
+    max_input_pixels: int = Field(
+        default=50_000_000,
+        ge=4096,
+        description="Most pixels in one input image (width x height), read from its header before "
+        "its pixels are decoded, so a decompression bomb costs no memory.",
+    )
+    max_prompt_chars: int = Field(
+        default=32_000, ge=1, description="Longest prompt, in characters (OpenAI's limit for GPT image models)."
+    )
+    max_output_pixels: int | None = Field(
+        default=None,
+        ge=4096,
+        description="Most pixels in one output image; unset, each engine's own maximum applies.",
     )
     fetch_timeout_seconds: float = Field(
         default=15.0,
@@ -121,6 +149,10 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long the running task may finish before it is stopped and queued "
         "again for the next start.",
     )
+
+    # --- safety (safety.py) ---
+
+    # --- usage and cost (usage.py) ---
 
     public_url: str | None = Field(
         default=None,

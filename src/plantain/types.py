@@ -15,9 +15,22 @@ from plantain.sizes import ASPECT_RATIOS, TIERS
 MAX_IMAGES_PER_REQUEST = 10
 MAX_SEED = 2**63 - 1 - MAX_IMAGES_PER_REQUEST  # seed + index must stay a valid torch seed
 
-OutputFormat = Literal["png", "jpeg", "webp"]
+OutputFormat = Literal["png", "jpeg", "webp", "avif"]
 
-MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+MEDIA_TYPES: dict[str, str] = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "avif": "image/avif",
+}
+
+# auto: whatever the engine makes (opaque); transparent needs a format with alpha (png, webp, avif).
+Background = Literal["auto", "opaque", "transparent"]
+
+# How strictly the safety stage screens prompts and images (safety.py), strictest first. None in
+# a request means the server's default level (setting ``safety_level``).
+SafetyLevel = Literal["strict", "standard", "relaxed", "off"]
+SAFETY_LEVELS: tuple[str, ...] = get_args(SafetyLevel)
 
 
 def _normalise_format(value: Any) -> Any:
@@ -69,7 +82,9 @@ class ImageRequest(BaseModel):
     size: Annotated[Literal["512", "1K", "2K", "4K"], BeforeValidator(_normalise_tier)] = "1K"
     num_images: int = Field(default=1, ge=1, le=MAX_IMAGES_PER_REQUEST)
     output_format: Annotated[OutputFormat, BeforeValidator(_normalise_format)] = "png"
-    output_quality: int | None = Field(default=None, ge=0, le=100)  # JPEG/WebP quality; PNG is lossless
+    output_quality: int | None = Field(default=None, ge=0, le=100)  # JPEG/WebP/AVIF quality; PNG is lossless
+    background: Background = "auto"
+    safety: SafetyLevel | None = None
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     engine: str | None = None  # None: the server's default engine
     options: EngineOptions = EngineOptions()
@@ -233,6 +248,8 @@ def _field_bounds(loc: tuple[Any, ...]) -> tuple[object, object]:
 __all__ = [
     "MAX_IMAGES_PER_REQUEST",
     "MEDIA_TYPES",
+    "SAFETY_LEVELS",
+    "Background",
     "TIERS",
     "EngineOptions",
     "GeneratedImage",
@@ -240,4 +257,5 @@ __all__ = [
     "ImageResult",
     "InputImage",
     "OutputFormat",
+    "SafetyLevel",
 ]
