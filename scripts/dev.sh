@@ -40,8 +40,8 @@ setup() {
 }
 
 lint() {
-  "$VENV/bin/ruff" check src tests bench
-  "$VENV/bin/ruff" format --check src tests bench
+  "$VENV/bin/ruff" check src tests bench fuzz
+  "$VENV/bin/ruff" format --check src tests bench fuzz
   "$VENV/bin/mypy"
 }
 
