@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from plantain.errors import FetchError
+from plantain.errors import FetchError, ImageTooLargeError
 from plantain.fetch import MAX_REDIRECTS, FetchLimits, fetch_bytes
 from plantain.netguard import BlockedURLError
 from plantain.server import create_app
@@ -126,8 +126,8 @@ def test_an_allowed_url_gives_its_bytes_following_a_redirect(host: ImageHost) ->
             "'http://127.0.0.1:9/secret' resolves to 127.0.0.1, a loopback address",
         ),
         ("/loop", FetchError, f"more than {MAX_REDIRECTS} redirects"),
-        ("/big", FetchError, "larger than max_image_bytes (10000 bytes)"),
-        ("/endless", FetchError, "larger than max_image_bytes (10000 bytes)"),
+        ("/big", ImageTooLargeError, "is 50000 bytes, over the limit of 10000 bytes per input image"),
+        ("/endless", ImageTooLargeError, "is over the limit of 10000 bytes per input image"),
         ("/missing", FetchError, "answered HTTP 404"),
     ],
 )
@@ -172,9 +172,9 @@ def test_the_task_api_runs_an_edit_on_an_image_given_by_url(
         refused = httpx.post(f"{server.url}/v1/tasks", json=big, timeout=30)
         assert refused.status_code == 400
         assert refused.json()["error"] == {
-            "code": "url_fetch_failed",
-            "message": f"input.images[0]: the image at {host.base}/big is larger than max_image_bytes "
-            "(10000 bytes)",
+            "code": "image_too_large",
+            "message": f"input.images[0]: the image at {host.base}/big is 50000 bytes, over the limit of "
+            "10000 bytes per input image (max_image_bytes)",
             "field": "input.images[0]",
             "status": 400,
         }

@@ -15,6 +15,7 @@ import click
 
 from plantain import __version__, cli_remote
 from plantain.errors import PlantainError
+from plantain.limits import Limits
 from plantain.outputs import output_paths, pick_format
 from plantain.progress import StepBar
 from plantain.settings import Settings, load_settings
@@ -72,7 +73,16 @@ def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--seed", type=int, help="Seed for image 1 (image k uses seed+k-1); random if unset."),
         click.option(
-            "--format", "-f", "output_format", help="png, jpeg or webp (default: from -o, else png)."
+            "--format", "-f", "output_format", help="png, jpeg, webp or avif (default: from -o, else png)."
+        ),
+        click.option(
+            "--quality", "output_quality", type=int, help="JPEG/WebP/AVIF quality, 0-100 (PNG is lossless)."
+        ),
+        click.option(
+            "--background",
+            type=click.Choice(["auto", "opaque", "transparent"], case_sensitive=False),
+            metavar="TEXT",
+            help="auto, opaque, or transparent: a plain background keyed out (png, webp, avif).",
         ),
         click.option("--steps", type=int, help="Denoising steps (default: the checkpoint's preset)."),
         click.option("--guidance", type=float, help="Guidance scale (default: the checkpoint's preset)."),
@@ -131,6 +141,7 @@ def _make_images(settings: Settings, prompt: str, images: list[InputImage], opti
         prompt=prompt,
         images=images,
         output_format=output_format,
+        background=options.pop("background") or "auto",
         engine=engine_name,
         options={"steps": options.pop("steps"), "guidance": options.pop("guidance")},
         **options,
@@ -147,7 +158,8 @@ def _make_images(settings: Settings, prompt: str, images: list[InputImage], opti
 def _run_with_progress(request: ImageRequest, engine: Engine) -> ImageResult:
     from plantain.generation import execute, prepare
 
-    job = prepare(request, engine)  # bad input is refused before any weights load
+    limits = Limits.from_settings(engine.settings)  # the CLI's own settings: its registry's
+    job = prepare(request, engine, limits)  # bad input is refused before any weights load
     if engine.random_weights:
         click.echo(RANDOM_WEIGHTS_NOTE.format(name=engine.name), err=True)
     if not engine.loaded:

@@ -145,7 +145,14 @@ def make_remote(
 @click.option("--resolution", "-s", help=f"Size tier: {', '.join(TIERS)} (default: 1K).")
 @click.option("-n", "num_images", type=int, help="Images to make (1-10; default 1).")
 @click.option("--seed", type=int, help="Seed for image 1 (image k uses seed+k-1); random if unset.")
-@click.option("--format", "-f", "output_format", help="png, jpeg or webp (default: from -o, else png).")
+@click.option("--format", "-f", "output_format", help="png, jpeg, webp or avif (default: from -o, else png).")
+@click.option("--quality", "output_quality", type=int, help="JPEG/WebP/AVIF quality, 0-100 (PNG: lossless).")
+@click.option(
+    "--background",
+    type=click.Choice(["auto", "opaque", "transparent"], case_sensitive=False),
+    metavar="TEXT",
+    help="auto, opaque, or transparent: a plain background keyed out (png, webp, avif).",
+)
 @click.option("--steps", type=int, help="Denoising steps (default: the checkpoint's preset).")
 @click.option("--guidance", type=float, help="Guidance scale (default: the checkpoint's preset).")
 @click.option(

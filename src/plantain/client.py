@@ -40,7 +40,7 @@ from plantain.errors import (
     ServerUnreachableError,
     error_from_code,
 )
-from plantain.types import TERMINAL_EVENTS, TERMINAL_STATUSES
+from plantain.types import TERMINAL_EVENTS, TERMINAL_STATUSES, Usage
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0  # seconds for one ordinary request; waits and streams get their own
@@ -103,6 +103,7 @@ class Task(_Wire):
     input: dict[str, Any] = Field(default_factory=dict)
     output: TaskOutput | None = None
     error: ErrorInfo | None = None
+    usage: Usage | None = None  # tokens, images, device seconds and cost, once it has ended
     attempts: int = 0
     cancel_requested: bool = False  # a running task stops at its next step
     queue_position: int | None = None

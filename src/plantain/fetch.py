@@ -9,15 +9,21 @@ cannot hold a worker or fill memory. What comes back is only bytes: the image de
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
 from plantain import __version__
 from plantain.errors import FetchError
+from plantain.limits import image_too_large
 from plantain.netguard import resolve_target
+
+if TYPE_CHECKING:
+    from plantain.settings import Settings
 
 MAX_REDIRECTS = 5
 
@@ -27,6 +33,18 @@ class FetchLimits:
     max_bytes: int
     timeout_seconds: float
     allowed_hosts: Sequence[str] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FetchLimits:
+        return cls(settings.max_image_bytes, settings.fetch_timeout_seconds, settings.allowed_hosts)
+
+
+async def fetch_all(urls: Mapping[str, str], limits: FetchLimits) -> dict[str, bytes]:
+    """The body at each URL of ``{field: url}``, fetched at once (each in a worker thread)."""
+    bodies = await asyncio.gather(
+        *(asyncio.to_thread(fetch_bytes, url, field=field, limits=limits) for field, url in urls.items())
+    )
+    return dict(zip(urls, bodies, strict=True))
 
 
 def fetch_bytes(url: str, *, field: str, limits: FetchLimits) -> bytes:
@@ -89,18 +107,16 @@ def _get(client: httpx.Client, url: str, field: str, limits: FetchLimits, deadli
 def _read_limited(
     response: httpx.Response, url: str, field: str, limits: FetchLimits, deadline: float
 ) -> bytes:
-    too_big = FetchError(
-        f"{field}: the image at {url} is larger than max_image_bytes ({limits.max_bytes} bytes)", field=field
-    )
+    label = f"{field}: the image at {url}"
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_bytes:
-        raise too_big
+        raise image_too_large(label, limits.max_bytes, field=field, size=int(declared))
     body = bytearray()
     try:
         for chunk in response.iter_bytes():
             body += chunk
-            if len(body) > limits.max_bytes:
-                raise too_big
+            if len(body) > limits.max_bytes:  # stopped here: the rest is never read
+                raise image_too_large(label, limits.max_bytes, field=field)
             if time.monotonic() > deadline:
                 raise FetchError(
                     f"{field}: fetching {url} took longer than {limits.timeout_seconds:g} seconds",

@@ -7,26 +7,46 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable, Sequence
 
 from PIL import Image
 
+from plantain.background import apply_background, steered
 from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, StopFlag
 from plantain.images import decode_image, encode_image, media_type
+from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.types import GeneratedImage, ImageRequest, ImageResult
 
 SEED_RANGE = 2**32  # random seeds stay in the range every dialect can send back
+
+# Screens a request's output images before they are encoded (safety.py); raises to withhold them.
+OutputScreen = Callable[[Sequence[Image.Image], ImageRequest], None]
 
 
 def random_seed() -> int:
     return secrets.randbelow(SEED_RANGE)
 
 
-def prepare(request: ImageRequest, engine: Engine) -> EngineJob:
-    """Validate ``request`` for ``engine`` and fix every number of the run (seed included)."""
-    engine.check_task(request)  # cheap refusals first: no decoding, no weights
-    images = [decode_image(image) for image in request.images]
+def prepare(request: ImageRequest, engine: Engine, limits: Limits = DEFAULT_LIMITS) -> EngineJob:
+    """Validate ``request`` for ``engine`` within the server's ``limits`` and fix every number of
+    the run (seed included)."""
+    limits.check_prompt(request.prompt)  # cheap refusals first: no decoding, no weights
+    limits.check_input_count(len(request.images))
+    engine.check_task(request)
+    images = [decode_image(image, limits) for image in request.images]
     seed = request.seed if request.seed is not None else random_seed()
-    return engine.plan(request, images, seed)
+    return engine.plan(for_engine(request, engine), images, seed, max_output_pixels=limits.max_output_pixels)
+
+
+def for_engine(request: ImageRequest, engine: Engine) -> ImageRequest:
+    """``request`` as ``engine`` runs it: the prompt steered for a transparent background, and a
+    steps scale (OpenAI ``quality``) turned into steps of the engine's preset."""
+    request = steered(request)
+    options = request.options
+    if options.steps is not None or options.steps_scale is None:
+        return request
+    steps = max(1, round(engine.preset.steps * options.steps_scale))
+    return request.model_copy(update={"options": options.model_copy(update={"steps": steps})})
 
 
 def run_request(
@@ -45,11 +65,14 @@ def execute(
     on_step: StepCallback | None = None,
     should_stop: StopFlag | None = None,
     previews: Previews | None = None,
+    screen: OutputScreen | None = None,
 ) -> ImageResult:
-    """Run a prepared job and encode its images as ``request`` asks."""
+    """Run a prepared job and encode its images as ``request`` asks; ``screen`` sees them first."""
     started = time.perf_counter()
     images = engine.run([job], on_step, should_stop, previews)[0]
     seconds = time.perf_counter() - started
+    if screen is not None:
+        screen(images, request)
     return ImageResult(
         engine=engine.name,
         images=tuple(
@@ -62,7 +85,8 @@ def execute(
 
 
 def encode_output(image: Image.Image, seed: int, request: ImageRequest) -> GeneratedImage:
-    """``image`` in the format and quality ``request`` asks for."""
+    """``image`` with the background, in the format and quality ``request`` asks for."""
+    image = apply_background(image, request.background)
     return GeneratedImage(
         data=encode_image(image, request.output_format, request.output_quality),
         media_type=media_type(request.output_format),

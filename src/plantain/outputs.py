@@ -9,8 +9,8 @@ from plantain.errors import InvalidRequestError
 from plantain.types import MEDIA_TYPES
 
 MEDIA_TYPE_FORMATS = {media: fmt for fmt, media in MEDIA_TYPES.items()}
-SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
-FORMAT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".avif": "avif"}
+FORMAT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}
 
 
 def pick_format(requested: str | None, output: Path | None) -> str:

@@ -21,7 +21,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from plantain import __version__
+from plantain import __version__, metrics
+from plantain.bodylimit import BodyLimit
 from plantain.dialects.gemini import convert as gemini_convert
 from plantain.dialects.gemini import errors as gemini_errors
 from plantain.dialects.gemini import routes as gemini_routes
@@ -31,6 +32,7 @@ from plantain.dialects.openai import routes as openai_routes
 from plantain.dialects.tasks import convert as tasks_convert
 from plantain.dialects.tasks import errors as tasks_errors
 from plantain.dialects.tasks import routes as tasks_routes
+from plantain.dialects.tasks import usage_routes
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
     AuthenticationError,
@@ -45,6 +47,7 @@ from plantain.errors import (
 from plantain.scheduler import Scheduler
 from plantain.settings import Settings
 from plantain.storage.batches import BatchStore
+from plantain.usage import key_id
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ SERVED_ROUTES = (
     "and models (under /v1, /v1beta, /v1alpha and the Vertex paths), Gemini batch mode "
     "(models/{model}:batchGenerateContent and batches, under /v1, /v1beta and /v1alpha), "
     "OpenAI's /v1/images/generations and /v1/images/edits, the task API under /v1/tasks, "
-    "/v1/files/{id}, /v1/models, /healthz and /readyz"
+    "/v1/usage, /metrics, /v1/files/{id}, /v1/models, /healthz and /readyz"
 )
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 # Result files are fetched by plain URL (browsers, <img> tags): the unguessable, expiring id is the key.
@@ -77,8 +80,11 @@ def speaks_gemini(request: Request) -> bool:
     return "x-goog-api-key" in headers or "x-goog-api-client" in headers or "key" in request.query_params
 
 
+PLANTAIN_PATHS = ("/v1/tasks", "/v1/usage", "/metrics")  # Plantain's own API: the task envelope
+
+
 def render_error(request: Request, error: PlantainError) -> JSONResponse:
-    if request.url.path.startswith("/v1/tasks"):
+    if request.url.path.startswith(PLANTAIN_PATHS):
         status, body = tasks_errors.error_body(error)
     elif speaks_gemini(request):
         status, body = gemini_errors.error_body(error)
@@ -135,8 +141,12 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Fa
     app.state.batches = batches
     _add_health_routes(app, scheduler)
     _add_error_handlers(app)
+    # Innermost, so that a body stopped mid-read raises straight into the route reading it (a
+    # BaseHTTPMiddleware between them would wrap the error in an exception group: a 500).
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, render=render_error)
     app.middleware("http")(_api_key_check(settings))
     _include_dialects(app)
+    metrics.install(app, scheduler.store, settings.price_currency)
     return app
 
 
@@ -210,6 +220,7 @@ def _api_key_check(settings: Settings) -> Callable[[Request, Callable[[Request],
                 return render_error(
                     request, PermissionDeniedError("the API key is not valid for this server")
                 )
+            request.state.api_key_id = key_id(sent)  # whose usage this is (usage.caller_key_id)
         return await call_next(request)
 
     return check
@@ -229,6 +240,7 @@ def _include_dialects(app: FastAPI) -> None:
     app.include_router(gemini_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(tasks_routes.router)
+    app.include_router(usage_routes.router)
     _add_shared_model_routes(app)
 
 

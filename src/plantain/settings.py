@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from plantain.errors import ConfigurationError
+from plantain.limits import INPUT_FORMATS, InputFormat
 from plantain.signing import check_secret
 
 SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret"})  # never echoed in an error
@@ -114,12 +115,20 @@ class Settings(BaseSettings):
         "its pixels are decoded, so a decompression bomb costs no memory.",
     )
     max_prompt_chars: int = Field(
-        default=32_000, ge=1, description="Longest prompt, in characters (OpenAI's limit for GPT image models)."
+        default=32_000,
+        ge=1,
+        description="Longest prompt, in characters (OpenAI's limit for GPT image models).",
     )
     max_output_pixels: int | None = Field(
         default=None,
         ge=4096,
         description="Most pixels in one output image; unset, each engine's own maximum applies.",
+    )
+    input_formats: list[InputFormat] = Field(
+        default_factory=lambda: list(INPUT_FORMATS),
+        min_length=1,
+        description="Input image formats accepted, recognised from the bytes (JSON list); drop "
+        '"heic" to keep libheif, the decoder with the most recent CVEs, out of reach.',
     )
     fetch_timeout_seconds: float = Field(
         default=15.0,
@@ -151,8 +160,57 @@ class Settings(BaseSettings):
     )
 
     # --- safety (safety.py) ---
+    safety_level: Literal["strict", "standard", "relaxed", "off"] = Field(
+        default="standard",
+        description="Safety level of a request that asks for none (docs/safety.md has the table of "
+        "what each level screens).",
+    )
+    safety_min_level: Literal["strict", "standard", "relaxed", "off"] = Field(
+        default="relaxed",
+        description="The most permissive level a request may ask for; a looser one is raised to it. "
+        "Must be at least as permissive as safety_level.",
+    )
+    safety_terms: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Prompt term list per category, replacing the built-in list of that category or "
+        'adding a new one, e.g. {"violence": ["gore", "decapitat*"], "brand": ["acme"]}; [] turns a '
+        "category's term screening off.",
+    )
+    safety_category_levels: dict[str, Literal["strict", "standard", "relaxed"]] = Field(
+        default_factory=dict,
+        description="The most permissive level at which a category is still screened, overriding the "
+        'built-in table, e.g. {"violence": "standard"}; a new category defaults to standard.',
+    )
+    safety_classifier: str | None = Field(
+        default=None,
+        description="Image-classification checkpoint (hub id in the hub cache, or a directory) that "
+        "screens output images; unset, outputs are not screened.",
+    )
+    safety_image_thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"strict": 0.3, "standard": 0.5, "relaxed": 0.85},
+        description="Per level, the classifier score of an unsafe label at or above which an output "
+        "image is blocked (0 blocks everything, above 1 nothing); levels left out keep their default.",
+    )
+    safety_unsafe_labels: list[str] = Field(
+        default_factory=lambda: ["nsfw"],
+        description="Labels of the safety classifier that count as unsafe; each is reported as the "
+        "category of a blocked image.",
+    )
 
     # --- usage and cost (usage.py) ---
+    price_per_device_hour: float = Field(
+        default=2.0,
+        ge=0,
+        description="Estimated cost of one hour of device time, which every result reports as "
+        "device_seconds / 3600 x this price: an operator-set estimate (the default is a round "
+        "figure for a rented GPU), not a bill.",
+    )
+    price_currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of price_per_device_hour (e.g. USD, EUR); costs in different "
+        "currencies are never added together.",
+    )
 
     public_url: str | None = Field(
         default=None,

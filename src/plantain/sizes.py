@@ -9,7 +9,7 @@ caller's back.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from plantain.errors import InvalidRequestError, UnsupportedSizeError
 
@@ -51,6 +51,13 @@ class SizeLimits:
     min_side: int = 64
     max_pixels: int = 2048 * 2048
     max_aspect: float = 4.0  # longest side / shortest side
+    capped_by: str | None = None  # the setting that lowered max_pixels below the engine's own
+
+    def capped(self, max_pixels: int | None) -> SizeLimits:
+        """These limits with at most ``max_pixels`` per image (setting ``max_output_pixels``)."""
+        if max_pixels is None or max_pixels >= self.max_pixels:
+            return self
+        return replace(self, max_pixels=max_pixels, capped_by="max_output_pixels")
 
 
 def ratio_value(aspect_ratio: str) -> float:
@@ -93,8 +100,9 @@ def resolve_size(aspect_ratio: str, tier: str, limits: SizeLimits, engine: str) 
 
 def _check_limits(width: int, height: int, limits: SizeLimits, engine: str, label: str) -> None:
     if width * height > limits.max_pixels:
+        maker = f"this server ({limits.capped_by})" if limits.capped_by else f"engine {engine}"
         raise UnsupportedSizeError(
-            f"engine {engine} makes at most {limits.max_pixels / 1e6:.1f} megapixels "
+            f"{maker} makes at most {limits.max_pixels / 1e6:.1f} megapixels "
             f"({limits.max_pixels} pixels); size {label} is {width}x{height} "
             f"= {width * height / 1e6:.1f} megapixels. Choose a smaller size or another engine.",
             field="size",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from plantain.errors import InvalidRequestError
 from plantain.sizes import ASPECT_RATIOS, TIERS
@@ -40,6 +40,10 @@ def _normalise_format(value: Any) -> Any:
     return value
 
 
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 def _normalise_tier(value: Any) -> Any:
     if isinstance(value, str):
         value = value.strip().upper()
@@ -69,6 +73,8 @@ class EngineOptions(BaseModel):
 
     steps: int | None = Field(default=None, ge=1, le=200)
     guidance: float | None = Field(default=None, ge=0.0, le=30.0)
+    # A multiple of the preset's steps (OpenAI `quality`), rounded, at least 1; `steps` wins.
+    steps_scale: float | None = Field(default=None, gt=0.0, le=4.0)
 
 
 class ImageRequest(BaseModel):
@@ -83,11 +89,24 @@ class ImageRequest(BaseModel):
     num_images: int = Field(default=1, ge=1, le=MAX_IMAGES_PER_REQUEST)
     output_format: Annotated[OutputFormat, BeforeValidator(_normalise_format)] = "png"
     output_quality: int | None = Field(default=None, ge=0, le=100)  # JPEG/WebP/AVIF quality; PNG is lossless
-    background: Background = "auto"
+    background: Annotated[Background, BeforeValidator(_lower)] = "auto"
     safety: SafetyLevel | None = None
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     engine: str | None = None  # None: the server's default engine
     options: EngineOptions = EngineOptions()
+    # Parameters the caller sent that nothing here uses, as the caller named them: reported back
+    # (docs/parameters.md), never applied.
+    ignored: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _transparency_needs_alpha(self) -> ImageRequest:
+        if self.background == "transparent" and self.output_format == "jpeg":
+            raise InvalidRequestError(
+                "background: 'transparent' needs an output format with an alpha channel, and JPEG "
+                "has none; ask for PNG, WebP or AVIF output, or for an opaque background",
+                field="background",
+            )
+        return self
 
     @property
     def is_edit(self) -> bool:
@@ -167,6 +186,39 @@ class TaskError(BaseModel):
     field: str | None = None
 
 
+class TokenUsage(BaseModel):
+    """Tokens as Gemini counts them for the model asked for (usage.py); the prompt's are an
+    estimate, since no tokenizer runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input: int = 0
+    output: int = 0
+    total: int = 0
+    input_text: int = 0
+    input_image: int = 0
+
+
+class Cost(BaseModel):
+    """An estimate: device time at the operator's ``price_per_device_hour``, not a bill."""
+
+    model_config = ConfigDict(frozen=True)
+
+    amount: float
+    currency: str
+
+
+class Usage(BaseModel):
+    """What one task used: tokens, images made, device seconds and their estimated cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tokens: TokenUsage
+    images: int
+    device_seconds: float
+    cost: Cost
+
+
 class Task(BaseModel):
     """A request and everything that happened to it, as stored."""
 
@@ -189,6 +241,8 @@ class Task(BaseModel):
     started_at: float | None
     completed_at: float | None
     expires_at: float | None
+    api_key_id: str = "anonymous"  # who submitted it: a hash of the key, never the key (usage.py)
+    usage: Usage | None = None  # once it has ended
 
     @property
     def finished(self) -> bool:
@@ -249,8 +303,8 @@ __all__ = [
     "MAX_IMAGES_PER_REQUEST",
     "MEDIA_TYPES",
     "SAFETY_LEVELS",
-    "Background",
     "TIERS",
+    "Background",
     "EngineOptions",
     "GeneratedImage",
     "ImageRequest",

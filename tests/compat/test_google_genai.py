@@ -229,7 +229,7 @@ ERROR_CASES: dict[str, tuple[Any, types.GenerateContentConfig, str]] = {
     "too many images": (
         [*(part("PNG", 64, 64) for _ in range(15)), "x"],
         config(image_size="512"),
-        "engine tiny takes at most 14 input images; got 15",
+        "contents: 15 input images is over the limit of 14 per request (max_input_images)",
     ),
     "corrupt image": (
         ["x", types.Part.from_bytes(data=b"not an image", mime_type="image/png")],
@@ -242,9 +242,9 @@ ERROR_CASES: dict[str, tuple[Any, types.GenerateContentConfig, str]] = {
         "generationConfig.responseModalities: ['TEXT'] does not include IMAGE",
     ),
     "file data": (
-        [types.Part.from_uri(file_uri="https://example.com/a.png", mime_type="image/png"), "x"],
+        [types.Part.from_uri(file_uri="gs://bucket/a.png", mime_type="image/png"), "x"],
         config(),
-        "contents[0].parts[0].fileData: file references ('https://example.com/a.png') are not supported",
+        "contents[0].parts[0].fileData.fileUri: 'gs://bucket/a.png' cannot be fetched; only http(s) URLs",
     ),
 }
 

@@ -219,10 +219,10 @@ def test_too_many_images_requested(client: openai.OpenAI) -> None:
     assert_bad_request(error, "n", "n: 11 is not allowed; must be between 1 and 10")
 
 
-def test_transparent_background(client: openai.OpenAI) -> None:
+def test_a_transparent_background_in_jpeg_is_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as error:
-        client.images.generate(prompt="p", background="transparent")
-    assert_bad_request(error, "background", "'transparent' is not supported yet")
+        client.images.generate(prompt="p", background="transparent", output_format="jpeg")
+    assert_bad_request(error, "background", "needs an output format with an alpha channel, and JPEG has none")
 
 
 def test_bad_output_format(client: openai.OpenAI) -> None:
@@ -231,10 +231,10 @@ def test_bad_output_format(client: openai.OpenAI) -> None:
     assert_bad_request(error, "output_format", "'bmp' is not allowed")
 
 
-def test_more_input_images_than_the_engine_takes(client: openai.OpenAI) -> None:
+def test_more_input_images_than_the_server_takes(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as error:
         client.images.edit(prompt="p", image=[encoded("PNG")] * 15)
-    assert_bad_request(error, "image", "engine tiny takes at most 14 input images; got 15")
+    assert_bad_request(error, "image", "image: 15 input images is over the limit of 14 per request")
     assert error.value.code == "too_many_images"
 
 

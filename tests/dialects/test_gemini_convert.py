@@ -132,11 +132,16 @@ def test_bad_values_name_the_gemini_field_the_value_and_the_limit(
         convert_body(edit_body(**config))
 
 
-def test_file_data_is_refused_naming_the_part() -> None:
+def test_file_data_is_refused_naming_the_part_unless_its_bytes_were_fetched() -> None:
     body = edit_body()
     body["contents"][0]["parts"].append({"fileData": {"file_uri": "https://example.com/a.png"}})
+    parsed = convert.parse_request(json.dumps(body).encode())
+    assert convert.file_references(parsed) == {"contents[0].parts[2].fileData": "https://example.com/a.png"}
     with pytest.raises(InvalidRequestError, match=r"contents\[0\]\.parts\[2\]\.fileData: file references"):
-        convert_body(body)
+        convert_body(body)  # a batch request: nothing is fetched for it
+    fetched = {"contents[0].parts[2].fileData": b"png bytes"}
+    request = convert.to_image_request(parsed, engine="tiny", files=fetched)
+    assert request.images[-1].data == b"png bytes"
 
 
 def test_malformed_json_and_missing_text_are_invalid_requests() -> None:

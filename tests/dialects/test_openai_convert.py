@@ -19,7 +19,7 @@ from plantain.errors import InvalidRequestError, TooManyImagesError, UnknownMode
 from plantain.generation import run_request
 from plantain.images import encode_image
 from plantain.testing import make_input
-from plantain.types import GeneratedImage, ImageResult
+from plantain.types import GeneratedImage, ImageResult, TokenUsage
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openai"
 
@@ -156,26 +156,40 @@ def result_of(width: int = 96, height: int = 64, count: int = 1) -> ImageResult:
 
 def test_response_body_has_the_shape_the_sdk_parses() -> None:
     result = result_of(count=2)
-    body = convert.response_body(result, ImageParams(prompt="p", quality="high"), created=123)
+    counted = TokenUsage(input=12, output=2580, total=2592, input_text=12, input_image=0)
+    body = convert.response_body(
+        result, ImageParams(prompt="p", quality="high"), created=123, counted=counted
+    )
     assert body["created"] == 123
-    assert [set(item) for item in body["data"]] == [{"b64_json", "revised_prompt"}] * 2
+    assert [set(item) for item in body["data"]] == [{"b64_json", "revised_prompt", "seed"}] * 2
+    assert [item["seed"] for item in body["data"]] == [image.seed for image in result.images]
     assert base64.b64decode(body["data"][0]["b64_json"]) == result.images[0].data
     echoed = {key: body[key] for key in ("background", "output_format", "quality", "size")}
     assert echoed == {"background": "opaque", "output_format": "png", "quality": "high", "size": "96x64"}
-    assert body["usage"]["total_tokens"] == 0 and "input_tokens_details" in body["usage"]
-    with_urls = convert.response_body(result, ImageParams(prompt="p"), 1, ["http://x/1", "http://x/2"])
-    assert with_urls["data"][1] == {"url": "http://x/2", "revised_prompt": None}
+    assert body["usage"] == {
+        "input_tokens": 12,
+        "input_tokens_details": {"text_tokens": 12, "image_tokens": 0},
+        "output_tokens": 2580,
+        "output_tokens_details": {"image_tokens": 2580, "text_tokens": 0},
+        "total_tokens": 2592,
+    }
+    urls = ["http://x/1", "http://x/2"]
+    with_urls = convert.response_body(result, ImageParams(prompt="p"), 1, urls, counted=counted)
+    second = {"url": "http://x/2", "revised_prompt": None, "seed": result.images[1].seed}
+    assert with_urls["data"][1] == second
 
 
 def test_stream_events_are_one_completed_event_per_image() -> None:
-    events = convert.stream_events(result_of(count=2), ImageParams(prompt="p"), 9, "image_edit")
+    events = convert.stream_events(
+        result_of(count=2), ImageParams(prompt="p"), 9, "image_edit", counted=TokenUsage()
+    )
     assert len(events) == 2
     head, data = events[0].removesuffix("\n\n").split("\n")
     assert head == "event: image_edit.completed"
     payload = json.loads(data.removeprefix("data: "))
     assert payload["type"] == "image_edit.completed" and payload["created_at"] == 9
     assert set(payload) == {
-        "type", "b64_json", "created_at", "size", "quality", "background", "output_format", "usage"
+        "type", "b64_json", "seed", "created_at", "size", "quality", "background", "output_format", "usage"
     }  # fmt: skip
 
 

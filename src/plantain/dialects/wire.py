@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from plantain.errors import InvalidImageError, InvalidRequestError
+from plantain.limits import Limits, base64_size
 
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
@@ -43,17 +44,36 @@ def validation_error(exc: ValidationError) -> InvalidRequestError:
     return InvalidRequestError(f"{field}: {error.get('input')!r} is not allowed; {error['msg']}", field=field)
 
 
-def decode_base64(data: str, name: str, field: str | None = None) -> bytes:
-    """Standard or URL-safe base64, padding optional (google-genai sends URL-safe); ``name`` is
-    how the error calls the value."""
-    text = "".join(data.split()).translate(str.maketrans("-_", "+/"))
+def decode_base64(
+    data: str, name: str, field: str | None = None, *, limits: Limits | None = None, label: str | None = None
+) -> bytes:
+    """Standard or URL-safe base64, padding optional (google-genai sends URL-safe), or a
+    ``data:<type>;base64,`` URI holding it; ``name`` is how the error calls the value. With
+    ``limits``, an image over ``max_image_bytes`` (input ``label``) is refused from the base64 length (4
+    characters make 3 bytes) before anything is decoded."""
+    text = "".join(_without_data_uri(data, name, field).split()).translate(str.maketrans("-_", "+/"))
     text += "=" * (-len(text) % 4)
     if not text or not _BASE64_CHARS.fullmatch(text):
         raise InvalidImageError(f"{name} is not base64-encoded image bytes", field=field or name)
+    if limits is not None:
+        limits.check_image_bytes(base64_size(text), label or name, field or name)
     try:
         return base64.b64decode(text, validate=True)
     except binascii.Error as exc:
         raise InvalidImageError(f"{name} is not valid base64 ({exc})", field=field or name) from None
+
+
+def _without_data_uri(data: str, name: str, field: str | None) -> str:
+    """The base64 of ``data:image/png;base64,<base64>`` (its declared type is advisory: the bytes
+    are sniffed); anything else as it is."""
+    if data[:5].lower() != "data:":
+        return data
+    header, comma, payload = data.partition(",")
+    if not comma or not header.lower().endswith(";base64"):
+        raise InvalidImageError(
+            f"{name}: a data URI must hold base64, as data:image/png;base64,<data>", field=field or name
+        )
+    return payload
 
 
 def encode_base64(data: bytes) -> str:

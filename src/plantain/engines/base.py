@@ -160,11 +160,20 @@ class Engine(ABC):
 
     # --- planning --------------------------------------------------------------------------
 
-    def plan(self, request: ImageRequest, images: Sequence[Image.Image], seed: int) -> EngineJob:
-        """Check ``request`` against the capabilities and fix every number the run needs."""
+    def plan(
+        self,
+        request: ImageRequest,
+        images: Sequence[Image.Image],
+        seed: int,
+        *,
+        max_output_pixels: int | None = None,
+    ) -> EngineJob:
+        """Check ``request`` against the capabilities (pixels capped at ``max_output_pixels``,
+        a server setting) and fix every number the run needs."""
         self.check_task(request)
         aspect_ratio = request.aspect_ratio or self._default_aspect_ratio(images)
-        width, height = resolve_size(aspect_ratio, request.size, self.capabilities.sizes, self.name)
+        sizes = self.capabilities.sizes.capped(max_output_pixels)
+        width, height = resolve_size(aspect_ratio, request.size, sizes, self.name)
         options = request.options
         return EngineJob(
             prompt=request.prompt,
@@ -306,7 +315,7 @@ class Engine(ABC):
             "description": self.description,
             "tasks": caps.tasks(),
             "max_input_images": caps.max_input_images,
-            "max_megapixels": round(caps.sizes.max_pixels / 1e6, 1),
+            "max_megapixels": round(caps.sizes.capped(self.settings.max_output_pixels).max_pixels / 1e6, 1),
             "max_aspect": caps.sizes.max_aspect,
             "batchable": caps.batchable,
             "steps": self.preset.steps,

@@ -28,6 +28,7 @@ from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
     CancelledError,
     ConfigurationError,
+    ContentBlockedError,
     EngineRunError,
     InvalidRequestError,
     PlantainError,
@@ -35,7 +36,9 @@ from plantain.errors import (
     error_from_code,
 )
 from plantain.generation import execute, prepare
+from plantain.limits import Limits
 from plantain.models import engine_for_model
+from plantain.safety import SafetyPolicy
 from plantain.scheduler.events import EventBus
 from plantain.scheduler.webhooks import RetryPolicy, WebhookDeliverer, webhook_secret
 from plantain.settings import Settings
@@ -50,7 +53,9 @@ from plantain.types import (
     TaskEvent,
     TaskOutput,
     TaskResult,
+    Usage,
 )
+from plantain.usage import ANONYMOUS, Price, task_usage
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,7 @@ class Submission:
     fingerprint: str | None = None
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] | None = None
+    api_key_id: str | None = None  # who submits it (usage.caller_key_id); None: anonymous
 
 
 class Scheduler:
@@ -80,8 +86,13 @@ class Scheduler:
         self.registry = registry
         self.bus = EventBus()
         self.store = TaskStore(
-            settings.data_dir, retention_seconds=settings.retention_seconds, webhook_body=webhook_body
+            settings.data_dir,
+            retention_seconds=settings.retention_seconds,
+            webhook_body=webhook_body,
+            currency=settings.price_currency,
         )
+        self.price = Price.from_settings(settings)
+        self.safety = SafetyPolicy.from_settings(settings)
         self.ready = threading.Event()  # engines loaded
         self.load_error: str | None = None
         self.draining = threading.Event()
@@ -120,6 +131,7 @@ class Scheduler:
         """Load ``names`` (blocking), then mark the scheduler ready."""
         for name in names:
             self.registry.get(name).load()
+        self.safety.load()  # a missing or mislabelled classifier shows in readiness, not per task
         self.ready.set()
 
     def drain(self, grace_seconds: float) -> None:
@@ -167,10 +179,13 @@ class Scheduler:
     async def check(self, request: ImageRequest, submission: Submission) -> ImageRequest:
         """``request`` ready to queue: its engine named, its inputs decoded and validated off the
         loop (bad input raises here: a 400, never a failed task), its seed fixed so that a rerun
-        makes the same images."""
+        makes the same images. Its safety level is fixed and its prompt screened (once its length
+        is known to be within limits): a blocked prompt is refused here, in every dialect."""
         engine_name = request.engine or self.engine_name(submission.model)
         request = request.model_copy(update={"engine": engine_name})
-        job = await asyncio.to_thread(prepare, request, self.registry.get(engine_name))
+        limits = Limits.from_settings(self.settings)
+        job = await asyncio.to_thread(prepare, request, self.registry.get(engine_name), limits)
+        request = await asyncio.to_thread(self.safety.admit, request)
         return request.model_copy(update={"seed": job.seeds[0]})
 
     def check_capacity(self, count: int = 1, *, field: str | None = None) -> None:
@@ -216,6 +231,7 @@ class Scheduler:
             fingerprint=submission.fingerprint,
             webhook_url=submission.webhook_url,
             webhook_events=submission.webhook_events,
+            api_key_id=submission.api_key_id or ANONYMOUS,
         )
         task, created = await asyncio.to_thread(self.store.create, new)
         if created:
@@ -333,19 +349,23 @@ class Scheduler:
         stop = self._stop_flags.setdefault(task.id, threading.Event())
         if task.cancel_requested:
             stop.set()
+        started = time.perf_counter()  # a run that ends without images used the device too
         try:
             result = self._run_engine(task, stop)
             self._finish(task, result)
         except CancelledError as exc:
-            self._stopped(task, exc)
+            self._stopped(task, exc, self._spent(task, started))
         except PlantainError as exc:
             self._failed(
-                task, TaskError(code=exc.code, message=exc.message, status=exc.status, field=exc.field)
+                task,
+                TaskError(code=exc.code, message=exc.message, status=exc.status, field=exc.field),
+                self._spent(task, started),
             )
         except Exception as exc:  # a bug must fail one task, not the worker
             logger.exception("task %s failed unexpectedly", task.id)
             error = EngineRunError(f"internal error: {type(exc).__name__}: {exc}")
-            self._failed(task, TaskError(code=error.code, message=error.message, status=error.status))
+            error_info = TaskError(code=error.code, message=error.message, status=error.status)
+            self._failed(task, error_info, self._spent(task, started))
         finally:
             self._stop_flags.pop(task.id, None)
             self._previews.pop(task.id, None)
@@ -355,7 +375,7 @@ class Scheduler:
         # every queued task in memory would cost megabytes per task; a decode is milliseconds.
         request = self.store.request(task.id)
         engine = self.registry.get(task.engine)
-        job = prepare(request, engine)
+        job = prepare(request, engine, Limits.from_settings(self.settings))  # the limits check() used
 
         def on_step(done: int, total: int) -> None:
             self._publish(self.store.add_event(task.id, "progress", {"step": done, "total": total}))
@@ -363,8 +383,10 @@ class Scheduler:
         previews = None
         if task.id in self._previews:
             count, callback = self._previews[task.id]
+            callback = self.safety.safe_previews(self.safety.level_for(request.safety), callback)
             previews = Previews.spread(count, job.steps, callback)
-        return execute(request, job, engine, on_step, stop.is_set, previews)  # drain() sets stop late
+        screen = self.safety.screen_images  # before encoding: a blocked image is never stored
+        return execute(request, job, engine, on_step, stop.is_set, previews, screen)  # drain() sets stop late
 
     def _finish(self, task: Task, result: ImageResult) -> None:
         outputs = []
@@ -388,24 +410,29 @@ class Scheduler:
             guidance=result.guidance,
             seconds=result.seconds,
         )
+        usage = task_usage(task, images=len(outputs), device_seconds=result.seconds, price=self.price)
         data: dict[str, Any] = {
             "outputs": [output.model_dump() for output in outputs],
             "seconds": result.seconds,
-            "usage": {"images": len(outputs), "device_seconds": round(result.seconds, 3)},
+            "usage": usage.model_dump(),
         }
-        self._publish(self.store.succeed(task.id, stored, data))
+        self._publish(self.store.succeed(task.id, stored, data, usage))
 
-    def _stopped(self, task: Task, exc: CancelledError) -> None:
+    def _spent(self, task: Task, started: float) -> Usage:
+        """The usage of a run that made no images: its wall time so far (decoding included)."""
+        return task_usage(task, images=0, device_seconds=time.perf_counter() - started, price=self.price)
+
+    def _stopped(self, task: Task, exc: CancelledError, usage: Usage | None = None) -> None:
         if self.draining.is_set() and not self.store.get(task.id).cancel_requested:
             self._publish(self.store.requeue(task.id, "the server was shutting down"))
             return
-        self._publish(self.store.mark_cancelled(task.id, None))
+        self._publish(self.store.mark_cancelled(task.id, None, usage))
         logger.info("task %s cancelled: %s", task.id, exc.message)
 
-    def _failed(self, task: Task, error: TaskError) -> None:
+    def _failed(self, task: Task, error: TaskError, usage: Usage | None = None) -> None:
         if error.status >= 500:
             logger.error("task %s failed: %s", task.id, error.message)
-        self._publish(self.store.fail(task.id, error))
+        self._publish(self.store.fail(task.id, error, usage))
 
     def _publish(self, event: TaskEvent | None) -> None:
         if event is not None:
@@ -430,7 +457,10 @@ def _error_of(task: Task) -> PlantainError:
         return CancelledError(f"task {task.id} was cancelled")
     if task.error is None:
         return EngineRunError(f"task {task.id} ended as {task.status} without a result")
-    return error_from_code(task.error.code, task.error.message, task.error.field)
+    error = error_from_code(task.error.code, task.error.message, task.error.field)
+    if isinstance(error, ContentBlockedError):
+        error.stage = "image"  # prompts are refused before a task exists: a task's block is an output
+    return error
 
 
 def _write_durably(path: Any, data: bytes) -> None:

@@ -138,6 +138,57 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_by_task ON webhook_outbox (task_id, status);
     """,
+    # 4: who submitted each task (a key id, never the key), and a usage ledger (storage/ledger.py):
+    # one row per ended task, written in the transaction that ends it. The ledger has no foreign
+    # key, so its rows outlive the tasks they count: totals survive retention. Tasks that ended
+    # before this migration have no row (their tokens and cost were never counted). Running totals
+    # per group and a latency histogram are kept beside it, in the same transaction, so /metrics
+    # reads a few rows however long the ledger grows.
+    """
+    ALTER TABLE tasks ADD COLUMN api_key_id TEXT NOT NULL DEFAULT 'anonymous';
+    CREATE TABLE usage_ledger (
+        task_id TEXT PRIMARY KEY,
+        api_key_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        model TEXT NOT NULL,
+        engine TEXT NOT NULL,
+        status TEXT NOT NULL,
+        images INTEGER NOT NULL,
+        input_text_tokens INTEGER NOT NULL,
+        input_image_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        device_seconds REAL NOT NULL,
+        cost REAL NOT NULL,
+        currency TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL NOT NULL
+    );
+    CREATE INDEX usage_by_key ON usage_ledger (api_key_id, finished_at);
+    CREATE TABLE usage_totals (
+        api_key_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        model TEXT NOT NULL,
+        engine TEXT NOT NULL,
+        status TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        images INTEGER NOT NULL,
+        input_text_tokens INTEGER NOT NULL,
+        input_image_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        device_seconds REAL NOT NULL,
+        cost REAL NOT NULL,
+        PRIMARY KEY (api_key_id, source, model, engine, status, currency)
+    );
+    CREATE TABLE usage_latency (
+        phase TEXT NOT NULL,
+        le REAL NOT NULL,
+        count INTEGER NOT NULL,
+        seconds REAL NOT NULL,
+        PRIMARY KEY (phase, le)
+    );
+    """,
 )
 
 

@@ -23,13 +23,33 @@ from typing import Any
 
 from plantain.errors import IdempotencyConflictError, NotFoundError
 from plantain.storage.db import connect, transaction
+from plantain.storage.ledger import UsageLedger
 from plantain.storage.outbox import Outbox
-from plantain.types import ImageRequest, InputImage, Task, TaskError, TaskEvent, TaskResult
+from plantain.types import (
+    Cost,
+    ImageRequest,
+    InputImage,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskResult,
+    TokenUsage,
+    Usage,
+)
+from plantain.usage import ANONYMOUS, no_usage
 
 WebhookBody = Callable[[Task, TaskEvent], str]
 """Renders the JSON body of a webhook for an event (the task API's shape; the store stays neutral)."""
 
 PROGRESS_WEBHOOK_INTERVAL = 0.5  # seconds between progress webhooks of one task (as Replicate)
+
+# A task with its ledger row (the usage it reported when it ended), if it has one.
+TASK_QUERY = (
+    "SELECT t.*, u.images AS usage_images, u.input_text_tokens AS usage_input_text, "
+    "u.input_image_tokens AS usage_input_image, u.output_tokens AS usage_output, "
+    "u.device_seconds AS usage_device_seconds, u.cost AS usage_cost, u.currency AS usage_currency "
+    "FROM tasks AS t LEFT JOIN usage_ledger AS u ON u.task_id = t.id WHERE t.id = ?"
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,7 @@ class NewTask:
     fingerprint: str | None = None  # of the caller's body, to tell a replay from a conflict
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] | None = None  # None: every event type
+    api_key_id: str = ANONYMOUS  # who submitted it (usage.key_id), never the key
 
 
 class TaskStore:
@@ -56,15 +77,18 @@ class TaskStore:
         retention_seconds: float,
         webhook_body: WebhookBody | None = None,
         clock: Callable[[], float] = time.time,
+        currency: str = "USD",
     ) -> None:
         self.path = data_dir / "plantain.db"
         self.files_dir = data_dir / "files"
         self.retention_seconds = retention_seconds
         self._webhook_body = webhook_body
         self._clock = clock
+        self._currency = currency  # of the zero cost of a task that never ran
         self._lock = threading.RLock()
         self._db = connect(self.path)
         self.outbox = Outbox(self._db, self._lock)
+        self.ledger = UsageLedger(self._db, self._lock)
 
     def close(self) -> None:
         with self._lock:
@@ -102,8 +126,8 @@ class TaskStore:
         fields["input_labels"] = [image.label for image in new.request.images]  # the bytes go away later
         db.execute(
             "INSERT INTO tasks (id, queue_order, status, model, engine, source, request, "
-            "idempotency_key, fingerprint, webhook_url, webhook_events, created_at) "
-            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "idempotency_key, fingerprint, webhook_url, webhook_events, created_at, api_key_id) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task_id,
                 order,
@@ -116,6 +140,7 @@ class TaskStore:
                 new.webhook_url,
                 json.dumps(new.webhook_events) if new.webhook_events is not None else None,
                 self._clock(),
+                new.api_key_id,
             ),
         )
         db.executemany(
@@ -174,8 +199,13 @@ class TaskStore:
             return self._position(self._db, task_id)
 
     def queued_count(self) -> int:
+        return self.count("queued")
+
+    def count(self, status: str) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'queued'").fetchone()[0])
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM tasks WHERE status = ?", (status,)).fetchone()[0]
+            )
 
     def file(self, file_id: str) -> tuple[Path, str]:
         """(path, media type) of a stored output file, or NotFoundError."""
@@ -213,11 +243,13 @@ class TaskStore:
     def new_file_id(self) -> str:
         return secrets.token_urlsafe(24)
 
-    def succeed(self, task_id: str, result: TaskResult, event_data: dict[str, Any]) -> TaskEvent | None:
-        """running -> succeeded with its files recorded; None (and nothing written) if the task is
-        no longer running, so a result can never be recorded twice."""
+    def succeed(
+        self, task_id: str, result: TaskResult, event_data: dict[str, Any], usage: Usage
+    ) -> TaskEvent | None:
+        """running -> succeeded with its files and usage recorded; None (and nothing written) if the
+        task is no longer running, so a result can never be recorded twice."""
         with self._transaction() as db:
-            if not self._finish(db, task_id, "succeeded", result=result.model_dump_json()):
+            if not self._finish(db, task_id, "succeeded", usage, result=result.model_dump_json()):
                 return None
             db.executemany(
                 "INSERT INTO files (id, task_id, media_type, created_at) VALUES (?, ?, ?, ?)",
@@ -225,10 +257,12 @@ class TaskStore:
             )
             return self._append_event(db, task_id, "completed", event_data)
 
-    def fail(self, task_id: str, error: TaskError) -> TaskEvent | None:
-        """queued/running -> failed; None if it had already ended."""
+    def fail(self, task_id: str, error: TaskError, usage: Usage | None = None) -> TaskEvent | None:
+        """queued/running -> failed, with the device time its run used; None if it had already ended."""
         with self._transaction() as db:
-            if not self._finish(db, task_id, "failed", error=error.model_dump_json(), allow_queued=True):
+            if not self._finish(
+                db, task_id, "failed", usage, error=error.model_dump_json(), allow_queued=True
+            ):
                 return None
             return self._append_event(db, task_id, "failed", error.model_dump())
 
@@ -242,13 +276,13 @@ class TaskStore:
                 return None
             if task.status != "queued":
                 return None
-            self._finish(db, task_id, "cancelled", allow_queued=True)
+            self._finish(db, task_id, "cancelled", None, allow_queued=True)
             return self._append_event(db, task_id, "cancelled", {"while": "queued"})
 
-    def mark_cancelled(self, task_id: str, step: int | None) -> TaskEvent | None:
-        """running -> cancelled, by the worker that stopped it."""
+    def mark_cancelled(self, task_id: str, step: int | None, usage: Usage | None = None) -> TaskEvent | None:
+        """running -> cancelled, by the worker that stopped it (with the device time it used)."""
         with self._transaction() as db:
-            if not self._finish(db, task_id, "cancelled"):
+            if not self._finish(db, task_id, "cancelled", usage):
                 return None
             return self._append_event(db, task_id, "cancelled", {"while": "running", "step": step})
 
@@ -311,8 +345,16 @@ class TaskStore:
     # --- internals -----------------------------------------------------------------------------
 
     def _finish(
-        self, db: sqlite3.Connection, task_id: str, status: str, *, allow_queued: bool = False, **columns: str
+        self,
+        db: sqlite3.Connection,
+        task_id: str,
+        status: str,
+        usage: Usage | None,
+        *,
+        allow_queued: bool = False,
+        **columns: str,
     ) -> bool:
+        """End the task (and record its usage in the ledger; none given: it never ran)."""
         allowed = ("running", "queued") if allow_queued else ("running",)
         now = self._clock()
         assignments = "".join(f", {name} = ?" for name in columns)
@@ -323,6 +365,7 @@ class TaskStore:
         ).rowcount
         if changed:  # inputs are not needed once a task has ended
             db.execute("DELETE FROM task_inputs WHERE task_id = ?", (task_id,))
+            self.ledger.record(db, task_id, usage or no_usage(self._currency), now)
         return bool(changed)
 
     def _append_event(
@@ -391,7 +434,7 @@ class TaskStore:
         return int(row[0]) or None
 
     def _task(self, db: sqlite3.Connection, task_id: str) -> Task:
-        row = db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        row = db.execute(TASK_QUERY, (task_id,)).fetchone()
         if row is None:
             raise NotFoundError(
                 f"task {task_id!r} does not exist or has expired; finished tasks are kept "
@@ -422,6 +465,23 @@ def _task(row: sqlite3.Row) -> Task:
         started_at=row["started_at"],
         completed_at=row["completed_at"],
         expires_at=row["expires_at"],
+        api_key_id=row["api_key_id"],
+        usage=_usage(row),
+    )
+
+
+def _usage(row: sqlite3.Row) -> Usage | None:
+    if row["usage_images"] is None:  # not ended yet (or ended before the ledger existed)
+        return None
+    text, image, output = row["usage_input_text"], row["usage_input_image"], row["usage_output"]
+    tokens = TokenUsage(
+        input=text + image, output=output, total=text + image + output, input_text=text, input_image=image
+    )
+    return Usage(
+        tokens=tokens,
+        images=row["usage_images"],
+        device_seconds=row["usage_device_seconds"],
+        cost=Cost(amount=row["usage_cost"], currency=row["usage_currency"]),
     )
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from plantain.dialects.gemini import convert
+from plantain.dialects.gemini import convert, safety
 from plantain.dialects.gemini.errors import RPC_CODE, rpc_code
 from plantain.dialects.gemini.protocol import (
     BatchGenerateContentRequest,
@@ -37,7 +37,7 @@ from plantain.dialects.gemini.protocol import (
     RpcStatus,
 )
 from plantain.dialects.wire import load_json, validate
-from plantain.errors import InvalidRequestError, PlantainError
+from plantain.errors import ContentBlockedError, InvalidRequestError, PlantainError
 from plantain.storage.batches import Batch, Member
 from plantain.types import ImageRequest, ImageResult, Task
 
@@ -182,6 +182,9 @@ def _entry(
         )
         response = convert.response_with_usage(result, usage, batch.model, response_id=task.id)
         return InlinedResponse(response=response, metadata=member.metadata)
+    if task.error is not None and task.error.code == ContentBlockedError.code:  # an output was blocked
+        blocked = safety.image_blocked(task.error.message, convert.model_id(batch.model), task.id)
+        return InlinedResponse(response=blocked, metadata=member.metadata)
     return InlinedResponse(error=_error(task), metadata=member.metadata)
 
 

@@ -22,6 +22,7 @@ from plantain.scheduler import Scheduler, bulk
 from plantain.scheduler.scheduler import Submission
 from plantain.storage.batches import Batch, BatchStore
 from plantain.types import ImageResult, Task
+from plantain.usage import caller_key_id
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100  # a larger pageSize is lowered to it, as Google's list methods do
@@ -32,7 +33,7 @@ async def batch_generate_content(request: Request, model: str) -> JSONResponse:
     engine = scheduler.engine_name(model)  # an unknown model is a 404 before the body is read
     spec = batch_convert.parse_batch(await request.body())
     items = batch_convert.to_image_requests(spec, model=model, engine=engine)
-    submission = Submission(model=model, source="gemini-batch")
+    submission = Submission(model=model, source="gemini-batch", api_key_id=caller_key_id(request))
     checked = []
     for index, (image_request, _) in enumerate(items):
         try:

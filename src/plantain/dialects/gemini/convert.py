@@ -8,6 +8,8 @@ Request → :class:`~plantain.types.ImageRequest`:
 - Input images are those of the most recent earlier turn that carries any (in a ``client.chats``
   conversation: the previous model turn's image, the one being edited), followed by the images
   attached to the last user turn. ``thought: true`` parts (a model's interim drafts) never count.
+  An image is ``inlineData`` (base64 in either alphabet) or ``fileData`` with an http(s)
+  ``fileUri``, which the route fetches (:func:`file_references`) before conversion.
 - Several images are answered as several **candidates**, one image each, as Gemini does for
   ``candidateCount`` > 1: ``response.parts`` (= ``candidates[0].content.parts``) then shows the first
   image, and a client that asked for more reads ``response.candidates``.
@@ -18,12 +20,15 @@ Request → :class:`~plantain.types.ImageRequest`:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from plantain.dialects.gemini.protocol import (
     Blob,
     Candidate,
     Content,
+    FileData,
     GenerateContentRequest,
     GenerationConfig,
     ImageConfig,
@@ -34,11 +39,15 @@ from plantain.dialects.gemini.protocol import (
     UsageMetadata,
 )
 from plantain.dialects.gemini.protocol import GenerateContentResponse as Response
+from plantain.dialects.gemini.safety import safety_level
+from plantain.dialects.report import ignored
 from plantain.dialects.wire import decode_base64, encode_base64, load_json, validate
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidImageError, InvalidRequestError
+from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.models import engine_for_model, served_models
 from plantain.types import ImageRequest, ImageResult, InputImage
+from plantain.usage import count_tokens, input_image_tokens, output_image_tokens, prompt_tokens
 
 # ImageRequest field -> the Gemini field a caller set it with, so core errors name the caller's field.
 FIELD_NAMES: dict[str, str] = {
@@ -50,23 +59,16 @@ FIELD_NAMES: dict[str, str] = {
     "seed": "generationConfig.seed",
     "output_format": "generationConfig.imageConfig.imageOutputOptions.mimeType",
     "output_quality": "generationConfig.imageConfig.imageOutputOptions.compressionQuality",
+    "background": "generationConfig.imageConfig.background",
 }
 
-# Output tokens per image as Gemini bills them, by model family and imageSize.
-# 2.5 Flash Image: 1290 at its one size. 3 Pro Image: 1120 at 1K/2K, 2000 at 4K (api-surfaces §1.8).
-# 3.1 Flash Image: 2520 at 4K is §1.8's "up to 2520"; 1120 at 1K matches the $0.067 a 1K image costs
-# at $60 per million output tokens; 747 (512) and 1680 (2K) follow Google's pricing page (not captured).
-IMAGE_TOKENS: dict[str, dict[str, int]] = {
-    "gemini-3-pro-image": {"512": 1120, "1K": 1120, "2K": 1120, "4K": 2000},
-    "gemini-3.1-flash-image": {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520},
-}
-DEFAULT_IMAGE_TOKENS = 1290  # gemini-2.5-flash-image*, nano-banana, engine names
+# generationConfig fields of a language model, accepted and reported as ignored (docs/parameters.md).
+IGNORED_CONFIG = (
+    *("temperature", "top_p", "top_k", "max_output_tokens", "presence_penalty", "frequency_penalty"),
+    *("stop_sequences", "response_mime_type", "thinking_config", "media_resolution"),
+)
 
-# Prompt tokens are an estimate (no tokenizer runs): ~4 characters per text token, and Gemini's
-# 258 tokens per input image (560 for 3 Pro Image, §1.8). Clients use them for display only.
-CHARS_PER_TOKEN = 4
-INPUT_IMAGE_TOKENS = 258
-INPUT_IMAGE_TOKENS_3_PRO = 560
+FILES_API_HOST = "generativelanguage.googleapis.com"  # its file URIs need Google's credentials
 
 
 # --- request ----------------------------------------------------------------------------------
@@ -77,18 +79,34 @@ def parse_request(raw: bytes) -> GenerateContentRequest:
     return validate(GenerateContentRequest, load_json(raw))
 
 
-def to_image_request(body: GenerateContentRequest, *, engine: str) -> ImageRequest:
-    """The core request a Gemini ``generateContent`` body asks for, to run on ``engine``."""
+def to_image_request(
+    body: GenerateContentRequest,
+    *,
+    engine: str,
+    files: Mapping[str, bytes] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> ImageRequest:
+    """The core request a Gemini ``generateContent`` body asks for, to run on ``engine``;
+    ``files`` holds the bytes fetched for each of :func:`file_references`."""
     config = body.generation_config or GenerationConfig()
     _check_modalities(config)
-    _refuse_file_data(body.contents)
     turn = _last_user_turn(body.contents)
     return _create(
         prompt=_prompt(body.system_instruction, body.contents[turn], turn),
-        images=_input_images(body.contents, turn),
+        images=_input_images(body.contents, turn, files or {}, limits),
         engine=engine,
+        safety=safety_level(body.safety_settings),
         **_generation_fields(config),
     )
+
+
+def file_references(body: GenerateContentRequest, limits: Limits = DEFAULT_LIMITS) -> dict[str, str]:
+    """``{label: fileUri}`` of the ``fileData`` parts used as input images, for the route to fetch;
+    each is an http(s) URL (a ``gs://`` or Files API URI is refused), and the input count is
+    checked first, so a request over it fetches nothing."""
+    parts = _input_parts(body.contents, _last_user_turn(body.contents))
+    limits.check_input_count(len(parts))
+    return {label: _file_uri(part.file_data, label) for label, part in parts if part.file_data is not None}
 
 
 def _check_modalities(config: GenerationConfig) -> None:
@@ -99,18 +117,6 @@ def _check_modalities(config: GenerationConfig) -> None:
             'only makes images, so ask for ["IMAGE"] or ["TEXT", "IMAGE"]',
             field="generationConfig.responseModalities",
         )
-
-
-def _refuse_file_data(contents: list[Content]) -> None:
-    for turn, content in enumerate(contents):
-        for index, part in enumerate(content.parts):
-            if part.file_data is not None:
-                field = f"contents[{turn}].parts[{index}].fileData"
-                raise InvalidRequestError(
-                    f"{field}: file references ({part.file_data.file_uri!r}) are not supported yet; "
-                    "send the image bytes as inlineData",
-                    field=field,
-                )
 
 
 def _last_user_turn(contents: list[Content]) -> int:
@@ -140,33 +146,79 @@ def _text_of(content: Content) -> str:
     return "\n".join(text for text in texts if text)
 
 
-def _input_images(contents: list[Content], turn: int) -> tuple[InputImage, ...]:
-    """The images being edited (latest earlier turn with any), then the last user turn's own."""
-    earlier: list[InputImage] = []
+def _input_images(
+    contents: list[Content], turn: int, files: Mapping[str, bytes], limits: Limits
+) -> tuple[InputImage, ...]:
+    parts = _input_parts(contents, turn)
+    limits.check_input_count(len(parts))  # before any base64 is decoded
+    return tuple(_input_image(label, part, files, limits) for label, part in parts)
+
+
+def _input_parts(contents: list[Content], turn: int) -> list[tuple[str, Part]]:
+    """The images being edited (latest earlier turn with any), then the last user turn's own,
+    each with the label errors name it by."""
+    earlier: list[tuple[str, Part]] = []
     for previous in range(turn - 1, -1, -1):
-        earlier = _images_of(contents[previous], previous)
+        earlier = _image_parts(contents[previous], previous)
         if earlier:
             break
-    return (*earlier, *_images_of(contents[turn], turn))
+    return [*earlier, *_image_parts(contents[turn], turn)]
 
 
-def _images_of(content: Content, turn: int) -> list[InputImage]:
-    return [
-        _input_image(part.inline_data, f"contents[{turn}].parts[{index}].inlineData")
-        for index, part in enumerate(content.parts)
-        if part.inline_data is not None and not part.thought
-    ]
+def _image_parts(content: Content, turn: int) -> list[tuple[str, Part]]:
+    found = []
+    for index, part in enumerate(content.parts):
+        kind = "inlineData" if part.inline_data is not None else "fileData" if part.file_data else None
+        if kind is not None and not part.thought:
+            found.append((f"contents[{turn}].parts[{index}].{kind}", part))
+    return found
 
 
-def _input_image(blob: Blob, label: str) -> InputImage:
-    mime_type = (blob.mime_type or "image/*").lower()
-    if not mime_type.startswith("image/"):
+def _input_image(label: str, part: Part, files: Mapping[str, bytes], limits: Limits) -> InputImage:
+    if part.file_data is not None:
+        _check_mime_type(part.file_data.mime_type, label)
+        if label not in files:
+            raise InvalidRequestError(
+                f"{label}: file references are not fetched for batch requests; send the image bytes "
+                "as inlineData",
+                field=label,
+            )
+        return InputImage(data=files[label], label=label)
+    blob = part.inline_data or Blob()
+    _check_mime_type(blob.mime_type, label)
+    data = decode_base64(blob.data, f"{label}.data", field=label, limits=limits, label=label)
+    return InputImage(data=data, label=label)
+
+
+def _check_mime_type(mime_type: str | None, label: str) -> None:
+    """A declared type that is not an image is refused; an image type is advisory (the bytes are
+    sniffed)."""
+    if not (mime_type or "image/*").lower().startswith("image/"):
         raise InvalidImageError(
-            f"{label}.mimeType: {blob.mime_type!r} is not an image; send image/png, image/jpeg, "
-            "image/webp or image/gif",
+            f"{label}.mimeType: {mime_type!r} is not an image; send PNG, JPEG, WebP, GIF, AVIF or "
+            "HEIC/HEIF images",
             field=label,
         )
-    return InputImage(data=decode_base64(blob.data, f"{label}.data", field=label), label=label)
+
+
+def _file_uri(file: FileData | None, label: str) -> str:
+    """``fileUri`` if it is an http(s) URL this server can fetch."""
+    uri = (file.file_uri if file else "").strip()
+    parsed = urlsplit(uri)
+    field = f"{label}.fileUri"
+    if parsed.scheme.lower() not in {"http", "https"} or not parsed.hostname:
+        raise InvalidRequestError(
+            f"{field}: {uri!r} cannot be fetched; only http(s) URLs are fetched (not gs:// or "
+            "Files API names): send a public image URL, or the bytes as inlineData",
+            field=field,
+        )
+    if parsed.hostname.lower() == FILES_API_HOST:
+        raise InvalidRequestError(
+            f"{field}: {uri!r} is a Gemini Files API file, which this server does not hold; only "
+            "http(s) URLs of images are fetched: send the image's own URL, or the bytes as inlineData",
+            field=field,
+        )
+    return uri
 
 
 def _generation_fields(config: GenerationConfig) -> dict[str, Any]:
@@ -178,8 +230,16 @@ def _generation_fields(config: GenerationConfig) -> dict[str, Any]:
         "seed": config.seed,
         "output_format": _output_format(image),
         "output_quality": _output_quality(image),
+        "background": image.background if image else None,
+        "ignored": _ignored(config),
     }
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def _ignored(config: GenerationConfig) -> tuple[str, ...]:
+    """The ignored fields ``config`` sets, by their Gemini names (``topP``)."""
+    fields = GenerationConfig.model_fields
+    return ignored({fields[name].alias or name: getattr(config, name) for name in IGNORED_CONFIG})
 
 
 def _output_format(image: ImageConfig | None) -> str | None:
@@ -259,23 +319,20 @@ def _candidate(result: ImageResult, index: int) -> Candidate:
 
 
 def usage(request: ImageRequest, result: ImageResult, model: str) -> UsageMetadata:
-    """Token counts as Gemini reports them for ``model`` (see IMAGE_TOKENS; prompt is estimated)."""
+    """Token counts as Gemini reports them for ``model`` (plantain.usage; the prompt is estimated)."""
     return usage_of(request.prompt, len(request.images), request.size, len(result.images), model)
 
 
 def usage_of(prompt: str, input_images: int, size: str, output_images: int, model: str) -> UsageMetadata:
-    """:func:`usage` from its parts: a stored task keeps how many input images it had, not them."""
-    name = model_id(model)
-    text_tokens = len(prompt) // CHARS_PER_TOKEN
-    image_tokens = input_image_tokens(name) * input_images
-    output_tokens = output_image_tokens(name, size) * output_images
-    prompt_details = _prompt_details(text_tokens, image_tokens)
+    """:func:`usage` from its parts: a stored task keeps how many input images it had, not them.
+    The counting is the core's (plantain.usage), so every dialect reports the same tokens."""
+    tokens = count_tokens(prompt, input_images, size, output_images, model_id(model))
     return UsageMetadata(
-        prompt_token_count=text_tokens + image_tokens,
-        candidates_token_count=output_tokens,
-        total_token_count=text_tokens + image_tokens + output_tokens,
-        prompt_tokens_details=prompt_details,
-        candidates_tokens_details=[ModalityTokenCount(modality="IMAGE", token_count=output_tokens)],
+        prompt_token_count=tokens.input,
+        candidates_token_count=tokens.output,
+        total_token_count=tokens.total,
+        prompt_tokens_details=_prompt_details(tokens.input_text, tokens.input_image),
+        candidates_tokens_details=[ModalityTokenCount(modality="IMAGE", token_count=tokens.output)],
     )
 
 
@@ -284,7 +341,7 @@ def count_tokens_body(body: GenerateContentRequest, model: str) -> dict[str, Any
     system instruction (what a model that reads the whole conversation would be sent)."""
     contents = [*body.contents, *([body.system_instruction] if body.system_instruction else [])]
     parts = [part for content in contents for part in content.parts]
-    text_tokens = sum(len(part.text or "") for part in parts) // CHARS_PER_TOKEN
+    text_tokens = prompt_tokens("".join(part.text or "" for part in parts))
     image_tokens = input_image_tokens(model) * sum(1 for part in parts if part.inline_data or part.file_data)
     details = [detail.wire() for detail in _prompt_details(text_tokens, image_tokens)]
     return {"totalTokens": text_tokens + image_tokens, "promptTokensDetails": details}
@@ -295,21 +352,6 @@ def _prompt_details(text_tokens: int, image_tokens: int) -> list[ModalityTokenCo
     if image_tokens:
         details.append(ModalityTokenCount(modality="IMAGE", token_count=image_tokens))
     return details
-
-
-def input_image_tokens(model: str) -> int:
-    """Tokens Gemini counts for one input image of ``model``."""
-    return (
-        INPUT_IMAGE_TOKENS_3_PRO if model_id(model).startswith("gemini-3-pro-image") else INPUT_IMAGE_TOKENS
-    )
-
-
-def output_image_tokens(model: str, size: str) -> int:
-    """Tokens Gemini counts for one output image of ``model`` at ``size``."""
-    for family, by_size in IMAGE_TOKENS.items():
-        if model_id(model).startswith(family):
-            return by_size[size]
-    return DEFAULT_IMAGE_TOKENS
 
 
 def model_id(model: str) -> str:
@@ -365,6 +407,7 @@ def _model_entry(name: str, engine: str) -> Model:
 
 __all__ = [
     "decode_base64",
+    "file_references",
     "get_model_body",
     "list_models_body",
     "model_id",

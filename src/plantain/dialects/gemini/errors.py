@@ -16,6 +16,7 @@ RPC_STATUS: dict[int, str] = {
     404: "NOT_FOUND",
     405: "UNIMPLEMENTED",
     409: "ABORTED",
+    413: "INVALID_ARGUMENT",  # as Gemini calls a request over its payload size
     429: "RESOURCE_EXHAUSTED",
     499: "CANCELLED",
     500: "INTERNAL",

@@ -69,6 +69,7 @@ class ImageConfig(Wire):
     output_mime_type: str | None = None  # Vertex only
     output_compression_quality: int | None = None  # Vertex only
     image_output_options: ImageOutputOptions | None = None  # Vertex only
+    background: str | None = None  # Plantain extension: auto, opaque or transparent
 
 
 class GenerationConfig(Wire):
@@ -76,11 +77,18 @@ class GenerationConfig(Wire):
     image_config: ImageConfig | None = None
     candidate_count: int | None = None
     seed: int | None = None
-    # Sampling settings of a language model: accepted, no diffusion equivalent.
+    # Settings of a language model: accepted, no diffusion equivalent, reported as ignored
+    # (convert.IGNORED_CONFIG; docs/parameters.md).
     temperature: float | None = None
     top_p: float | None = None
     top_k: float | None = None  # google-genai sends 40.0
     max_output_tokens: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop_sequences: list[str] | None = None
+    response_mime_type: str | None = None
+    thinking_config: dict[str, Any] | None = None
+    media_resolution: str | None = None
 
 
 class SafetySetting(Wire):
@@ -93,15 +101,31 @@ class GenerateContentRequest(Wire):
     contents: list[Content] = []
     system_instruction: Annotated[Content | None, BeforeValidator(_content_from_text)] = None
     generation_config: GenerationConfig | None = None
-    safety_settings: list[SafetySetting] = []  # accepted; no safety filter yet
+    safety_settings: list[SafetySetting] = []  # one level for all categories: dialects/gemini/safety.py
 
 
 # --- responses -------------------------------------------------------------------------------
 
 
+class SafetyRating(Wire):
+    category: str  # HARM_CATEGORY_*
+    probability: str  # NEGLIGIBLE, LOW, MEDIUM, HIGH
+    blocked: bool | None = None
+
+
+class PromptFeedback(Wire):
+    """Why a prompt was refused (``response.prompt_feedback`` in google-genai); no candidates then."""
+
+    block_reason: str  # SAFETY, PROHIBITED_CONTENT, BLOCKLIST, OTHER
+    block_reason_message: str | None = None
+    safety_ratings: list[SafetyRating] | None = None
+
+
 class Candidate(Wire):
-    content: Content
+    content: Content | None = None  # absent when the image was withheld (finishReason IMAGE_SAFETY)
     finish_reason: str | None = None
+    finish_message: str | None = None
+    safety_ratings: list[SafetyRating] | None = None
     index: int = 0
 
 
@@ -119,7 +143,8 @@ class UsageMetadata(Wire):
 
 
 class GenerateContentResponse(Wire):
-    candidates: list[Candidate]
+    candidates: list[Candidate] | None = None  # none when the prompt was blocked
+    prompt_feedback: PromptFeedback | None = None
     usage_metadata: UsageMetadata | None = None
     model_version: str
     response_id: str

@@ -16,11 +16,17 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from plantain.dialects.gemini import batch_routes, convert
+from plantain.dialects.gemini import batch_routes, convert, safety
 from plantain.dialects.gemini.protocol import GenerateContentResponse
+from plantain.dialects.report import report_headers
+from plantain.errors import ContentBlockedError
+from plantain.fetch import FetchLimits, fetch_all
+from plantain.limits import Limits
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
-from plantain.types import ImageRequest, ImageResult
+from plantain.settings import Settings
+from plantain.types import ImageRequest, ImageResult, Task
+from plantain.usage import caller_key_id, usage_headers
 
 GEMINI_VERSIONS = ("v1", "v1beta", "v1alpha")
 VERTEX_VERSIONS = ("v1", "v1beta1")
@@ -29,19 +35,31 @@ MODEL_LISTING_VERSIONS = ("v1beta", "v1alpha")  # /v1/models is shared with Open
 router = APIRouter(tags=["gemini"])
 
 
-async def _generate(request: Request, model: str) -> tuple[ImageRequest, ImageResult]:
+async def _generate(request: Request, model: str) -> tuple[ImageRequest, Task, ImageResult]:
     scheduler: Scheduler = request.app.state.scheduler
     engine = scheduler.engine_name(model)
-    image_request = convert.to_image_request(convert.parse_request(await request.body()), engine=engine)
-    submission = Submission(model=model, source="gemini")
-    _, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
-    return image_request, result
+    image_request = await _image_request(request, scheduler.settings, engine)
+    submission = Submission(model=model, source="gemini", api_key_id=caller_key_id(request))
+    task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
+    return image_request, task, result
+
+
+async def _image_request(request: Request, settings: Settings, engine: str) -> ImageRequest:
+    """The body as a core request, its ``fileData`` images fetched first (all at once)."""
+    body = convert.parse_request(await request.body())
+    limits = Limits.from_settings(settings)
+    files = await fetch_all(convert.file_references(body, limits), FetchLimits.from_settings(settings))
+    return convert.to_image_request(body, engine=engine, files=files, limits=limits)
 
 
 async def generate_content(request: Request, model: str) -> JSONResponse:
-    image_request, result = await _generate(request, model)
+    try:
+        image_request, task, result = await _generate(request, model)
+    except ContentBlockedError as blocked:  # Gemini reports a refusal in a 200 answer
+        return JSONResponse(_blocked(blocked, model).wire(), status_code=200)
     response = convert.to_response(result, image_request, model, convert.new_response_id())
-    return JSONResponse(response.wire(), status_code=200)
+    headers = {**usage_headers(task.usage), **report_headers(image_request, result)}
+    return JSONResponse(response.wire(), status_code=200, headers=headers)
 
 
 async def stream_generate_content(request: Request, model: str, alt: str | None = None) -> Response:
@@ -49,11 +67,21 @@ async def stream_generate_content(request: Request, model: str, alt: str | None 
 
     The run finishes before the first byte, so every error still gets a proper HTTP status.
     """
-    image_request, result = await _generate(request, model)
-    chunks = convert.to_stream_chunks(result, image_request, model, convert.new_response_id())
+    try:
+        image_request, task, result = await _generate(request, model)
+        chunks = convert.to_stream_chunks(result, image_request, model, convert.new_response_id())
+        headers = {**usage_headers(task.usage), **report_headers(image_request, result)}
+    except ContentBlockedError as blocked:  # one chunk saying why, as generateContent answers
+        chunks, headers = [_blocked(blocked, model)], {}
     if (alt or "").lower() != "sse":
-        return JSONResponse([chunk.wire() for chunk in chunks], status_code=200)
-    return StreamingResponse(_sse(chunks), status_code=200, media_type="text/event-stream")
+        return JSONResponse([chunk.wire() for chunk in chunks], status_code=200, headers=headers)
+    return StreamingResponse(_sse(chunks), status_code=200, media_type="text/event-stream", headers=headers)
+
+
+def _blocked(error: ContentBlockedError, model: str) -> GenerateContentResponse:
+    renamed = error.renamed(convert.FIELD_NAMES)  # "contents: refused …", the field the caller wrote
+    blocked = renamed if isinstance(renamed, ContentBlockedError) else error
+    return safety.blocked_response(blocked, convert.model_id(model), convert.new_response_id())
 
 
 def _sse(chunks: list[GenerateContentResponse]) -> Iterator[str]:

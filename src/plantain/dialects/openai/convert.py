@@ -14,12 +14,21 @@ from annotated_types import Ge, Le
 from pydantic import ValidationError
 
 from plantain.dialects.openai.protocol import ImageParams
+from plantain.dialects.report import background_made, ignored
 from plantain.dialects.wire import encode_base64, validation_error
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidRequestError, UnknownModelError
 from plantain.models import served_models
 from plantain.sizes import TABLE_1K, TIER_SCALE
-from plantain.types import GeneratedImage, ImageRequest, ImageResult, InputImage, OutputFormat
+from plantain.types import (
+    GeneratedImage,
+    ImageRequest,
+    ImageResult,
+    InputImage,
+    OutputFormat,
+    SafetyLevel,
+    TokenUsage,
+)
 
 Endpoint = Literal["image_generation", "image_edit"]  # also the prefix of the stream's event types
 
@@ -50,6 +59,19 @@ SIZES: dict[str, tuple[str, str]] = {**_table_sizes(), **OPENAI_SIZES}
 
 # Internal field names -> the OpenAI parameter a caller sent, for error `param`s and messages.
 PARAM_NAMES = {"images": "image", "num_images": "n", "aspect_ratio": "size", "engine": "model"}
+
+# `quality` -> a multiple of the engine preset's steps (docs/parameters.md has each engine's steps);
+# auto, medium and standard run the preset as it is.
+QUALITY_STEPS_SCALE: dict[str, float] = {"low": 0.5, "high": 1.5, "hd": 1.5, "xhigh": 2.0, "max": 2.0}
+
+# Accepted for the SDK's sake, used by nothing here: reported in X-Plantain-Ignored-Parameters.
+IGNORED_PARAMS = (
+    *("style", "input_fidelity"),  # dall-e-3's look; gpt-image's edit fidelity
+    *("complexity", "frame_count", "frame_duration_ms", "markup", "svg"),  # newer OpenAI models'
+)
+
+# `moderation` -> safety level: auto is OpenAI's default, so it is the server's; low loosens it.
+MODERATION_LEVELS: dict[str, SafetyLevel | None] = {"auto": None, "low": "relaxed"}
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -112,11 +134,6 @@ def _with_name(label: str, filename: str) -> str:
 
 def to_image_request(params: ImageParams, engine: str, images: tuple[InputImage, ...] = ()) -> ImageRequest:
     """Parameters (already parsed) -> the internal request, refusing what Plantain cannot honour."""
-    if params.background == "transparent":
-        raise InvalidRequestError(
-            "background: 'transparent' is not supported yet (outputs are opaque); use 'opaque' or 'auto'",
-            field="background",
-        )
     aspect_ratio, tier = resolve_size(params.size)
     try:
         return _create_request(params, engine, images, aspect_ratio, tier)
@@ -137,6 +154,10 @@ def _create_request(
         output_quality=params.output_compression,
         seed=params.seed,
         engine=engine,
+        safety=MODERATION_LEVELS[params.moderation] if params.moderation else None,
+        background=params.background or "auto",
+        options={"steps_scale": QUALITY_STEPS_SCALE.get(params.quality or "auto")},
+        ignored=ignored({name: getattr(params, name) for name in IGNORED_PARAMS}),
     )
 
 
@@ -162,18 +183,31 @@ def output_format(params: ImageParams) -> OutputFormat:
 
 
 def response_body(
-    result: ImageResult, params: ImageParams, created: int, urls: Sequence[str] | None = None
+    result: ImageResult,
+    params: ImageParams,
+    created: int,
+    urls: Sequence[str] | None = None,
+    *,
+    counted: TokenUsage,
 ) -> dict[str, Any]:
-    """The ``ImagesResponse`` body: ``b64_json`` per image, or ``url`` when ``urls`` are given."""
+    """The ``ImagesResponse`` body: ``b64_json`` per image, or ``url`` when ``urls`` are given;
+    ``counted`` is the task's usage (plantain.usage), reported in gpt-image's ``usage`` shape."""
     if urls is None:
-        data = [{"b64_json": _b64(image), "revised_prompt": None} for image in result.images]
+        data: list[dict[str, Any]] = [
+            {"b64_json": _b64(image), "revised_prompt": None} for image in result.images
+        ]
     else:
         data = [{"url": url, "revised_prompt": None} for url in urls]
-    return {"created": created, "data": data, **_echo(result.images[0], params), "usage": usage()}
+    for item, image in zip(data, result.images, strict=True):
+        item["seed"] = image.seed  # a Plantain extension, as the seed parameter is
+    return {"created": created, "data": data, **_echo(result.images[0], params), "usage": usage(counted)}
 
 
-def stream_events(result: ImageResult, params: ImageParams, created: int, endpoint: Endpoint) -> list[str]:
-    """The stream's last events: one ``<endpoint>.completed`` per image."""
+def stream_events(
+    result: ImageResult, params: ImageParams, created: int, endpoint: Endpoint, *, counted: TokenUsage
+) -> list[str]:
+    """The stream's last events: one ``<endpoint>.completed`` per image, each with the usage of the
+    whole request (a client reads it from any one of them)."""
     kind = f"{endpoint}.completed"
     return [
         sse(
@@ -181,9 +215,10 @@ def stream_events(result: ImageResult, params: ImageParams, created: int, endpoi
             {
                 "type": kind,
                 "b64_json": _b64(image),
+                "seed": image.seed,
                 "created_at": created,
                 **_echo(result.images[0], params),
-                "usage": usage(),
+                "usage": usage(counted),
             },
         )
         for image in result.images
@@ -218,20 +253,22 @@ def sse(event: str, data: Mapping[str, Any]) -> str:
 
 def _echo(first: GeneratedImage, params: ImageParams) -> dict[str, Any]:
     return {
-        "background": "opaque",  # every engine's output is opaque; transparent is refused
+        "background": background_made(first),  # what was made: a background not keyed out is opaque
         "output_format": output_format(params),
-        "quality": params.quality or "auto",  # accepted, not used by any engine (docs/openai.md)
+        "quality": params.quality or "auto",  # as sent; it scaled the steps (QUALITY_STEPS_SCALE)
         "size": f"{first.width}x{first.height}",  # the pixels made, which may differ from the ask
     }
 
 
-def usage() -> dict[str, Any]:
-    """Plantain meters no tokens: the fields clients read are there, all zero."""
+def usage(counted: TokenUsage) -> dict[str, Any]:
+    """Tokens in gpt-image's shape, counted as Gemini counts them for the model asked for (the
+    prompt's estimated); every output token is an image token."""
     return {
-        "input_tokens": 0,
-        "input_tokens_details": {"text_tokens": 0, "image_tokens": 0},
-        "output_tokens": 0,
-        "total_tokens": 0,
+        "input_tokens": counted.input,
+        "input_tokens_details": {"text_tokens": counted.input_text, "image_tokens": counted.input_image},
+        "output_tokens": counted.output,
+        "output_tokens_details": {"image_tokens": counted.output, "text_tokens": 0},
+        "total_tokens": counted.total,
     }
 
 

@@ -24,7 +24,7 @@ def _format(value: Any) -> Any:
 
 Quality = Literal["auto", "low", "medium", "high", "xhigh", "max", "standard", "hd"]
 Background = Literal["auto", "opaque", "transparent"]
-OutputFormat = Literal["png", "jpeg", "webp"]
+OutputFormat = Literal["png", "jpeg", "webp", "avif"]  # avif: a Plantain extension
 
 
 class ImageParams(BaseModel):

@@ -21,11 +21,14 @@ from starlette.exceptions import HTTPException
 
 from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
+from plantain.dialects.report import report_headers
 from plantain.errors import InvalidRequestError, PlantainError, response_headers
 from plantain.generation import encode_output
+from plantain.limits import Limits
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
-from plantain.types import ImageRequest, ImageResult, InputImage, Task
+from plantain.types import ImageRequest, ImageResult, InputImage, Task, TokenUsage
+from plantain.usage import caller_key_id, usage_headers
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +86,13 @@ async def _answer(
 ) -> Response:
     scheduler: Scheduler = request.app.state.scheduler
     image_request = convert.to_image_request(params, scheduler.engine_name(params.model), images)
-    submission = Submission(model=params.model, source="openai")
+    submission = Submission(model=params.model, source="openai", api_key_id=caller_key_id(request))
     if params.stream:
         return await _stream(request, scheduler, Streaming(image_request, params, endpoint, submission))
     task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
     urls = _urls(request, task) if params.response_format == "url" else None
-    return JSONResponse(convert.response_body(result, params, int(time.time()), urls))
+    body = convert.response_body(result, params, int(time.time()), urls, counted=_tokens(task))
+    return JSONResponse(body, headers={**usage_headers(task.usage), **report_headers(image_request, result)})
 
 
 @dataclass(frozen=True)
@@ -129,13 +133,19 @@ async def _stream(request: Request, scheduler: Scheduler, streaming: Streaming) 
     try:
         first = await _next_preview(previews, run)
         if first is None:
-            _, result = await run
-            events = convert.stream_events(result, streaming.params, streaming.created, streaming.endpoint)
-            return StreamingResponse(iter(events), media_type="text/event-stream")
+            task, result = await run
+            events = convert.stream_events(
+                result, streaming.params, streaming.created, streaming.endpoint, counted=_tokens(task)
+            )
+            headers = {**usage_headers(task.usage), **report_headers(streaming.request, result)}
+            return StreamingResponse(iter(events), media_type="text/event-stream", headers=headers)
     except BaseException:
         run.cancel()
         raise
-    return StreamingResponse(_events(first, previews, run, streaming), media_type="text/event-stream")
+    headers = report_headers(streaming.request)  # sent before the run ends: each event has its seed
+    return StreamingResponse(
+        _events(first, previews, run, streaming), media_type="text/event-stream", headers=headers
+    )
 
 
 Run = asyncio.Task[tuple[Task, ImageResult]]
@@ -164,11 +174,11 @@ async def _events(
             yield convert.partial_event(encoded, index, params, created, endpoint)
             preview = await _next_preview(previews, run)
         try:
-            _, result = await run
+            task, result = await run
         except PlantainError as error:
             yield convert.error_event(_error_body(error))
             return
-        for event in convert.stream_events(result, params, created, endpoint):
+        for event in convert.stream_events(result, params, created, endpoint, counted=_tokens(task)):
             yield event
     finally:
         run.cancel()  # the client went away mid-stream: stop the engine at its next step
@@ -180,6 +190,7 @@ async def _read_edit_form(request: Request) -> tuple[dict[str, str], list[tuple[
         raise InvalidRequestError(
             "edits take multipart/form-data, with the image file(s) as image or image[]", field="image"
         )
+    limits = Limits.from_settings(request.app.state.scheduler.settings)
     fields: dict[str, str] = {}
     parts: list[tuple[str, bytes]] = []
     try:
@@ -187,12 +198,19 @@ async def _read_edit_form(request: Request) -> tuple[dict[str, str], list[tuple[
             for key, value in form.multi_items():
                 _check_part(key, value)
                 if isinstance(value, UploadFile):
-                    parts.append((value.filename or "", await value.read()))
+                    parts.append((value.filename or "", await _read_upload(key, value, len(parts), limits)))
                 else:
                     fields[key] = value
     except HTTPException as exc:  # starlette's multipart parser: malformed body, too many parts
         raise InvalidRequestError(f"the multipart body could not be read: {exc.detail}") from None
     return fields, parts
+
+
+async def _read_upload(key: str, upload: UploadFile, index: int, limits: Limits) -> bytes:
+    """The file's bytes, once its size (known from the parsed body) is within max_image_bytes."""
+    name = f" ({upload.filename})" if upload.filename not in {None, "", "upload"} else ""
+    limits.check_image_bytes(upload.size or 0, f"{key} file {index + 1}{name}", field="image")
+    return await upload.read()
 
 
 def _check_part(key: str, value: str | UploadFile) -> None:
@@ -207,6 +225,11 @@ def _check_part(key: str, value: str | UploadFile) -> None:
         raise InvalidRequestError(f"{key} must be a file upload, not a text field", field="image")
     if is_file and key not in IMAGE_FIELDS:
         raise InvalidRequestError(f"{key} must be a text field, not a file upload", field=key)
+
+
+def _tokens(task: Task) -> TokenUsage:
+    """The tokens the finished task counted (every task that ends has its usage)."""
+    return task.usage.tokens if task.usage is not None else TokenUsage()
 
 
 def _urls(request: Request, task: Task) -> list[str]:

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from plantain.dialects.tasks.protocol import TaskCreate, TaskInput
 from plantain.dialects.wire import decode_base64, load_json, validation_error
 from plantain.errors import InvalidRequestError
-from plantain.types import EVENT_TYPES, ImageRequest, InputImage, Task, TaskEvent
+from plantain.limits import DEFAULT_LIMITS, Limits
+from plantain.types import EVENT_TYPES, ImageRequest, InputImage, SafetyLevel, Task, TaskEvent
 
 FileURL = Callable[[str], str]  # file id -> absolute URL
 
@@ -29,7 +30,19 @@ FIELD_NAMES = {
     "seed": "input.seed",
     "options.steps": "input.steps",
     "options.guidance": "input.guidance",
+    "background": "input.background",
 }
+
+# input.safety_tolerance (0 strictest, 6 most permissive, as BFL and fal take it) -> level.
+SAFETY_TOLERANCE: tuple[SafetyLevel, ...] = (
+    "strict",  # 0
+    "strict",
+    "standard",  # 2, BFL's default
+    "standard",
+    "relaxed",
+    "relaxed",
+    "off",  # 6
+)
 
 
 def parse_create(raw: bytes) -> tuple[TaskCreate, str]:
@@ -45,9 +58,11 @@ def parse_create(raw: bytes) -> tuple[TaskCreate, str]:
     return body, hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def image_sources(body: TaskInput) -> list[InputImage | str]:
-    """Each input image decoded, or its URL (to be fetched by the caller: this module does no I/O)."""
-    return [_input_image(value, index) for index, value in enumerate(body.images)]
+def image_sources(body: TaskInput, limits: Limits = DEFAULT_LIMITS) -> list[InputImage | str]:
+    """Each input image decoded, or its URL (to be fetched by the caller: this module does no I/O).
+    The input count is checked first, so a request over it decodes and fetches nothing."""
+    limits.check_input_count(len(body.images), field=FIELD_NAMES["images"])
+    return [_input_image(value, index, limits) for index, value in enumerate(body.images)]
 
 
 def image_label(index: int) -> str:
@@ -64,8 +79,10 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
         "num_images": body.num_images,
         "output_format": body.output_format,
         "output_quality": body.output_quality,
+        "background": body.background,
         "seed": body.seed,
         "options": {"steps": body.steps, "guidance": body.guidance},
+        "safety": None if body.safety_tolerance is None else SAFETY_TOLERANCE[body.safety_tolerance],
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
@@ -73,12 +90,11 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
         raise exc.renamed(FIELD_NAMES) from None
 
 
-def _input_image(value: str, index: int) -> InputImage | str:
+def _input_image(value: str, index: int, limits: Limits) -> InputImage | str:
     label = image_label(index)
-    if value.startswith(("http://", "https://")):
+    if value[:8].lower().startswith(("http://", "https://")):
         return value
-    data = value.split(",", 1)[1] if value.startswith("data:") else value
-    return InputImage(data=decode_base64(data, label), label=label)
+    return InputImage(data=decode_base64(value, label, limits=limits), label=label)
 
 
 def _check_events_filter(events: list[str] | None) -> None:
@@ -104,6 +120,7 @@ def task_body(task: Task, file_url: FileURL, *, base: str, position: int | None 
         "input": _input_echo(task),
         "output": _output(task, file_url),
         "error": task.error.model_dump(exclude_none=True) if task.error else None,
+        "usage": task.usage.model_dump() if task.usage else None,  # once the task has ended
         "attempts": task.attempts,
         "cancel_requested": task.cancel_requested,  # a running task stops at its next step
         "queue_position": position,
@@ -128,7 +145,11 @@ def _input_echo(task: Task) -> dict[str, Any]:
         "resolution": request.get("size"),
         "num_images": request.get("num_images"),
         "output_format": request.get("output_format"),
+        "output_quality": request.get("output_quality"),
+        "background": request.get("background", "auto"),  # as asked; an output's alpha says what was made
         "seed": request.get("seed"),
+        "ignored": request.get("ignored", []),  # parameters sent by another dialect that nothing used
+        "safety": request.get("safety"),  # the level it ran at, once the server's limits applied
     }
 
 

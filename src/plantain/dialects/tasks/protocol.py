@@ -15,9 +15,12 @@ class TaskInput(BaseModel):
     num_images: int | None = None
     output_format: str | None = None
     output_quality: int | None = None
+    background: str | None = None  # auto, opaque, transparent (png, webp or avif)
     seed: int | None = None
     steps: int | None = None
     guidance: float | None = None
+    # 0 (strictest) to 6, as BFL and fal take it; mapped to a level in convert.SAFETY_TOLERANCE.
+    safety_tolerance: int | None = Field(default=None, ge=0, le=6)
 
 
 class TaskCreate(BaseModel):

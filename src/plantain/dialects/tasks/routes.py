@@ -18,12 +18,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from plantain.dialects.tasks import convert
 from plantain.dialects.tasks.protocol import TaskInput
 from plantain.errors import InvalidRequestError
-from plantain.fetch import FetchLimits, fetch_bytes
+from plantain.fetch import FetchLimits, fetch_all
+from plantain.limits import Limits
 from plantain.netguard import resolve_target
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
 from plantain.settings import Settings
 from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, InputImage, Task
+from plantain.usage import caller_key_id
 
 router = APIRouter(tags=["tasks"])
 
@@ -48,6 +50,7 @@ async def create_task(request: Request) -> Response:
         fingerprint=fingerprint,
         webhook_url=body.webhook,
         webhook_events=tuple(body.webhook_events_filter) if body.webhook_events_filter is not None else None,
+        api_key_id=caller_key_id(request),
     )
     images = await _input_images(body.input, scheduler.settings)
     task, created = await scheduler.submit(convert.to_image_request(body.input, images), submission)
@@ -62,17 +65,14 @@ async def create_task(request: Request) -> Response:
 
 async def _input_images(body: TaskInput, settings: Settings) -> list[InputImage]:
     """Inline images decoded, URL ones fetched (all at once, each in a worker thread)."""
-    limits = FetchLimits(settings.max_image_bytes, settings.fetch_timeout_seconds, settings.allowed_hosts)
-
-    async def resolve(index: int, source: InputImage | str) -> InputImage:
-        if isinstance(source, InputImage):
-            return source
+    sources = convert.image_sources(body, Limits.from_settings(settings))
+    urls = {convert.image_label(i): source for i, source in enumerate(sources) if isinstance(source, str)}
+    fetched = await fetch_all(urls, FetchLimits.from_settings(settings))
+    images = []
+    for index, source in enumerate(sources):
         label = convert.image_label(index)
-        data = await asyncio.to_thread(fetch_bytes, source, field=label, limits=limits)
-        return InputImage(data=data, label=label)
-
-    sources = convert.image_sources(body)
-    return list(await asyncio.gather(*(resolve(index, source) for index, source in enumerate(sources))))
+        images.append(InputImage(data=fetched[label], label=label) if isinstance(source, str) else source)
+    return images
 
 
 @router.get("/v1/tasks")

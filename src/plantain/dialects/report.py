@@ -1,0 +1,40 @@
+"""What every dialect reports back the same way: the seed of each image, the parameters that were
+accepted but ignored (docs/parameters.md), and whether an image came out transparent.
+
+Gemini and OpenAI bodies stay what their SDKs parse, so the seeds and ignored parameters travel
+as response headers (a header breaks no client); the task API shows them in its body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from plantain.images import has_alpha
+from plantain.types import GeneratedImage, ImageRequest, ImageResult
+
+SEEDS_HEADER = "X-Plantain-Seeds"  # "7, 8, 9": image k's seed, to make it again
+IGNORED_HEADER = "X-Plantain-Ignored-Parameters"  # "temperature, topP": sent, accepted, unused
+
+
+def ignored(sent: Mapping[str, object]) -> tuple[str, ...]:
+    """The names, as the caller wrote them, of the ignored parameters that were sent (not None)."""
+    return tuple(name for name, value in sent.items() if value is not None)
+
+
+def report_headers(request: ImageRequest, result: ImageResult | None = None) -> dict[str, str]:
+    """The headers of a synchronous answer: the seeds made (once there is a result) and the
+    parameters ``request`` ignored (when there are any)."""
+    headers = {SEEDS_HEADER: seeds_value(result.images)} if result is not None else {}
+    if request.ignored:
+        headers[IGNORED_HEADER] = ", ".join(request.ignored)
+    return headers
+
+
+def seeds_value(images: Iterable[GeneratedImage]) -> str:
+    return ", ".join(str(image.seed) for image in images)
+
+
+def background_made(image: GeneratedImage) -> str:
+    """``transparent`` when the encoded image has an alpha channel, else ``opaque``: a transparent
+    background that could not be keyed out comes back opaque (background.py)."""
+    return "transparent" if has_alpha(image.data) else "opaque"
