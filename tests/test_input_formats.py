@@ -229,3 +229,13 @@ def test_task_images_by_data_uri_urlsafe_base64_and_url(url: str, host: ImageHos
     body = {"input": {"prompt": "make it night", "images": images, "resolution": "512"}}
     response = httpx.post(f"{url}/v1/tasks", json=body, headers={"Prefer": "wait=120"}, timeout=180)
     assert task_outcome(response) == 1 and response.json()["input"]["images"] == 3
+
+
+@pytest.mark.parametrize("uri", ["file:///etc/passwd", "gs://bucket/cat.png", "ftp://example.com/cat.png"])
+def test_task_image_urls_other_than_http_are_refused_without_reading(url: str, uri: str) -> None:
+    body = {"input": {"prompt": "make it night", "images": [uri]}}
+    response = httpx.post(f"{url}/v1/tasks", json=body, timeout=30)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_request", "input.images[0]")
+    assert "only http(s) URLs are fetched" in error["message"] and uri in error["message"]

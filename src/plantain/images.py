@@ -86,9 +86,10 @@ def decode_image(image: InputImage, limits: Limits = DEFAULT_LIMITS) -> Image.Im
             return _without_metadata(_to_rgb(upright))
     except (InvalidImageError, MemoryError):
         raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        # Pillow's own check, from the header too, for sizes past its fixed limits (89 Mpx warns)
         raise ImageTooLargeError(
-            f"{image.label} is too large to decode ({exc}); the limit is {limits.max_input_pixels} "
+            f"{image.label} is too large to decode: over the limit of {limits.max_input_pixels} "
             "pixels per input image (max_input_pixels)",
             field="images",
         ) from None

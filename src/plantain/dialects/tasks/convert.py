@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -90,10 +91,19 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
         raise exc.renamed(FIELD_NAMES) from None
 
 
+_OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://")
+
+
 def _input_image(value: str, index: int, limits: Limits) -> InputImage | str:
     label = image_label(index)
     if value[:8].lower().startswith(("http://", "https://")):
         return value
+    if _OTHER_URL.match(value):  # file://, gs://, ftp://…: never read, whatever the scheme
+        raise InvalidRequestError(
+            f"{label}: {value[:60]!r} cannot be fetched; only http(s) URLs are fetched, "
+            "or send the bytes as base64 or a data: URI",
+            field=label,
+        )
     return InputImage(data=decode_base64(value, label, limits=limits), label=label)
 
 
