@@ -258,3 +258,11 @@ def test_unsafe_previews_are_not_delivered(pinned_classifier: Path) -> None:
     screen.safe_previews("standard", lambda index, image: delivered.append(index))(0, images()[0])
     screen.safe_previews("relaxed", lambda index, image: delivered.append(index))(1, images()[0])
     assert delivered == [1]
+
+
+def test_a_stored_block_is_raised_again_as_an_output_block_with_its_category() -> None:
+    from plantain.errors import ContentBlockedError, error_from_code
+
+    error = error_from_code("content_blocked", "output image 1 of 1: blocked", None, "nsfw")
+    assert isinstance(error, ContentBlockedError)
+    assert (error.stage, error.category, error.status) == ("image", "nsfw", 400)

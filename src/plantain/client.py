@@ -91,6 +91,7 @@ class ErrorInfo(_Wire):
     message: str
     field: str | None = None
     status: int | None = None
+    category: str | None = None  # content_blocked: the safety category that matched
 
 
 class Task(_Wire):
@@ -333,7 +334,7 @@ def finished_task(task: Task) -> Task:
     if task.status == "cancelled":
         raise CancelledError(f"task {task.id} was cancelled")
     if task.error is not None:
-        raise error_from_code(task.error.code, task.error.message, task.error.field)
+        raise error_from_code(task.error.code, task.error.message, task.error.field, task.error.category)
     raise PlantainError(f"task {task.id} is {task.status}, not finished")
 
 

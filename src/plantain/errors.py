@@ -198,9 +198,14 @@ class CancelledError(PlantainError):
     status = 499
 
 
-def error_from_code(code: str, message: str, field: str | None = None) -> PlantainError:
+def error_from_code(
+    code: str, message: str, field: str | None = None, category: str | None = None
+) -> PlantainError:
     """The error a stored task failure stands for, raised again for a caller that waited on it
-    (unknown codes become EngineRunError, keeping the message)."""
+    (unknown codes become EngineRunError, keeping the message). A stored block is always of an
+    output image: prompts are refused before a task exists."""
+    if code == ContentBlockedError.code:
+        return ContentBlockedError(message, field=field, stage="image", category=category or "other")
     for cls in _subclasses(PlantainError):
         if cls.code == code:
             return cls(message, field=field)

@@ -184,6 +184,7 @@ class TaskError(BaseModel):
     message: str
     status: int
     field: str | None = None
+    category: str | None = None  # content_blocked: the safety category that matched
 
 
 class TokenUsage(BaseModel):

@@ -256,7 +256,7 @@ def test_a_task_whose_image_is_blocked_fails_with_the_reason_and_stores_nothing(
     task = images.task({"prompt": "a cat", "num_images": 2}).json()
     assert task["status"] == "failed" and task["output"] is None and task["attempts"] == 1
     error = task["error"]
-    assert error["code"] == "content_blocked" and error["status"] == 400
+    assert (error["code"], error["status"], error["category"]) == ("content_blocked", 400, "nsfw")
     assert error["message"].startswith("output image 1 of 2:") and "category nsfw" in error["message"]
     assert images.stored_files() == stored
     relaxed = images.task({"prompt": "a cat", "safety_tolerance": 4}).json()

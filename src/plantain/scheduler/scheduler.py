@@ -358,7 +358,13 @@ class Scheduler:
         except PlantainError as exc:
             self._failed(
                 task,
-                TaskError(code=exc.code, message=exc.message, status=exc.status, field=exc.field),
+                TaskError(
+                    code=exc.code,
+                    message=exc.message,
+                    status=exc.status,
+                    field=exc.field,
+                    category=exc.category if isinstance(exc, ContentBlockedError) else None,
+                ),
                 self._spent(task, started),
             )
         except Exception as exc:  # a bug must fail one task, not the worker
@@ -457,10 +463,7 @@ def _error_of(task: Task) -> PlantainError:
         return CancelledError(f"task {task.id} was cancelled")
     if task.error is None:
         return EngineRunError(f"task {task.id} ended as {task.status} without a result")
-    error = error_from_code(task.error.code, task.error.message, task.error.field)
-    if isinstance(error, ContentBlockedError):
-        error.stage = "image"  # prompts are refused before a task exists: a task's block is an output
-    return error
+    return error_from_code(task.error.code, task.error.message, task.error.field, task.error.category)
 
 
 def _write_durably(path: Any, data: bytes) -> None:
