@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -19,62 +18,20 @@ from plantain.fetch import MAX_REDIRECTS, FetchLimits, fetch_bytes
 from plantain.netguard import BlockedURLError
 from plantain.server import create_app
 from plantain.settings import Settings
-from plantain.testing import LiveServer, make_input
+from plantain.testing import FileHost, LiveServer, Route, make_input, reply
 
 IMAGE = make_input(128, 72).data  # 16:9, so a task with aspect_ratio "auto" shows it was used
 
 
-class ImageHost:
-    """A web server with an image, redirects (one of them to an address not allow-listed), a big
-    file, a missing one and a slow one."""
-
-    def __init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self.host_port = f"127.0.0.1:{self._server.server_address[1]}"
-
-    def routes(self) -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
-        return {
-            "/image.png": lambda h: _reply(h, 200, IMAGE, {"content-type": "text/plain"}),  # type lies
-            "/moved": lambda h: _reply(h, 302, b"", {"location": "/image.png"}),
-            "/loop": lambda h: _reply(h, 302, b"", {"location": "/loop"}),
-            "/outward": lambda h: _reply(h, 302, b"", {"location": "http://127.0.0.1:9/secret"}),
-            "/big": lambda h: _reply(h, 200, b"\0" * 50_000, {}),
-            "/endless": _endless,
-            "/slow": _slow,
-        }
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                route = host.routes().get(self.path)
-                if route is None:
-                    _reply(self, 404, b"not here", {})
-                else:
-                    route(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    def __enter__(self) -> ImageHost:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
-    handler.send_response(status)
-    for name, value in {**headers, "content-length": str(len(body))}.items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(body)
+ROUTES: dict[str, Route] = {
+    "/image.png": lambda h: reply(h, 200, IMAGE, {"content-type": "text/plain"}),  # the type lies
+    "/moved": lambda h: reply(h, 302, b"", {"location": "/image.png"}),
+    "/loop": lambda h: reply(h, 302, b"", {"location": "/loop"}),
+    "/outward": lambda h: reply(h, 302, b"", {"location": "http://127.0.0.1:9/secret"}),
+    "/big": lambda h: reply(h, 200, b"\0" * 50_000, {}),
+    "/endless": lambda h: _endless(h),
+    "/slow": lambda h: _slow(h),
+}
 
 
 def _endless(handler: BaseHTTPRequestHandler) -> None:
@@ -102,17 +59,18 @@ def _slow(handler: BaseHTTPRequestHandler) -> None:
 
 
 @pytest.fixture(scope="module")
-def host() -> Iterator[ImageHost]:
-    with ImageHost() as running:
+def host() -> Iterator[FileHost]:
+    """An image, redirects (one to an address not allow-listed), a big, an endless and a slow body."""
+    with FileHost(ROUTES) as running:
         yield running
 
 
-def limits(host: ImageHost, **overrides: Any) -> FetchLimits:
+def limits(host: FileHost, **overrides: Any) -> FetchLimits:
     fields = {"max_bytes": 10_000, "timeout_seconds": 5.0, "allowed_hosts": [host.host_port], **overrides}
     return FetchLimits(**fields)
 
 
-def test_an_allowed_url_gives_its_bytes_following_a_redirect(host: ImageHost) -> None:
+def test_an_allowed_url_gives_its_bytes_following_a_redirect(host: FileHost) -> None:
     assert fetch_bytes(f"{host.base}/image.png", field="f", limits=limits(host)) == IMAGE
     assert fetch_bytes(f"{host.base}/moved", field="f", limits=limits(host)) == IMAGE
 
@@ -132,27 +90,27 @@ def test_an_allowed_url_gives_its_bytes_following_a_redirect(host: ImageHost) ->
     ],
 )
 def test_a_bad_url_is_refused_naming_the_input(
-    host: ImageHost, path: str, error: type[Exception], text: str
+    host: FileHost, path: str, error: type[Exception], text: str
 ) -> None:
     with pytest.raises(error, match=r"^input\.images\[0\]: ") as caught:
         fetch_bytes(f"{host.base}{path}", field="input.images[0]", limits=limits(host))
     assert text in str(caught.value)
 
 
-def test_a_slow_answer_is_cut_at_the_deadline(host: ImageHost) -> None:
+def test_a_slow_answer_is_cut_at_the_deadline(host: FileHost) -> None:
     started = time.monotonic()
     with pytest.raises(FetchError, match=r"took longer than 0\.5 seconds"):
         fetch_bytes(f"{host.base}/slow", field="f", limits=limits(host, timeout_seconds=0.5))
     assert time.monotonic() - started < 8  # the answer would take 10 s
 
 
-def test_a_host_that_is_not_allow_listed_is_refused_before_any_request(host: ImageHost) -> None:
+def test_a_host_that_is_not_allow_listed_is_refused_before_any_request(host: FileHost) -> None:
     with pytest.raises(BlockedURLError, match="a loopback address"):
         fetch_bytes(f"{host.base}/image.png", field="f", limits=limits(host, allowed_hosts=[]))
 
 
 def test_the_task_api_runs_an_edit_on_an_image_given_by_url(
-    host: ImageHost, server_settings: Callable[..., Settings]
+    host: FileHost, server_settings: Callable[..., Settings]
 ) -> None:
     settings = server_settings(allowed_hosts=[host.host_port], max_image_bytes=10_000)
     inline = base64.b64encode(make_input(64, 64).data).decode()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from threading import Thread
 from typing import Any
 
 import httpx
@@ -23,7 +21,7 @@ from plantain.images import decode_image
 from plantain.limits import Limits
 from plantain.server import create_app
 from plantain.settings import Settings
-from plantain.testing import LiveServer
+from plantain.testing import FileHost, LiveServer
 from plantain.types import InputImage
 
 # Accepted format -> (Pillow's name to save it, media type).
@@ -108,40 +106,15 @@ def test_an_unsupported_format_is_named(fmt: str, name: str) -> None:
 # --- every format in every dialect ------------------------------------------------------------
 
 
-class ImageHost:
-    """Serves ``/<name>`` from :attr:`files` on 127.0.0.1 (the server allow-lists it)."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = host.files.get(self.path.lstrip("/"))
-                self.send_response(200 if body is not None else 404)
-                self.send_header("content-length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+@pytest.fixture(scope="module")
+def host() -> Iterator[FileHost]:
+    with FileHost() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
-def host() -> Iterator[ImageHost]:
-    served = ImageHost()
-    Thread(target=served.server.serve_forever, daemon=True).start()
-    yield served
-    served.server.shutdown()
-    served.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def url(server_settings: Callable[..., Settings], host: ImageHost) -> Iterator[str]:
-    settings = server_settings(allowed_hosts=[host.base.removeprefix("http://")], max_image_bytes=20_000)
+def url(server_settings: Callable[..., Settings], host: FileHost) -> Iterator[str]:
+    settings = server_settings(allowed_hosts=[host.host_port], max_image_bytes=20_000)
     with LiveServer(create_app(settings)) as live:
         yield live.wait_ready()
 
@@ -163,7 +136,7 @@ def generate(url: str, *parts: types.Part) -> int:
     return len(response.candidates or [])
 
 
-def test_gemini_file_data_is_fetched_and_sniffed(url: str, host: ImageHost) -> None:
+def test_gemini_file_data_is_fetched_and_sniffed(url: str, host: FileHost) -> None:
     host.files["photo"] = solid("heic", (64, 48))  # no extension, declared as PNG: the bytes decide
     part = types.Part.from_uri(file_uri=f"{host.base}/photo", mime_type="image/png")
     assert generate(url, part) == 1
@@ -185,7 +158,7 @@ def test_gemini_file_uris_that_are_not_image_urls_are_refused(url: str, uri: str
     assert text in refusal.message and uri in refusal.message
 
 
-def test_gemini_file_data_over_max_image_bytes_is_refused(url: str, host: ImageHost) -> None:
+def test_gemini_file_data_over_max_image_bytes_is_refused(url: str, host: FileHost) -> None:
     host.files["big"] = b"\0" * 30_000
     with pytest.raises(errors.ClientError) as caught:
         generate(url, types.Part.from_uri(file_uri=f"{host.base}/big", mime_type="image/png"))
@@ -218,7 +191,7 @@ def test_gemini_inline_data_in_every_base64_form(url: str) -> None:
     assert len(response.json()["candidates"]) == 1
 
 
-def test_task_images_by_data_uri_urlsafe_base64_and_url(url: str, host: ImageHost) -> None:
+def test_task_images_by_data_uri_urlsafe_base64_and_url(url: str, host: FileHost) -> None:
     host.files["a.avif"] = solid("avif", (64, 48))
     gif = solid("gif", (64, 48))
     images = [

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from PIL import Image
@@ -119,7 +119,66 @@ class Delivery:
         return json.loads(self.body)
 
 
-class WebhookReceiver:
+class _BackgroundServer:
+    """A ThreadingHTTPServer on 127.0.0.1 that serves in a daemon thread while its ``with`` block
+    lasts; :attr:`base` is its ``http://127.0.0.1:PORT``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.host_port = f"127.0.0.1:{self._server.server_address[1]}"
+        self.base = f"http://{self.host_port}"
+
+    def __enter__(self) -> Self:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read what was served
+        pass
+
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+class FileHost(_BackgroundServer):
+    """A web server for image URLs: ``GET /<name>`` answers :attr:`files` [name] (any type: the
+    server sniffs it), ``routes`` [path] answers however it likes (redirects, slow bodies), else
+    404. Allow-list its :attr:`host_port` in ``allowed_hosts`` for the server to fetch from it."""
+
+    def __init__(self, routes: Mapping[str, Route] | None = None) -> None:
+        self.files: dict[str, bytes] = {}
+        self.routes = dict(routes or {})
+        host = self
+
+        class Handler(_Quiet):
+            def do_GET(self) -> None:
+                route = host.routes.get(self.path)
+                if route is not None:
+                    route(self)
+                    return
+                body = host.files.get(self.path.lstrip("/"))
+                reply(self, 200 if body is not None else 404, body or b"not here", {})
+
+        super().__init__(Handler)
+
+
+def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+    """Answer ``handler``'s request with ``status``, ``headers`` and ``body`` (its length set)."""
+    handler.send_response(status)
+    for name, value in {**headers, "content-length": str(len(body))}.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+class WebhookReceiver(_BackgroundServer):
     """A webhook endpoint on 127.0.0.1 that records every delivery, as a user's receiver would.
 
     ``respond(n)`` picks the status for the n-th request (from 1), e.g. ``lambda n: 503 if n <= 3
@@ -130,18 +189,8 @@ class WebhookReceiver:
         self.deliveries: list[Delivery] = []
         self._respond = respond
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-
-    def __enter__(self) -> WebhookReceiver:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler_class(), port)
+        self.url = f"{self.base}/hook"
 
     def wait_for(self, done: Callable[[list[Delivery]], bool], timeout: float = 60) -> list[Delivery]:
         """The deliveries so far, once ``done(deliveries)`` holds; AssertionError at ``timeout``."""
@@ -164,21 +213,16 @@ class WebhookReceiver:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_Quiet):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {name.lower(): value for name, value in self.headers.items()}
-                self.send_response(receiver._record(headers, body))
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read deliveries
-                pass
+                reply(self, receiver._record(headers, body), b"", {})
 
         return Handler
 
 
-class LocalHub:
+class LocalHub(_BackgroundServer):
     """A minimal Hugging Face hub on 127.0.0.1 that serves saved checkpoints.
 
     It answers the calls ``snapshot_download`` makes (revision info, file tree, file HEAD/GET), so
@@ -191,18 +235,8 @@ class LocalHub:
     def __init__(self, repos: Mapping[str, Path]) -> None:
         self.repos = {repo: _files_of(directory) for repo, directory in repos.items()}
         self.requests: list[str] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> LocalHub:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler_class())
+        self.endpoint = self.base
 
     def answer(self, path: str) -> tuple[int, dict[str, str], bytes]:
         """(status, headers, body) for a request path."""
@@ -228,24 +262,17 @@ class LocalHub:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_Quiet):
             def do_GET(self) -> None:
-                self._reply(with_body=True)
+                status, headers, body = hub.answer(self.path.split("?")[0])
+                reply(self, status, body, headers)
 
-            def do_HEAD(self) -> None:
-                self._reply(with_body=False)
-
-            def _reply(self, with_body: bool) -> None:
+            def do_HEAD(self) -> None:  # the GET's status and headers (its length too), no body
                 status, headers, body = hub.answer(self.path.split("?")[0])
                 self.send_response(status)
                 for key, value in {**headers, "Content-Length": str(len(body))}.items():
                     self.send_header(key, value)
                 self.end_headers()
-                if with_body:
-                    self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read hub.requests
-                pass
 
         return Handler
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from plantain.errors import InvalidRequestError
+from plantain.errors import ContentBlockedError, InvalidRequestError, PlantainError
 from plantain.sizes import ASPECT_RATIOS, TIERS
 
 MAX_IMAGES_PER_REQUEST = 10
@@ -185,6 +185,14 @@ class TaskError(BaseModel):
     status: int
     field: str | None = None
     category: str | None = None  # content_blocked: the safety category that matched
+
+    @classmethod
+    def of(cls, error: PlantainError) -> TaskError:
+        """``error`` as a task stores it (``errors.error_from_code`` raises it again)."""
+        category = error.category if isinstance(error, ContentBlockedError) else None
+        return cls(
+            code=error.code, message=error.message, status=error.status, field=error.field, category=category
+        )
 
 
 class TokenUsage(BaseModel):

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from plantain.images import has_alpha
-from plantain.types import GeneratedImage, ImageRequest, ImageResult
+from plantain.types import GeneratedImage, ImageRequest, ImageResult, Task
+from plantain.usage import usage_headers
 
 SEEDS_HEADER = "X-Plantain-Seeds"  # "7, 8, 9": image k's seed, to make it again
 IGNORED_HEADER = "X-Plantain-Ignored-Parameters"  # "temperature, topP": sent, accepted, unused
@@ -28,6 +29,12 @@ def report_headers(request: ImageRequest, result: ImageResult | None = None) -> 
     if request.ignored:
         headers[IGNORED_HEADER] = ", ".join(request.ignored)
     return headers
+
+
+def answer_headers(task: Task, request: ImageRequest, result: ImageResult) -> dict[str, str]:
+    """Every Plantain header of a finished synchronous answer (Gemini and OpenAI): device
+    seconds and cost (usage.py), then seeds and ignored parameters."""
+    return {**usage_headers(task.usage), **report_headers(request, result)}
 
 
 def seeds_value(images: Iterable[GeneratedImage]) -> str:

@@ -28,13 +28,13 @@ from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
     CancelledError,
     ConfigurationError,
-    ContentBlockedError,
     EngineRunError,
     InvalidRequestError,
     PlantainError,
     QueueFullError,
     error_from_code,
 )
+from plantain.fetch import FetchLimits
 from plantain.generation import execute, prepare
 from plantain.limits import Limits
 from plantain.models import engine_for_model
@@ -92,6 +92,8 @@ class Scheduler:
             currency=settings.price_currency,
         )
         self.price = Price.from_settings(settings)
+        self.limits = Limits.from_settings(settings)  # what every door and the worker check
+        self.fetch_limits = FetchLimits.from_settings(settings)  # image URLs, whichever door
         self.safety = SafetyPolicy.from_settings(settings)
         self.ready = threading.Event()  # engines loaded
         self.load_error: str | None = None
@@ -183,8 +185,7 @@ class Scheduler:
         is known to be within limits): a blocked prompt is refused here, in every dialect."""
         engine_name = request.engine or self.engine_name(submission.model)
         request = request.model_copy(update={"engine": engine_name})
-        limits = Limits.from_settings(self.settings)
-        job = await asyncio.to_thread(prepare, request, self.registry.get(engine_name), limits)
+        job = await asyncio.to_thread(prepare, request, self.registry.get(engine_name), self.limits)
         request = await asyncio.to_thread(self.safety.admit, request)
         return request.model_copy(update={"seed": job.seeds[0]})
 
@@ -358,20 +359,13 @@ class Scheduler:
         except PlantainError as exc:
             self._failed(
                 task,
-                TaskError(
-                    code=exc.code,
-                    message=exc.message,
-                    status=exc.status,
-                    field=exc.field,
-                    category=exc.category if isinstance(exc, ContentBlockedError) else None,
-                ),
+                TaskError.of(exc),
                 self._spent(task, started),
             )
         except Exception as exc:  # a bug must fail one task, not the worker
             logger.exception("task %s failed unexpectedly", task.id)
             error = EngineRunError(f"internal error: {type(exc).__name__}: {exc}")
-            error_info = TaskError(code=error.code, message=error.message, status=error.status)
-            self._failed(task, error_info, self._spent(task, started))
+            self._failed(task, TaskError.of(error), self._spent(task, started))
         finally:
             self._stop_flags.pop(task.id, None)
             self._previews.pop(task.id, None)
@@ -381,7 +375,7 @@ class Scheduler:
         # every queued task in memory would cost megabytes per task; a decode is milliseconds.
         request = self.store.request(task.id)
         engine = self.registry.get(task.engine)
-        job = prepare(request, engine, Limits.from_settings(self.settings))  # the limits check() used
+        job = prepare(request, engine, self.limits)  # the limits check() used
 
         def on_step(done: int, total: int) -> None:
             self._publish(self.store.add_event(task.id, "progress", {"step": done, "total": total}))

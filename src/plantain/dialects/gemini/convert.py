@@ -44,6 +44,7 @@ from plantain.dialects.report import ignored
 from plantain.dialects.wire import decode_base64, encode_base64, load_json, validate
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidImageError, InvalidRequestError
+from plantain.images import accepted_formats
 from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.models import engine_for_model, served_models
 from plantain.types import ImageRequest, ImageResult, InputImage
@@ -176,7 +177,7 @@ def _image_parts(content: Content, turn: int) -> list[tuple[str, Part]]:
 
 def _input_image(label: str, part: Part, files: Mapping[str, bytes], limits: Limits) -> InputImage:
     if part.file_data is not None:
-        _check_mime_type(part.file_data.mime_type, label)
+        _check_mime_type(part.file_data.mime_type, label, limits)
         if label not in files:
             raise InvalidRequestError(
                 f"{label}: file references are not fetched for batch requests; send the image bytes "
@@ -185,18 +186,17 @@ def _input_image(label: str, part: Part, files: Mapping[str, bytes], limits: Lim
             )
         return InputImage(data=files[label], label=label)
     blob = part.inline_data or Blob()
-    _check_mime_type(blob.mime_type, label)
+    _check_mime_type(blob.mime_type, label, limits)
     data = decode_base64(blob.data, f"{label}.data", field=label, limits=limits, label=label)
     return InputImage(data=data, label=label)
 
 
-def _check_mime_type(mime_type: str | None, label: str) -> None:
+def _check_mime_type(mime_type: str | None, label: str, limits: Limits) -> None:
     """A declared type that is not an image is refused; an image type is advisory (the bytes are
     sniffed)."""
     if not (mime_type or "image/*").lower().startswith("image/"):
         raise InvalidImageError(
-            f"{label}.mimeType: {mime_type!r} is not an image; send PNG, JPEG, WebP, GIF, AVIF or "
-            "HEIC/HEIF images",
+            f"{label}.mimeType: {mime_type!r} is not an image; send {accepted_formats(limits)} images",
             field=label,
         )
 

@@ -18,15 +18,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects.gemini import batch_routes, convert, safety
 from plantain.dialects.gemini.protocol import GenerateContentResponse
-from plantain.dialects.report import report_headers
+from plantain.dialects.report import answer_headers
 from plantain.errors import ContentBlockedError
-from plantain.fetch import FetchLimits, fetch_all
-from plantain.limits import Limits
+from plantain.fetch import fetch_all
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
-from plantain.settings import Settings
 from plantain.types import ImageRequest, ImageResult, Task
-from plantain.usage import caller_key_id, usage_headers
+from plantain.usage import caller_key_id
 
 GEMINI_VERSIONS = ("v1", "v1beta", "v1alpha")
 VERTEX_VERSIONS = ("v1", "v1beta1")
@@ -38,18 +36,17 @@ router = APIRouter(tags=["gemini"])
 async def _generate(request: Request, model: str) -> tuple[ImageRequest, Task, ImageResult]:
     scheduler: Scheduler = request.app.state.scheduler
     engine = scheduler.engine_name(model)
-    image_request = await _image_request(request, scheduler.settings, engine)
+    image_request = await _image_request(request, scheduler, engine)
     submission = Submission(model=model, source="gemini", api_key_id=caller_key_id(request))
     task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
     return image_request, task, result
 
 
-async def _image_request(request: Request, settings: Settings, engine: str) -> ImageRequest:
+async def _image_request(request: Request, scheduler: Scheduler, engine: str) -> ImageRequest:
     """The body as a core request, its ``fileData`` images fetched first (all at once)."""
     body = convert.parse_request(await request.body())
-    limits = Limits.from_settings(settings)
-    files = await fetch_all(convert.file_references(body, limits), FetchLimits.from_settings(settings))
-    return convert.to_image_request(body, engine=engine, files=files, limits=limits)
+    files = await fetch_all(convert.file_references(body, scheduler.limits), scheduler.fetch_limits)
+    return convert.to_image_request(body, engine=engine, files=files, limits=scheduler.limits)
 
 
 async def generate_content(request: Request, model: str) -> JSONResponse:
@@ -58,7 +55,7 @@ async def generate_content(request: Request, model: str) -> JSONResponse:
     except ContentBlockedError as blocked:  # Gemini reports a refusal in a 200 answer
         return JSONResponse(_blocked(blocked, model).wire(), status_code=200)
     response = convert.to_response(result, image_request, model, convert.new_response_id())
-    headers = {**usage_headers(task.usage), **report_headers(image_request, result)}
+    headers = answer_headers(task, image_request, result)
     return JSONResponse(response.wire(), status_code=200, headers=headers)
 
 
@@ -70,7 +67,7 @@ async def stream_generate_content(request: Request, model: str, alt: str | None 
     try:
         image_request, task, result = await _generate(request, model)
         chunks = convert.to_stream_chunks(result, image_request, model, convert.new_response_id())
-        headers = {**usage_headers(task.usage), **report_headers(image_request, result)}
+        headers = answer_headers(task, image_request, result)
     except ContentBlockedError as blocked:  # one chunk saying why, as generateContent answers
         chunks, headers = [_blocked(blocked, model)], {}
     if (alt or "").lower() != "sse":

@@ -21,14 +21,14 @@ from starlette.exceptions import HTTPException
 
 from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
-from plantain.dialects.report import report_headers
+from plantain.dialects.report import answer_headers, report_headers
 from plantain.errors import InvalidRequestError, PlantainError, response_headers
 from plantain.generation import encode_output
 from plantain.limits import Limits
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
 from plantain.types import ImageRequest, ImageResult, InputImage, Task, TokenUsage
-from plantain.usage import caller_key_id, usage_headers
+from plantain.usage import caller_key_id
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ async def _answer(
     task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
     urls = _urls(request, task) if params.response_format == "url" else None
     body = convert.response_body(result, params, int(time.time()), urls, counted=_tokens(task))
-    return JSONResponse(body, headers={**usage_headers(task.usage), **report_headers(image_request, result)})
+    return JSONResponse(body, headers=answer_headers(task, image_request, result))
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ async def _stream(request: Request, scheduler: Scheduler, streaming: Streaming) 
             events = convert.stream_events(
                 result, streaming.params, streaming.created, streaming.endpoint, counted=_tokens(task)
             )
-            headers = {**usage_headers(task.usage), **report_headers(streaming.request, result)}
+            headers = answer_headers(task, streaming.request, result)
             return StreamingResponse(iter(events), media_type="text/event-stream", headers=headers)
     except BaseException:
         run.cancel()
@@ -190,7 +190,7 @@ async def _read_edit_form(request: Request) -> tuple[dict[str, str], list[tuple[
         raise InvalidRequestError(
             "edits take multipart/form-data, with the image file(s) as image or image[]", field="image"
         )
-    limits = Limits.from_settings(request.app.state.scheduler.settings)
+    limits = request.app.state.scheduler.limits
     fields: dict[str, str] = {}
     parts: list[tuple[str, bytes]] = []
     try:

@@ -18,12 +18,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from plantain.dialects.tasks import convert
 from plantain.dialects.tasks.protocol import TaskInput
 from plantain.errors import InvalidRequestError
-from plantain.fetch import FetchLimits, fetch_all
-from plantain.limits import Limits
+from plantain.fetch import fetch_all
 from plantain.netguard import resolve_target
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
-from plantain.settings import Settings
 from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, InputImage, Task
 from plantain.usage import caller_key_id
 
@@ -52,7 +50,7 @@ async def create_task(request: Request) -> Response:
         webhook_events=tuple(body.webhook_events_filter) if body.webhook_events_filter is not None else None,
         api_key_id=caller_key_id(request),
     )
-    images = await _input_images(body.input, scheduler.settings)
+    images = await _input_images(body.input, scheduler)
     task, created = await scheduler.submit(convert.to_image_request(body.input, images), submission)
     wait = _prefer_wait(request.headers.get("prefer", ""))
     if wait is not None:
@@ -63,11 +61,11 @@ async def create_task(request: Request) -> Response:
     return response
 
 
-async def _input_images(body: TaskInput, settings: Settings) -> list[InputImage]:
+async def _input_images(body: TaskInput, scheduler: Scheduler) -> list[InputImage]:
     """Inline images decoded, URL ones fetched (all at once, each in a worker thread)."""
-    sources = convert.image_sources(body, Limits.from_settings(settings))
+    sources = convert.image_sources(body, scheduler.limits)
     urls = {convert.image_label(i): source for i, source in enumerate(sources) if isinstance(source, str)}
-    fetched = await fetch_all(urls, FetchLimits.from_settings(settings))
+    fetched = await fetch_all(urls, scheduler.fetch_limits)
     images = []
     for index, source in enumerate(sources):
         label = convert.image_label(index)
