@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
 
 from plantain.errors import ContentBlockedError, InvalidRequestError, PlantainError
 from plantain.sizes import ASPECT_RATIOS, TIERS
@@ -201,11 +209,19 @@ class TokenUsage(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    input: int = 0
-    output: int = 0
-    total: int = 0
     input_text: int = 0
     input_image: int = 0
+    output: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def input(self) -> int:
+        return self.input_text + self.input_image
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total(self) -> int:
+        return self.input + self.output
 
 
 class Cost(BaseModel):

@@ -84,9 +84,7 @@ def count_tokens(prompt: str, input_images: int, size: str, output_images: int, 
     text = prompt_tokens(prompt)
     image = input_image_tokens(model) * input_images
     output = output_image_tokens(model, size) * output_images
-    return TokenUsage(
-        input=text + image, output=output, total=text + image + output, input_text=text, input_image=image
-    )
+    return TokenUsage(input_text=text, input_image=image, output=output)
 
 
 # --- cost -------------------------------------------------------------------------------------

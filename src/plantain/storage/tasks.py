@@ -473,9 +473,8 @@ def _task(row: sqlite3.Row) -> Task:
 def _usage(row: sqlite3.Row) -> Usage | None:
     if row["usage_images"] is None:  # not ended yet (or ended before the ledger existed)
         return None
-    text, image, output = row["usage_input_text"], row["usage_input_image"], row["usage_output"]
     tokens = TokenUsage(
-        input=text + image, output=output, total=text + image + output, input_text=text, input_image=image
+        input_text=row["usage_input_text"], input_image=row["usage_input_image"], output=row["usage_output"]
     )
     return Usage(
         tokens=tokens,

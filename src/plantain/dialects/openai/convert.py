@@ -209,18 +209,9 @@ def stream_events(
     """The stream's last events: one ``<endpoint>.completed`` per image, each with the usage of the
     whole request (a client reads it from any one of them)."""
     kind = f"{endpoint}.completed"
+    shared = {**_echo(result.images[0], params), "usage": usage(counted)}  # once, not per image
     return [
-        sse(
-            kind,
-            {
-                "type": kind,
-                "b64_json": _b64(image),
-                "seed": image.seed,
-                "created_at": created,
-                **_echo(result.images[0], params),
-                "usage": usage(counted),
-            },
-        )
+        sse(kind, {"type": kind, "b64_json": _b64(image), "seed": image.seed, "created_at": created} | shared)
         for image in result.images
     ]
 
