@@ -126,7 +126,7 @@ def test_an_image_over_max_image_bytes(caller: Caller) -> None:
     )
     label = {
         "gemini": "contents[0].parts[0].inlineData",
-        "openai": "image file 1 (input-1)",
+        "openai": "image (input-1)",
         "tasks": "input.images[0]",
     }
     assert outcome.message.startswith(

@@ -120,11 +120,16 @@ def _bounds(param: str) -> tuple[object, object]:
 
 def input_images(parts: Sequence[tuple[str, bytes]]) -> tuple[InputImage, ...]:
     """Uploaded (file name, bytes) parts -> input images labelled so errors say which one."""
-    labels = ["image"] if len(parts) == 1 else [f"image {i}" for i in range(1, len(parts) + 1)]
-    return tuple(
-        InputImage(data=data, label=_with_name(label, name))
-        for label, (name, data) in zip(labels, parts, strict=True)
-    )
+    labels = image_labels([name for name, _ in parts])
+    return tuple(InputImage(data=data, label=label) for label, (_, data) in zip(labels, parts, strict=True))
+
+
+def image_labels(filenames: Sequence[str]) -> list[str]:
+    """How errors name each upload: ``image`` alone, ``image 1``, ``image 2``… among several,
+    with the file's name when it has one."""
+    count = len(filenames)
+    labels = ["image"] if count == 1 else [f"image {i}" for i in range(1, count + 1)]
+    return [_with_name(label, name) for label, name in zip(labels, filenames, strict=True)]
 
 
 def _with_name(label: str, filename: str) -> str:

@@ -190,27 +190,29 @@ async def _read_edit_form(request: Request) -> tuple[dict[str, str], list[tuple[
         raise InvalidRequestError(
             "edits take multipart/form-data, with the image file(s) as image or image[]", field="image"
         )
-    limits = request.app.state.scheduler.limits
     fields: dict[str, str] = {}
-    parts: list[tuple[str, bytes]] = []
     try:
         async with request.form(max_files=64, max_fields=256) as form:
+            uploads: list[UploadFile] = []
             for key, value in form.multi_items():
                 _check_part(key, value)
                 if isinstance(value, UploadFile):
-                    parts.append((value.filename or "", await _read_upload(key, value, len(parts), limits)))
+                    uploads.append(value)
                 else:
                     fields[key] = value
+            parts = await _read_uploads(uploads, request.app.state.scheduler.limits)
     except HTTPException as exc:  # starlette's multipart parser: malformed body, too many parts
         raise InvalidRequestError(f"the multipart body could not be read: {exc.detail}") from None
     return fields, parts
 
 
-async def _read_upload(key: str, upload: UploadFile, index: int, limits: Limits) -> bytes:
-    """The file's bytes, once its size (known from the parsed body) is within max_image_bytes."""
-    name = f" ({upload.filename})" if upload.filename not in {None, "", "upload"} else ""
-    limits.check_image_bytes(upload.size or 0, f"{key} file {index + 1}{name}", field="image")
-    return await upload.read()
+async def _read_uploads(uploads: list[UploadFile], limits: Limits) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each upload, read once every size (known from the parsed body) is
+    within max_image_bytes; errors name them as the decoder does (convert.image_labels)."""
+    names = [upload.filename or "" for upload in uploads]
+    for label, upload in zip(convert.image_labels(names), uploads, strict=True):
+        limits.check_image_bytes(upload.size or 0, label, field="image")
+    return [(name, await upload.read()) for name, upload in zip(names, uploads, strict=True)]
 
 
 def _check_part(key: str, value: str | UploadFile) -> None:
