@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from plantain.cli import cli
-from plantain.testing import make_input
+from plantain.testing import make_input, same_picture
 
 
 @pytest.fixture
@@ -44,15 +44,23 @@ def test_generate_writes_the_asked_ratio_and_prints_the_file(plantain, tmp_path:
     assert "random weights" in result.stderr
 
 
-def test_same_seed_same_bytes(plantain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    paths = [tmp_path / name for name in ("a.png", "b.png", "c.png")]
-    for path, seed in zip(paths, ("5", "5", "6"), strict=True):
+def test_same_seed_same_picture_and_unmarked_the_same_bytes(  # type: ignore[no-untyped-def]
+    plantain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def make(name: str, seed: str) -> bytes:
+        path = tmp_path / name
         result = plantain(
             "generate", "a red bicycle", "-e", "tiny", "--size", "512", "--seed", seed, "-o", str(path)
         )
         assert result.exit_code == 0, result.output
-    assert paths[0].read_bytes() == paths[1].read_bytes()
-    assert paths[0].read_bytes() != paths[2].read_bytes()
+        return path.read_bytes()
+
+    marked = [make("a.png", "5"), make("b.png", "5"), make("c.png", "6")]
+    assert marked[0] != marked[1]  # each file carries its own watermark serial and manifest
+    assert same_picture(marked[0], marked[1]) and not same_picture(marked[0], marked[2])
+    monkeypatch.setenv("PLANTAIN_WATERMARK", "false")
+    monkeypatch.setenv("PLANTAIN_CONTENT_CREDENTIALS", "false")
+    assert make("d.png", "5") == make("e.png", "5")
 
 
 def test_several_images_and_format_from_the_file_name(plantain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -7,24 +7,27 @@ Engine code (torch, diffusers) is imported by the commands that run engines, thr
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from plantain import __version__, cli_remote
+from plantain import __version__, cli_remote, cli_verify
 from plantain.errors import PlantainError
 from plantain.limits import Limits
 from plantain.outputs import output_paths, pick_format
 from plantain.progress import StepBar
 from plantain.settings import Settings, load_settings
 from plantain.sizes import ASPECT_RATIOS, TIERS
+from plantain.storage.marks import SERIAL_BITS
 from plantain.types import ImageRequest, ImageResult, InputImage
 
 if TYPE_CHECKING:
     from plantain.engines.base import Engine
     from plantain.engines.registry import EngineRegistry
+    from plantain.provenance.policy import Stamper
 
 RANDOM_WEIGHTS_NOTE = "note: engine {name} has random weights, so its images are noise, not pictures"
 
@@ -165,8 +168,9 @@ def _run_with_progress(request: ImageRequest, engine: Engine) -> ImageResult:
     if not engine.loaded:
         click.echo(f"loading {engine.name}…", err=True)
         engine.load()
+    stamper = _local_stamper(request, engine, len(job.seeds))
     with StepBar(engine.name) as bar:
-        result = execute(request, job, engine, on_step=bar.update)
+        result = execute(request, job, engine, on_step=bar.update, stamper=stamper)
     first = result.images[0]
     click.echo(
         f"{engine.name}: {len(result.images)} image(s) {first.width}x{first.height}, "
@@ -174,6 +178,17 @@ def _run_with_progress(request: ImageRequest, engine: Engine) -> ImageResult:
         err=True,
     )
     return result
+
+
+def _local_stamper(request: ImageRequest, engine: Engine, count: int) -> Stamper:
+    """The provenance a server would add (settings ``watermark``, ``content_credentials``); the
+    serials are random, as no task database records them."""
+    from plantain.provenance.policy import ProvenancePolicy
+
+    serials = [secrets.randbits(SERIAL_BITS) for _ in range(count)]
+    return ProvenancePolicy(engine.settings).stamper(
+        request, model=engine.name, engine=engine.name, serials=serials
+    )
 
 
 def _read_input(path: Path) -> InputImage:
@@ -356,6 +371,7 @@ def webhook_secret_command(settings: Settings) -> None:
 
 cli.add_command(cli_remote.run)
 cli.add_command(cli_remote.tasks)
+cli.add_command(cli_verify.verify)
 
 
 def main() -> None:

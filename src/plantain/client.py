@@ -43,6 +43,7 @@ from plantain.errors import (
 from plantain.types import TERMINAL_EVENTS, TERMINAL_STATUSES, Usage
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+VERIFY_PATH, VERIFY_FIELD = "/v1/provenance/verify", "file"
 DEFAULT_TIMEOUT = 30.0  # seconds for one ordinary request; waits and streams get their own
 STREAM_IDLE_SECONDS = 120.0  # the event stream sends nothing while a task queues: reconnect then
 MAX_RECONNECTS = 5  # consecutive failed connections before a stream gives up
@@ -348,6 +349,13 @@ def _unreachable(base_url: str, exc: httpx.TransportError) -> ServerUnreachableE
     )
 
 
+def _upload(image: bytes | Path) -> tuple[str, bytes]:
+    """A multipart file: its name (a path's own) and bytes."""
+    if isinstance(image, Path):
+        return image.name, image.read_bytes()
+    return "image", image
+
+
 def _given(values: Mapping[str, Any]) -> dict[str, Any]:
     """The entries that were given (not None): the server fills in the rest."""
     return {key: value for key, value in values.items() if value is not None}
@@ -465,6 +473,12 @@ class Client(_Base):
     def download(self, output: Output | str) -> bytes:
         """An output's bytes (an :class:`Output`, or its URL, absolute or ``/v1/files/…``)."""
         return self._request("GET", output.url if isinstance(output, Output) else output).content
+
+    def verify(self, image: bytes | Path) -> dict[str, Any]:
+        """Who made ``image`` (bytes or a file), by its content credentials and watermark: the
+        server's report (docs/provenance.md), with ``verdict`` as one line for people."""
+        files = {VERIFY_FIELD: _upload(image)}
+        return dict(self._request("POST", VERIFY_PATH, files=files).json())
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("timeout", self._timeout)
@@ -596,6 +610,10 @@ class AsyncClient(_Base):
     async def download(self, output: Output | str) -> bytes:
         url = output.url if isinstance(output, Output) else output
         return (await self._request("GET", url)).content
+
+    async def verify(self, image: bytes | Path) -> dict[str, Any]:
+        files = {VERIFY_FIELD: _upload(image)}
+        return dict((await self._request("POST", VERIFY_PATH, files=files)).json())
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("timeout", self._timeout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -15,7 +16,10 @@ from plantain.background import apply_background, steered
 from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, StopFlag
 from plantain.images import decode_image, encode_image, media_type
 from plantain.limits import DEFAULT_LIMITS, Limits
-from plantain.types import GeneratedImage, ImageRequest, ImageResult
+from plantain.types import GeneratedImage, ImageRequest, ImageResult, OutputFormat, Provenance
+
+if TYPE_CHECKING:
+    from plantain.provenance.policy import Stamper
 
 SEED_RANGE = 2**32  # random seeds stay in the range every dialect can send back
 
@@ -66,31 +70,54 @@ def execute(
     should_stop: StopFlag | None = None,
     previews: Previews | None = None,
     screen: OutputScreen | None = None,
+    stamper: Stamper | None = None,
 ) -> ImageResult:
-    """Run a prepared job and encode its images as ``request`` asks; ``screen`` sees them first."""
+    """Run a prepared job and encode its images as ``request`` asks; ``screen`` sees them first,
+    ``stamper`` puts the provenance marks on them (none without one)."""
     started = time.perf_counter()
     images = engine.run([job], on_step, should_stop, previews)[0]
     seconds = time.perf_counter() - started
     if screen is not None:
         screen(images, request)
+    outputs = tuple(
+        encode_output(image, seed, request, stamper, index)
+        for index, (image, seed) in enumerate(zip(images, job.seeds, strict=True))
+    )
     return ImageResult(
         engine=engine.name,
-        images=tuple(
-            encode_output(image, seed, request) for image, seed in zip(images, job.seeds, strict=True)
-        ),
+        images=outputs,
         steps=job.steps,
         guidance=job.guidance,
         seconds=seconds,
+        provenance_seconds=stamper.seconds if stamper is not None else 0.0,
     )
 
 
-def encode_output(image: Image.Image, seed: int, request: ImageRequest) -> GeneratedImage:
-    """``image`` with the background, in the format and quality ``request`` asks for."""
+def encode_output(
+    image: Image.Image, seed: int, request: ImageRequest, stamper: Stamper | None = None, index: int = 0
+) -> GeneratedImage:
+    """``image`` with the background, in the format and quality ``request`` asks for, marked and
+    signed by ``stamper``."""
     image = apply_background(image, request.background)
+    output_format, quality = request.output_format, request.output_quality
+
+    def encode(pixels: Image.Image) -> tuple[bytes, str]:
+        return encode_image(pixels, output_format, quality), media_type(output_format)
+
+    if stamper is None:
+        data, provenance = encode(image)[0], Provenance()
+    else:
+        data, provenance = stamper.finish(image, index, encode, output_title(seed, output_format))
     return GeneratedImage(
-        data=encode_image(image, request.output_format, request.output_quality),
-        media_type=media_type(request.output_format),
+        data=data,
+        media_type=media_type(output_format),
         width=image.width,
         height=image.height,
         seed=seed,
+        provenance=provenance,
     )
+
+
+def output_title(seed: int, output_format: OutputFormat) -> str:
+    """The name an output image goes by in its content credentials (as the CLI would save it)."""
+    return f"plantain-{seed}.{'jpg' if output_format == 'jpeg' else output_format}"

@@ -137,6 +137,22 @@ def sniff_format(data: bytes) -> str | None:
     return next((name for magic, name in _MAGIC.items() if data.startswith(magic)), None)
 
 
+SNIFFED_MEDIA_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WebP": "image/webp",
+    "GIF": "image/gif",
+    "AVIF": "image/avif",
+    "HEIC/HEIF": "image/heic",
+}
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The media type of an image format Plantain reads, from ``data``'s magic bytes."""
+    sniffed = sniff_format(data)
+    return SNIFFED_MEDIA_TYPES.get(sniffed) if sniffed else None
+
+
 def _check_pixels(opened: Image.Image, label: str, limits: Limits) -> None:
     width, height = opened.size
     if width * height > limits.max_input_pixels:

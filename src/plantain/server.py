@@ -31,8 +31,8 @@ from plantain.dialects.openai import errors as openai_errors
 from plantain.dialects.openai import routes as openai_routes
 from plantain.dialects.tasks import convert as tasks_convert
 from plantain.dialects.tasks import errors as tasks_errors
+from plantain.dialects.tasks import provenance_routes, usage_routes
 from plantain.dialects.tasks import routes as tasks_routes
-from plantain.dialects.tasks import usage_routes
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
     AuthenticationError,
@@ -64,7 +64,7 @@ SERVED_ROUTES = (
     "and models (under /v1, /v1beta, /v1alpha and the Vertex paths), Gemini batch mode "
     "(models/{model}:batchGenerateContent and batches, under /v1, /v1beta and /v1alpha), "
     "OpenAI's /v1/images/generations and /v1/images/edits, the task API under /v1/tasks, "
-    "/v1/usage, /metrics, /v1/files/{id}, /v1/models, /healthz and /readyz"
+    "/v1/usage, /v1/provenance/verify, /metrics, /v1/files/{id}, /v1/models, /healthz and /readyz"
 )
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 # Result files are fetched by plain URL (browsers, <img> tags): the unguessable, expiring id is the key.
@@ -80,7 +80,8 @@ def speaks_gemini(request: Request) -> bool:
     return "x-goog-api-key" in headers or "x-goog-api-client" in headers or "key" in request.query_params
 
 
-PLANTAIN_PATHS = ("/v1/tasks", "/v1/usage", "/metrics")  # Plantain's own API: the task envelope
+# Plantain's own API: errors in the task envelope.
+PLANTAIN_PATHS = ("/v1/tasks", "/v1/usage", "/v1/provenance", "/metrics")
 
 
 def render_error(request: Request, error: PlantainError) -> JSONResponse:
@@ -241,6 +242,7 @@ def _include_dialects(app: FastAPI) -> None:
     app.include_router(openai_routes.router)
     app.include_router(tasks_routes.router)
     app.include_router(usage_routes.router)
+    app.include_router(provenance_routes.router)
     _add_shared_model_routes(app)
 
 
@@ -249,14 +251,16 @@ def _add_shared_model_routes(app: FastAPI) -> None:
 
     @app.get("/v1/models", include_in_schema=False)
     async def list_models(request: Request) -> dict[str, Any]:
-        registry = request.app.state.scheduler.registry
+        scheduler = request.app.state.scheduler
+        provenance = scheduler.provenance.describe()
         if speaks_gemini(request):
-            return gemini_convert.list_models_body(registry)
-        return openai_convert.models_body(registry)
+            return gemini_convert.list_models_body(scheduler.registry, provenance)
+        return openai_convert.models_body(scheduler.registry, provenance)
 
     @app.get("/v1/models/{model:path}", include_in_schema=False)
     async def get_model(request: Request, model: str) -> dict[str, Any]:
-        registry = request.app.state.scheduler.registry
+        scheduler = request.app.state.scheduler
+        provenance = scheduler.provenance.describe()
         if speaks_gemini(request):
-            return gemini_convert.get_model_body(registry, model)
-        return openai_convert.model_body(registry, model)
+            return gemini_convert.get_model_body(scheduler.registry, model, provenance)
+        return openai_convert.model_body(scheduler.registry, model, provenance)

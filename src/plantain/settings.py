@@ -212,6 +212,49 @@ class Settings(BaseSettings):
         "currencies are never added together.",
     )
 
+    # --- provenance (provenance/) ---
+    watermark: bool = Field(
+        default=True,
+        description="Embed the invisible watermark (this server's tag and an image serial that "
+        "`plantain verify` maps back to its task) in every output image.",
+    )
+    watermark_tag: int | None = Field(
+        default=None,
+        ge=0,
+        le=0xFFFF,
+        description="The 16-bit tag the watermark names this server by. Unset: one is generated into "
+        "<data_dir>/provenance/watermark-tag on first start and kept; servers that should count as "
+        "one (a fleet) set the same tag.",
+    )
+    content_credentials: bool = Field(
+        default=True,
+        description="Sign a C2PA manifest (made by a trained algorithm, the model, the edit's "
+        "ingredients) into every output (PNG, JPEG, WebP and AVIF).",
+    )
+    provenance_opt_out: bool = Field(
+        default=False,
+        description="Let a request turn the watermark or the content credentials off for its own "
+        "images; when false such a request is refused with a 400 naming the field.",
+    )
+    c2pa_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain (signing certificate first) for content credentials. "
+        "Unset: a local CA and a signing certificate are generated into <data_dir>/provenance/ on "
+        "first start and kept.",
+    )
+    c2pa_key: Path | None = Field(
+        default=None, description="PEM private key of c2pa_cert; set both or neither."
+    )
+    c2pa_trust_anchors: Path | None = Field(
+        default=None,
+        description="PEM file of CA certificates whose content credentials `verify` reports as "
+        "trusted (e.g. the C2PA trust list); the generated local CA is always trusted by this server.",
+    )
+    c2pa_tsa_url: str | None = Field(
+        default=None,
+        description="RFC 3161 time-stamp authority that countersigns each manifest (none offline).",
+    )
+
     public_url: str | None = Field(
         default=None,
         description="Base URL at which webhook receivers reach this server, used for the links in "

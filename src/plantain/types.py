@@ -85,6 +85,19 @@ class EngineOptions(BaseModel):
     steps_scale: float | None = Field(default=None, gt=0.0, le=4.0)
 
 
+class ProvenanceChoice(BaseModel):
+    """What a request asked of the provenance marks: ``None`` is the server's default; ``False``
+    an opt-out, refused unless the operator allows it (setting ``provenance_opt_out``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    watermark: bool | None = None
+    content_credentials: bool | None = None
+    # How the caller's dialect names each choice, for the error that refuses an opt-out.
+    watermark_field: str = "watermark"
+    content_credentials_field: str = "content_credentials"
+
+
 class ImageRequest(BaseModel):
     """One request to make or edit images, whatever door it came in by."""
 
@@ -102,6 +115,7 @@ class ImageRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     engine: str | None = None  # None: the server's default engine
     options: EngineOptions = EngineOptions()
+    provenance: ProvenanceChoice = ProvenanceChoice()
     # Parameters the caller sent that nothing here uses, as the caller named them: reported back
     # (docs/parameters.md), never applied.
     ignored: tuple[str, ...] = ()
@@ -129,6 +143,22 @@ class ImageRequest(BaseModel):
             raise _teaching_error(exc) from None
 
 
+class Provenance(BaseModel):
+    """The provenance marks one output image carries."""
+
+    model_config = ConfigDict(frozen=True)
+
+    watermark: bool = False
+    content_credentials: bool = False
+
+    @property
+    def applied(self) -> tuple[str, ...]:
+        """The marks by name, for the ``X-Plantain-Provenance`` header."""
+        names = ("watermark", "content-credentials")
+        marks = (self.watermark, self.content_credentials)
+        return tuple(name for name, on in zip(names, marks, strict=True) if on)
+
+
 class GeneratedImage(BaseModel):
     """One encoded output image and the seed that reproduces it."""
 
@@ -139,6 +169,7 @@ class GeneratedImage(BaseModel):
     width: int
     height: int
     seed: int
+    provenance: Provenance = Provenance()
 
 
 class ImageResult(BaseModel):
@@ -151,6 +182,7 @@ class ImageResult(BaseModel):
     steps: int
     guidance: float
     seconds: float  # wall time of the engine run
+    provenance_seconds: float = 0.0  # watermarking and signing the images, after the run
 
 
 # --- tasks: every request, whichever door it came in by, runs as one -------------------------
@@ -173,6 +205,7 @@ class TaskOutput(BaseModel):
     width: int
     height: int
     seed: int
+    provenance: Provenance = Provenance()
 
 
 class TaskResult(BaseModel):
@@ -242,6 +275,7 @@ class Usage(BaseModel):
     images: int
     device_seconds: float
     cost: Cost
+    provenance_seconds: float = 0.0  # watermarking and signing, not in device_seconds or the cost
 
 
 class Task(BaseModel):

@@ -106,7 +106,9 @@ class Price:
         return Cost(amount=amount, currency=self.currency)
 
 
-def task_usage(task: Task, *, images: int, device_seconds: float, price: Price) -> Usage:
+def task_usage(
+    task: Task, *, images: int, device_seconds: float, price: Price, provenance_seconds: float = 0.0
+) -> Usage:
     """The usage of ``task`` once it has run: tokens only for a run that made images (a failed or
     cancelled one is billed no tokens, as Gemini bills none), device time whatever the outcome."""
     seconds = round(device_seconds, SECONDS_DECIMALS)
@@ -121,7 +123,13 @@ def task_usage(task: Task, *, images: int, device_seconds: float, price: Price) 
         if images
         else TokenUsage()
     )
-    return Usage(tokens=tokens, images=images, device_seconds=seconds, cost=price.cost(seconds))
+    return Usage(
+        tokens=tokens,
+        images=images,
+        device_seconds=seconds,
+        cost=price.cost(seconds),
+        provenance_seconds=round(provenance_seconds, SECONDS_DECIMALS),
+    )
 
 
 def no_usage(currency: str) -> Usage:

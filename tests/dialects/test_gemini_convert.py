@@ -241,16 +241,18 @@ def test_stream_chunks_hold_one_image_each_and_usage_comes_last() -> None:
 
 def test_model_listing_shapes(data_dir: Path, hub_cache: Path) -> None:
     registry = EngineRegistry(Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="tiny"))
-    listing = convert.list_models_body(registry)
+    provenance = {"watermark": {"applied": True}}
+    listing = convert.list_models_body(registry, provenance)
     names = [model["name"] for model in listing["models"]]
     assert "models/gemini-2.5-flash-image" in names and "models/tiny" in names
-    model = convert.get_model_body(registry, "models/gemini-3.1-flash-image-preview")
+    model = convert.get_model_body(registry, "models/gemini-3.1-flash-image-preview", provenance)
+    assert model["provenance"] == provenance
     assert model["name"] == "models/gemini-3.1-flash-image-preview"
     assert model["supportedGenerationMethods"] == ["generateContent", "streamGenerateContent"]
     assert (model["inputTokenLimit"], model["outputTokenLimit"]) == (131072, 32768)
     assert model["displayName"] == "Nano Banana 2"
     with pytest.raises(UnknownModelError):
-        convert.get_model_body(registry, "gemini-9-ultra")
+        convert.get_model_body(registry, "gemini-9-ultra", provenance)
 
 
 def test_vertex_compression_quality_is_the_output_quality() -> None:

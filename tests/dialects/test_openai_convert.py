@@ -224,15 +224,17 @@ def test_output_compression_is_the_cores_jpeg_webp_quality(registry: EngineRegis
 
 
 def test_model_list_and_model_lookup(registry: EngineRegistry) -> None:
-    body = convert.models_body(registry)
+    provenance = {"watermark": {"applied": True}}
+    body = convert.models_body(registry, provenance)
     assert body["object"] == "list"
     ids = [model["id"] for model in body["data"]]
     assert "gpt-image-1" in ids and "tiny" in ids
-    assert convert.model_body(registry, "tiny") == {
+    assert convert.model_body(registry, "tiny", provenance) == {
         "id": "tiny",
         "object": "model",
         "created": 0,
         "owned_by": "plantain",
+        "provenance": provenance,
     }
     with pytest.raises(UnknownModelError):
-        convert.model_body(registry, "nope")
+        convert.model_body(registry, "nope", provenance)

@@ -1,5 +1,6 @@
 """What every dialect reports back the same way: the seed of each image, the parameters that were
-accepted but ignored (docs/parameters.md), and whether an image came out transparent.
+accepted but ignored (docs/parameters.md), the provenance marks each image carries
+(docs/provenance.md), and whether an image came out transparent.
 
 Gemini and OpenAI bodies stay what their SDKs parse, so the seeds and ignored parameters travel
 as response headers (a header breaks no client); the task API shows them in its body.
@@ -15,6 +16,8 @@ from plantain.usage import usage_headers
 
 SEEDS_HEADER = "X-Plantain-Seeds"  # "7, 8, 9": image k's seed, to make it again
 IGNORED_HEADER = "X-Plantain-Ignored-Parameters"  # "temperature, topP": sent, accepted, unused
+# "watermark, content-credentials": the marks image k carries, ";" between images ("none": no mark).
+PROVENANCE_HEADER = "X-Plantain-Provenance"
 
 
 def ignored(sent: Mapping[str, object]) -> tuple[str, ...]:
@@ -25,7 +28,10 @@ def ignored(sent: Mapping[str, object]) -> tuple[str, ...]:
 def report_headers(request: ImageRequest, result: ImageResult | None = None) -> dict[str, str]:
     """The headers of a synchronous answer: the seeds made (once there is a result) and the
     parameters ``request`` ignored (when there are any)."""
-    headers = {SEEDS_HEADER: seeds_value(result.images)} if result is not None else {}
+    headers: dict[str, str] = {}
+    if result is not None:
+        headers[SEEDS_HEADER] = seeds_value(result.images)
+        headers[PROVENANCE_HEADER] = provenance_value(result.images)
     if request.ignored:
         headers[IGNORED_HEADER] = ", ".join(request.ignored)
     return headers
@@ -39,6 +45,10 @@ def answer_headers(task: Task, request: ImageRequest, result: ImageResult) -> di
 
 def seeds_value(images: Iterable[GeneratedImage]) -> str:
     return ", ".join(str(image.seed) for image in images)
+
+
+def provenance_value(images: Iterable[GeneratedImage]) -> str:
+    return "; ".join(", ".join(image.provenance.applied) or "none" for image in images)
 
 
 def background_made(image: GeneratedImage) -> str:

@@ -38,6 +38,7 @@ from plantain.fetch import FetchLimits
 from plantain.generation import execute, prepare
 from plantain.limits import Limits
 from plantain.models import engine_for_model
+from plantain.provenance.policy import ProvenancePolicy
 from plantain.safety import SafetyPolicy
 from plantain.scheduler.events import EventBus
 from plantain.scheduler.webhooks import RetryPolicy, WebhookDeliverer, webhook_secret
@@ -95,6 +96,7 @@ class Scheduler:
         self.limits = Limits.from_settings(settings)  # what every door and the worker check
         self.fetch_limits = FetchLimits.from_settings(settings)  # image URLs, whichever door
         self.safety = SafetyPolicy.from_settings(settings)
+        self.provenance = ProvenancePolicy(settings)  # the signing identity is made on first start
         self.ready = threading.Event()  # engines loaded
         self.load_error: str | None = None
         self.draining = threading.Event()
@@ -185,6 +187,7 @@ class Scheduler:
         is known to be within limits): a blocked prompt is refused here, in every dialect."""
         engine_name = request.engine or self.engine_name(submission.model)
         request = request.model_copy(update={"engine": engine_name})
+        self.provenance.applied(request.provenance)  # a refused opt-out is a 400, not a failed task
         job = await asyncio.to_thread(prepare, request, self.registry.get(engine_name), self.limits)
         request = await asyncio.to_thread(self.safety.admit, request)
         return request.model_copy(update={"seed": job.seeds[0]})
@@ -307,6 +310,7 @@ class Scheduler:
                     width=output.width,
                     height=output.height,
                     seed=output.seed,
+                    provenance=output.provenance,
                 )
             )
         result = task.result
@@ -386,7 +390,14 @@ class Scheduler:
             callback = self.safety.safe_previews(self.safety.level_for(request.safety), callback)
             previews = Previews.spread(count, job.steps, callback)
         screen = self.safety.screen_images  # before encoding: a blocked image is never stored
-        return execute(request, job, engine, on_step, stop.is_set, previews, screen)  # drain() sets stop late
+        stamper = self.provenance.stamper(
+            request,
+            model=task.model,
+            engine=engine.name,
+            serials=self.store.marks.reserve(task.id, len(job.seeds)),
+        )
+        # drain() sets stop late
+        return execute(request, job, engine, on_step, stop.is_set, previews, screen, stamper)
 
     def _finish(self, task: Task, result: ImageResult) -> None:
         outputs = []
@@ -401,6 +412,7 @@ class Scheduler:
                     width=image.width,
                     height=image.height,
                     seed=image.seed,
+                    provenance=image.provenance,
                 )
             )
         stored = TaskResult(
@@ -410,7 +422,13 @@ class Scheduler:
             guidance=result.guidance,
             seconds=result.seconds,
         )
-        usage = task_usage(task, images=len(outputs), device_seconds=result.seconds, price=self.price)
+        usage = task_usage(
+            task,
+            images=len(outputs),
+            device_seconds=result.seconds,
+            price=self.price,
+            provenance_seconds=result.provenance_seconds,
+        )
         data: dict[str, Any] = {
             "outputs": [output.model_dump() for output in outputs],
             "seconds": result.seconds,

@@ -189,6 +189,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (phase, le)
     );
     """,
+    # 5: provenance (storage/marks.py). Each output image's watermark carries a random serial that
+    # maps back to its task here; like the ledger, these rows outlive the tasks, so an image still
+    # names its task id after the task has expired. The ledger keeps the time spent on provenance.
+    """
+    ALTER TABLE usage_ledger ADD COLUMN provenance_seconds REAL NOT NULL DEFAULT 0;
+    CREATE TABLE image_marks (
+        serial INTEGER PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX marks_by_task ON image_marks (task_id, position);
+    """,
 )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from plantain.errors import IdempotencyConflictError, NotFoundError
 from plantain.storage.db import connect, transaction
 from plantain.storage.ledger import UsageLedger
+from plantain.storage.marks import ImageMarks
 from plantain.storage.outbox import Outbox
 from plantain.types import (
     Cost,
@@ -47,7 +48,8 @@ PROGRESS_WEBHOOK_INTERVAL = 0.5  # seconds between progress webhooks of one task
 TASK_QUERY = (
     "SELECT t.*, u.images AS usage_images, u.input_text_tokens AS usage_input_text, "
     "u.input_image_tokens AS usage_input_image, u.output_tokens AS usage_output, "
-    "u.device_seconds AS usage_device_seconds, u.cost AS usage_cost, u.currency AS usage_currency "
+    "u.device_seconds AS usage_device_seconds, u.cost AS usage_cost, u.currency AS usage_currency, "
+    "u.provenance_seconds AS usage_provenance_seconds "
     "FROM tasks AS t LEFT JOIN usage_ledger AS u ON u.task_id = t.id WHERE t.id = ?"
 )
 
@@ -89,6 +91,7 @@ class TaskStore:
         self._db = connect(self.path)
         self.outbox = Outbox(self._db, self._lock)
         self.ledger = UsageLedger(self._db, self._lock)
+        self.marks = ImageMarks(self._db, self._lock, self._clock)
 
     def close(self) -> None:
         with self._lock:
@@ -481,6 +484,7 @@ def _usage(row: sqlite3.Row) -> Usage | None:
         images=row["usage_images"],
         device_seconds=row["usage_device_seconds"],
         cost=Cost(amount=row["usage_cost"], currency=row["usage_currency"]),
+        provenance_seconds=row["usage_provenance_seconds"],
     )
 
 

@@ -47,7 +47,7 @@ from plantain.errors import InvalidImageError, InvalidRequestError
 from plantain.images import accepted_formats
 from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.models import engine_for_model, served_models
-from plantain.types import ImageRequest, ImageResult, InputImage
+from plantain.types import ImageRequest, ImageResult, InputImage, ProvenanceChoice
 from plantain.usage import count_tokens, input_image_tokens, output_image_tokens, prompt_tokens
 
 # ImageRequest field -> the Gemini field a caller set it with, so core errors name the caller's field.
@@ -231,9 +231,19 @@ def _generation_fields(config: GenerationConfig) -> dict[str, Any]:
         "output_format": _output_format(image),
         "output_quality": _output_quality(image),
         "background": image.background if image else None,
+        "provenance": _provenance(image),
         "ignored": _ignored(config),
     }
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def _provenance(image: ImageConfig | None) -> ProvenanceChoice:
+    return ProvenanceChoice(
+        watermark=image.add_watermark if image else None,
+        content_credentials=image.content_credentials if image else None,
+        watermark_field="generationConfig.imageConfig.addWatermark",
+        content_credentials_field="generationConfig.imageConfig.contentCredentials",
+    )
 
 
 def _ignored(config: GenerationConfig) -> tuple[str, ...]:
@@ -379,19 +389,22 @@ DEFAULT_TOKEN_LIMITS = (32768, 32768)
 GENERATION_METHODS = ["generateContent", "streamGenerateContent"]
 
 
-def list_models_body(registry: EngineRegistry) -> dict[str, Any]:
-    """The body of ``GET /v1beta/models``: every name a caller may pass as ``model``."""
-    models = [_model_entry(name, engine_for_model(registry, name)) for name in served_models(registry)]
+def list_models_body(registry: EngineRegistry, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The body of ``GET /v1beta/models``: every name a caller may pass as ``model``, with the
+    ``provenance`` marks its images get."""
+    models = [
+        _model_entry(name, engine_for_model(registry, name), provenance) for name in served_models(registry)
+    ]
     return ListModelsResponse(models=models).wire()
 
 
-def get_model_body(registry: EngineRegistry, model: str) -> dict[str, Any]:
+def get_model_body(registry: EngineRegistry, model: str, provenance: dict[str, Any]) -> dict[str, Any]:
     """The body of ``GET /v1beta/models/{model}``; UnknownModelError (404) for a name not served."""
     name = model_id(model)
-    return _model_entry(name, engine_for_model(registry, name)).wire()
+    return _model_entry(name, engine_for_model(registry, name), provenance).wire()
 
 
-def _model_entry(name: str, engine: str) -> Model:
+def _model_entry(name: str, engine: str, provenance: dict[str, Any]) -> Model:
     input_limit, output_limit = TOKEN_LIMITS.get(name, DEFAULT_TOKEN_LIMITS)
     return Model(
         name=f"models/{name}",
@@ -402,6 +415,7 @@ def _model_entry(name: str, engine: str) -> Model:
         input_token_limit=input_limit,
         output_token_limit=output_limit,
         supported_generation_methods=list(GENERATION_METHODS),
+        provenance=provenance,
     )
 
 

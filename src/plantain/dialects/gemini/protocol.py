@@ -70,6 +70,9 @@ class ImageConfig(Wire):
     output_compression_quality: int | None = None  # Vertex only
     image_output_options: ImageOutputOptions | None = None  # Vertex only
     background: str | None = None  # Plantain extension: auto, opaque or transparent
+    # Plantain extensions (Vertex Imagen's name for the first): false opts out, where allowed.
+    add_watermark: bool | None = None
+    content_credentials: bool | None = None
 
 
 class GenerationConfig(Wire):
@@ -165,6 +168,8 @@ class Model(Wire):
     max_temperature: float = 2.0
     top_p: float = 0.95
     top_k: int = 64
+    # Plantain extension: the provenance marks every image gets (SDKs ignore unknown fields).
+    provenance: dict[str, Any] | None = None
 
 
 class ListModelsResponse(Wire):

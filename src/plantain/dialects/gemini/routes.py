@@ -95,12 +95,12 @@ async def count_tokens(request: Request, model: str) -> JSONResponse:
 
 async def list_models(request: Request) -> JSONResponse:
     scheduler: Scheduler = request.app.state.scheduler
-    return JSONResponse(convert.list_models_body(scheduler.registry))
+    return JSONResponse(convert.list_models_body(scheduler.registry, scheduler.provenance.describe()))
 
 
 async def get_model(request: Request, model: str) -> JSONResponse:
     scheduler: Scheduler = request.app.state.scheduler
-    return JSONResponse(convert.get_model_body(scheduler.registry, model))
+    return JSONResponse(convert.get_model_body(scheduler.registry, model, scheduler.provenance.describe()))
 
 
 def _model_prefixes() -> list[str]:

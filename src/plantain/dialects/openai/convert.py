@@ -26,6 +26,7 @@ from plantain.types import (
     ImageResult,
     InputImage,
     OutputFormat,
+    ProvenanceChoice,
     SafetyLevel,
     TokenUsage,
 )
@@ -161,6 +162,9 @@ def _create_request(
         engine=engine,
         safety=MODERATION_LEVELS[params.moderation] if params.moderation else None,
         background=params.background or "auto",
+        provenance=ProvenanceChoice(
+            watermark=params.watermark, content_credentials=params.content_credentials
+        ),
         options={"steps_scale": QUALITY_STEPS_SCALE.get(params.quality or "auto")},
         ignored=ignored({name: getattr(params, name) for name in IGNORED_PARAMS}),
     )
@@ -277,20 +281,27 @@ def _b64(image: GeneratedImage) -> str:
 MODEL_CREATED = 0  # served models have no meaningful creation time
 
 
-def models_body(registry: EngineRegistry) -> dict[str, Any]:
-    """``GET /v1/models`` in OpenAI's list shape: vendor model names, then engine names."""
-    return {"object": "list", "data": [_model(name) for name in served_models(registry)]}
+def models_body(registry: EngineRegistry, provenance: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v1/models`` in OpenAI's list shape: vendor model names, then engine names, each
+    with the ``provenance`` marks its images get (an extension field; the SDK keeps extras)."""
+    return {"object": "list", "data": [_model(name, provenance) for name in served_models(registry)]}
 
 
-def model_body(registry: EngineRegistry, model: str) -> dict[str, Any]:
+def model_body(registry: EngineRegistry, model: str, provenance: dict[str, Any]) -> dict[str, Any]:
     """``GET /v1/models/{model}``; an unknown name is a 404."""
     served = served_models(registry)
     if model not in served:
         raise UnknownModelError(
             f"model {model!r} is not served here; use one of {', '.join(served)}", field="model"
         )
-    return _model(model)
+    return _model(model, provenance)
 
 
-def _model(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "plantain"}
+def _model(name: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": MODEL_CREATED,
+        "owned_by": "plantain",
+        "provenance": provenance,
+    }

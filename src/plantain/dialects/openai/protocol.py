@@ -48,6 +48,9 @@ class ImageParams(BaseModel):
     user: str | None = None
     # Plantain extension (send with the SDK's extra_body): a seed makes the output reproducible.
     seed: int | None = None
+    # Plantain extensions (extra_body): false opts out of a provenance mark, where the server allows it.
+    watermark: bool | None = None
+    content_credentials: bool | None = None
     # Accepted and ignored: they steer OpenAI's own models and have no meaning here.
     input_fidelity: Any = None
     safety_identifier: Any = None

@@ -15,7 +15,15 @@ from plantain.dialects.tasks.protocol import TaskCreate, TaskInput
 from plantain.dialects.wire import decode_base64, load_json, validation_error
 from plantain.errors import InvalidRequestError
 from plantain.limits import DEFAULT_LIMITS, Limits
-from plantain.types import EVENT_TYPES, ImageRequest, InputImage, SafetyLevel, Task, TaskEvent
+from plantain.types import (
+    EVENT_TYPES,
+    ImageRequest,
+    InputImage,
+    ProvenanceChoice,
+    SafetyLevel,
+    Task,
+    TaskEvent,
+)
 
 FileURL = Callable[[str], str]  # file id -> absolute URL
 
@@ -84,6 +92,12 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
         "seed": body.seed,
         "options": {"steps": body.steps, "guidance": body.guidance},
         "safety": None if body.safety_tolerance is None else SAFETY_TOLERANCE[body.safety_tolerance],
+        "provenance": ProvenanceChoice(
+            watermark=body.watermark,
+            content_credentials=body.content_credentials,
+            watermark_field="input.watermark",
+            content_credentials_field="input.content_credentials",
+        ),
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
@@ -160,6 +174,8 @@ def _input_echo(task: Task) -> dict[str, Any]:
         "seed": request.get("seed"),
         "ignored": request.get("ignored", []),  # parameters sent by another dialect that nothing used
         "safety": request.get("safety"),  # the level it ran at, once the server's limits applied
+        "watermark": request.get("provenance", {}).get("watermark"),  # as asked: null is the default
+        "content_credentials": request.get("provenance", {}).get("content_credentials"),
     }
 
 
@@ -174,6 +190,7 @@ def _output(task: Task, file_url: FileURL) -> dict[str, Any] | None:
             "width": out.width,
             "height": out.height,
             "seed": out.seed,
+            "provenance": out.provenance.model_dump(),
         }
         for out in result.outputs
     ]

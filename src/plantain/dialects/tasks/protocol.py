@@ -21,6 +21,9 @@ class TaskInput(BaseModel):
     guidance: float | None = None
     # 0 (strictest) to 6, as BFL and fal take it; mapped to a level in convert.SAFETY_TOLERANCE.
     safety_tolerance: int | None = Field(default=None, ge=0, le=6)
+    # false: no watermark / no content credentials on this task's images, where the server allows it.
+    watermark: bool | None = None
+    content_credentials: bool | None = None
 
 
 class TaskCreate(BaseModel):

@@ -1,0 +1,1 @@
+"""Provenance: an invisible watermark and C2PA content credentials on every image."""
