@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -27,6 +28,7 @@ from plantain.client import Client
 from plantain.dialects.report import PROVENANCE_HEADER
 from plantain.server import create_app
 from plantain.settings import Settings
+from plantain.storage.tasks import TaskStore
 from plantain.testing import LiveServer
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -283,3 +285,33 @@ def test_plantain_verify_locally_and_through_a_server(server: Server, tmp_path: 
     assert json.loads(remote.output)["watermark"]["task_id"] == task["id"]
     with Client(server.url) as client:
         assert client.verify(marked)["content_credentials"]["state"] == "trusted"
+
+
+def test_stream_previews_carry_the_first_images_watermark(server: Server) -> None:
+    events = list(server.openai.images.generate(prompt="p", size="512x512", stream=True, partial_images=1))
+    assert [event.type for event in events] == [
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    preview = base64.b64decode(events[0].b64_json or "")
+    report = server.verify(preview)
+    assert_made_here(report, server.latest_task_id())
+    assert report["content_credentials"]["state"] == "absent"  # a stand-in, not a result: unsigned
+
+
+def test_an_image_names_its_task_after_the_task_expired(
+    server_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = server_settings()
+    for first in serve(settings):
+        task = first.task(prompt="a lighthouse")
+        image = first.image(task)
+    store = TaskStore(settings.data_dir, retention_seconds=60, clock=lambda: time.time() + 86400)
+    try:
+        assert store.expire() == 1  # the task, its events and its file are gone
+        assert store.marks.reserve(task["id"], 1) == store.marks.reserve(task["id"], 1)  # a rerun's
+    finally:
+        store.close()
+    for again in serve(settings):
+        assert again.http.get(f"/v1/tasks/{task['id']}").status_code == 404
+        assert_made_here(again.verify(image), task["id"])

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -26,6 +26,9 @@ from plantain.provenance.credentials import Claim, ContentCredentials, Ingredien
 from plantain.provenance.identity import SigningIdentity, load_identity
 from plantain.settings import Settings
 from plantain.types import ImageRequest, Provenance, ProvenanceChoice
+
+if TYPE_CHECKING:
+    from plantain.engines.base import PreviewCallback  # not at run time: it imports torch
 
 WATERMARK_TAG_FILE = Path("provenance") / "watermark-tag"
 
@@ -145,6 +148,15 @@ class Stamper:
         marked = watermark.embed(image, watermark.Mark(server=self._tag, serial=self._serials[index]))
         self.seconds += time.perf_counter() - started
         return marked, True
+
+    def marked_previews(self, callback: PreviewCallback) -> PreviewCallback:
+        """``callback`` handed each preview (of the first image) with the first image's watermark.
+        Previews get no content credentials: they are stand-ins, not results."""
+
+        def marked(index: int, image: Image.Image) -> None:
+            callback(index, self.pixels(image, 0)[0])
+
+        return marked
 
     def sign(self, data: bytes, media_type: str, title: str) -> tuple[bytes, bool]:
         """``data`` with content credentials (when asked for and the format can hold them)."""

@@ -384,18 +384,19 @@ class Scheduler:
         def on_step(done: int, total: int) -> None:
             self._publish(self.store.add_event(task.id, "progress", {"step": done, "total": total}))
 
-        previews = None
-        if task.id in self._previews:
-            count, callback = self._previews[task.id]
-            callback = self.safety.safe_previews(self.safety.level_for(request.safety), callback)
-            previews = Previews.spread(count, job.steps, callback)
-        screen = self.safety.screen_images  # before encoding: a blocked image is never stored
         stamper = self.provenance.stamper(
             request,
             model=task.model,
             engine=engine.name,
             serials=self.store.marks.reserve(task.id, len(job.seeds)),
         )
+        previews = None
+        if task.id in self._previews:
+            count, callback = self._previews[task.id]
+            callback = stamper.marked_previews(callback)  # previews are images handed out too
+            callback = self.safety.safe_previews(self.safety.level_for(request.safety), callback)
+            previews = Previews.spread(count, job.steps, callback)
+        screen = self.safety.screen_images  # before encoding: a blocked image is never stored
         # drain() sets stop late
         return execute(request, job, engine, on_step, stop.is_set, previews, screen, stamper)
 
