@@ -1,4 +1,5 @@
-"""Encode time and size of one 1K image per output format and setting (how ENCODE_OPTIONS was chosen).
+"""Encode time and size of one 1K image per output format and setting (how ENCODE_OPTIONS and
+plantain.png's settings were chosen; bench/postprocess.py times every other stage around them).
 
     python bench/encode_formats.py --repeats 7
     python bench/encode_formats.py --image noise --only avif
@@ -21,9 +22,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from plantain.images import ENCODE_OPTIONS
+from plantain.png import encode_png
+
+PLANTAIN_PNG: dict[str, object] = {"format": "PNG", "writer": "plantain.png"}
 
 # (label, Pillow save options): the defaults in use, and the neighbours they were picked from.
 CANDIDATES: list[tuple[str, dict[str, object]]] = [
+    ("png plantain.png", PLANTAIN_PNG),  # what RGB/RGBA outputs use; Pillow's levels for comparison
     ("png level 1", {"format": "PNG", "compress_level": 1}),
     ("png level 4", {"format": "PNG", "compress_level": 4}),
     ("png level 6", {"format": "PNG", "compress_level": 6}),
@@ -31,14 +36,16 @@ CANDIDATES: list[tuple[str, dict[str, object]]] = [
     ("jpeg q75", {"format": "JPEG", "quality": 75}),
     ("jpeg q90", {"format": "JPEG", "quality": 90}),
     ("webp q90 method 0", {"format": "WEBP", "quality": 90, "method": 0}),
+    ("webp q90 method 1", {"format": "WEBP", "quality": 90, "method": 1}),
     ("webp q90 method 2", {"format": "WEBP", "quality": 90, "method": 2}),
     ("webp q90 method 4", {"format": "WEBP", "quality": 90, "method": 4}),
     ("webp q90 method 6", {"format": "WEBP", "quality": 90, "method": 6}),
     ("avif q75 speed 4", {"format": "AVIF", "quality": 75, "speed": 4}),
     ("avif q75 speed 6", {"format": "AVIF", "quality": 75, "speed": 6}),
     ("avif q75 speed 8", {"format": "AVIF", "quality": 75, "speed": 8}),
+    ("avif q75 speed 9", {"format": "AVIF", "quality": 75, "speed": 9}),
     ("avif q75 speed 10", {"format": "AVIF", "quality": 75, "speed": 10}),
-    ("avif q90 speed 8", {"format": "AVIF", "quality": 90, "speed": 8}),
+    ("avif q90 speed 9", {"format": "AVIF", "quality": 90, "speed": 9}),
 ]
 
 
@@ -75,7 +82,10 @@ def measure(image: Image.Image, options: dict[str, object], repeats: int) -> tup
     for attempt in range(repeats + 1):
         buffer = io.BytesIO()
         started = time.perf_counter()
-        image.save(buffer, **options)  # type: ignore[arg-type]
+        if options is PLANTAIN_PNG:
+            buffer.write(encode_png(image))
+        else:
+            image.save(buffer, **options)  # type: ignore[arg-type]
         if attempt:  # the first is a warm-up
             times.append((time.perf_counter() - started) * 1000)
         size = buffer.tell()
@@ -96,6 +106,7 @@ def main() -> None:
         image = with_alpha(image)
     only = set(args.only.split(",")) if args.only else None
     in_use = {str(options["format"]): options for options in ENCODE_OPTIONS.values()}
+    in_use["PNG"] = PLANTAIN_PNG
     print(f"{args.image} {image.width}x{image.height} {image.mode}, {args.repeats} repeats")
     print(f"{'setting':<22}{'min ms':>9}{'median':>9}{'max':>9}{'KiB':>9}")
     for label, options in CANDIDATES:

@@ -23,6 +23,7 @@ COMMANDS = [
     ["pull"],
     ["demo"],
     ["webhook-secret"],
+    ["bench"],
 ]
 
 

@@ -4,12 +4,14 @@ sampling knobs reach the engine (generation.for_engine)."""
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from plantain import png
 from plantain.dialects.openai import convert
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.engines.registry import EngineRegistry
@@ -104,3 +106,60 @@ def test_explicit_steps_win_over_a_steps_scale(registry: EngineRegistry) -> None
 def test_openai_parameters_nothing_uses_are_listed_as_ignored() -> None:
     params = ImageParams(prompt="p", style="vivid", input_fidelity="high", quality="low", user="u")
     assert convert.to_image_request(params, "tiny").ignored == ("style", "input_fidelity")
+
+
+# --- PNG: plantain.png writes the engines' 8-bit modes; Pillow the rest ----------------------
+
+
+def photo_like(mode: str, size: tuple[int, int] = (160, 96)) -> Image.Image:
+    """Gradients with a little grain: compresses as a photograph does, unlike noise."""
+    y, x = np.mgrid[0 : size[1], 0 : size[0]]
+    grain = np.random.default_rng(1).integers(0, 6, (size[1], size[0]))
+    colour, alpha = [(x + grain) % 256, (y * 2 + grain) % 256, (x + y) % 256], [255 - y % 256]
+    planes = (colour if mode.startswith("RGB") else colour[:1]) + (alpha if mode.endswith("A") else [])
+    return of_mode(np.stack(planes, axis=-1).astype(np.uint8), mode)
+
+
+def noisy(mode: str, size: tuple[int, int]) -> Image.Image:
+    return of_mode(np.random.default_rng(0).integers(0, 256, (size[1], size[0], len(mode)), np.uint8), mode)
+
+
+def of_mode(pixels: np.ndarray, mode: str) -> Image.Image:
+    """``pixels`` (height, width, bands) as an image of ``mode`` (Pillow infers it from the bands)."""
+    image = Image.fromarray(pixels[..., 0] if mode == "L" else pixels)
+    assert image.mode == mode
+    return image
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA"])
+@pytest.mark.parametrize("size", [(160, 96), (1, 1), (1, 7), (7, 1)])
+def test_png_outputs_give_back_every_pixel(mode: str, size: tuple[int, int]) -> None:
+    for source in (photo_like(mode, size), noisy(mode, size)):
+        data = encode_image(source, "png")
+        with Image.open(io.BytesIO(data)) as decoded:
+            assert (decoded.format, decoded.mode, decoded.size) == ("PNG", mode, size)
+            assert np.array_equal(np.asarray(decoded), np.asarray(source))
+        assert encode_image(source.copy(), "png") == data  # same pixels, same bytes
+
+
+def test_png_outputs_are_compressed() -> None:
+    source = photo_like("RGB", (512, 512))
+    assert len(encode_image(source, "png")) < len(source.tobytes()) / 2
+
+
+@pytest.mark.parametrize("mode", ["P", "1", "I;16"])
+def test_other_png_modes_are_written_by_pillow(mode: str) -> None:
+    source = photo_like("L").convert(mode) if mode != "I;16" else photo_like("L").convert("I").convert(mode)
+    with Image.open(io.BytesIO(encode_image(source, "png"))) as decoded:
+        assert decoded.mode == mode
+        assert np.array_equal(np.asarray(decoded), np.asarray(source))
+
+
+def test_png_without_zlib_ng_gives_the_same_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = photo_like("RGBA")
+    fast = encode_image(source, "png")
+    monkeypatch.setattr(png, "_zlib", zlib)  # what a platform without a zlib-ng wheel runs
+    slow = encode_image(source, "png")
+    for data in (fast, slow):
+        with Image.open(io.BytesIO(data)) as decoded:
+            assert np.array_equal(np.asarray(decoded), np.asarray(source))

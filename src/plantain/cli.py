@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from plantain import __version__, cli_remote, cli_verify
+from plantain import __version__, cli_bench, cli_remote, cli_verify
 from plantain.errors import PlantainError
 from plantain.limits import Limits
 from plantain.outputs import output_paths, pick_format
@@ -372,6 +372,7 @@ def webhook_secret_command(settings: Settings) -> None:
 cli.add_command(cli_remote.run)
 cli.add_command(cli_remote.tasks)
 cli.add_command(cli_verify.verify)
+cli.add_command(cli_bench.bench)
 
 
 def main() -> None:

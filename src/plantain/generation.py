@@ -1,6 +1,8 @@
 """Running one request end to end: decode inputs, plan, run the engine, encode outputs.
 
-The CLI calls this directly; the server's scheduler (later) calls the same steps around its queue.
+The CLI calls :func:`execute` directly; the server's scheduler calls the same steps around its
+queue (``prepare``, then ``Engine.run`` for a batch of requests, then :func:`finish_images` per
+request on its post-processing threads).
 """
 
 from __future__ import annotations
@@ -77,19 +79,31 @@ def execute(
     started = time.perf_counter()
     images = engine.run([job], on_step, should_stop, previews)[0]
     seconds = time.perf_counter() - started
-    if screen is not None:
-        screen(images, request)
-    outputs = tuple(
-        encode_output(image, seed, request, stamper, index)
-        for index, (image, seed) in enumerate(zip(images, job.seeds, strict=True))
-    )
     return ImageResult(
         engine=engine.name,
-        images=outputs,
+        images=finish_images(images, request, job, screen, stamper),
         steps=job.steps,
         guidance=job.guidance,
         seconds=seconds,
         provenance_seconds=stamper.seconds if stamper is not None else 0.0,
+    )
+
+
+def finish_images(
+    images: Sequence[Image.Image],
+    request: ImageRequest,
+    job: EngineJob,
+    screen: OutputScreen | None = None,
+    stamper: Stamper | None = None,
+) -> tuple[GeneratedImage, ...]:
+    """Everything after the engine for one request's images: ``screen`` sees them first, then each
+    is encoded as ``request`` asks, marked and signed by ``stamper``. The scheduler runs this off
+    its engine thread, beside the next engine run."""
+    if screen is not None:
+        screen(images, request)
+    return tuple(
+        encode_output(image, seed, request, stamper, index)
+        for index, (image, seed) in enumerate(zip(images, job.seeds, strict=True))
     )
 
 

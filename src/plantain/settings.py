@@ -9,12 +9,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from plantain.errors import ConfigurationError
 from plantain.limits import INPUT_FORMATS, InputFormat
 from plantain.signing import check_secret
+from plantain.sizes import ASPECT_RATIOS, TIERS
 
 SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret"})  # never echoed in an error
 
@@ -159,6 +160,28 @@ class Settings(BaseSettings):
         "again for the next start.",
     )
 
+    # --- batching and post-processing (scheduler/) ---
+    batch_max_images: int = Field(
+        default=8,
+        ge=1,
+        description="Most images one engine run makes for compatible queued tasks (same engine, "
+        "size, steps, guidance and input images) run together; 1 turns batching off.",
+    )
+    batch_window_ms: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="How long after a task is submitted its batch may wait for compatible tasks to "
+        "join (a lone task waits at most this); 0: only tasks already queued join.",
+    )
+    postprocess_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads that screen, encode, mark, sign and store finished images, beside the "
+        "next engine run.",
+    )
+
     # --- safety (safety.py) ---
     safety_level: Literal["strict", "standard", "relaxed", "off"] = Field(
         default="standard",
@@ -283,6 +306,71 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(
         default=3600.0, gt=0, description="The longest wait between two deliveries of a webhook."
     )
+
+    # --- speed (engines/fastpath.py) ---
+    torch_compile: Literal["auto", "off", "regional", "full"] = Field(
+        default="auto",
+        description="torch.compile of each engine's transformer at load: regional compiles its "
+        "repeated blocks (seconds to a minute), full the whole transformer and the VAE decoder (minutes, "
+        "a little faster); auto is regional on a CUDA GPU and off elsewhere.",
+    )
+    cuda_graphs: bool = Field(
+        default=False,
+        description="Capture the compiled transformer as CUDA graphs (static shapes: one capture per "
+        "served size and batch, more GPU memory). Needs a CUDA GPU and torch_compile other than off.",
+    )
+    attention_backend: Literal["auto", "sdpa", "cudnn", "flash", "flash3", "sage", "xformers", "flex"] = (
+        Field(
+            default="auto",
+            description="Attention kernel of the transformer (diffusers' attention backends): auto picks "
+            "FlashAttention 3, then 2, where installed on a CUDA GPU and the model needs no attention "
+            "mask, else PyTorch's scaled dot-product attention (sdpa).",
+        )
+    )
+    quantization: Literal["none", "fp8"] = Field(
+        default="none",
+        description="fp8 quantizes the transformer's linear layers (torchao, dynamic activations, "
+        "per-row scales): faster with torch_compile, slightly different images. Needs the fp8 extra "
+        "and a CUDA GPU of compute capability 8.9 or more (Ada, Hopper).",
+    )
+    vae_channels_last: bool = Field(
+        default=True,
+        description="Keep the 2D VAE's weights in channels_last memory format on CUDA (faster "
+        "convolutions; no gain on the CPU, where it stays off; 3D video VAEs such as Qwen-Image's "
+        "are left as they are).",
+    )
+    text_embedding_cache: int = Field(
+        default=64,
+        ge=0,
+        description="Prompts whose text embeddings each engine keeps on its device (least recently "
+        "used dropped first), so a repeated prompt skips the text encoder; 0 turns the cache off.",
+    )
+    warmup_sizes: list[str] | None = Field(
+        default=None,
+        description="Sizes each engine runs once at load, before the server reports ready, as "
+        '"TIER:RATIO" (e.g. ["1K:1:1", "1K:16:9"]); unset: ["1K:1:1"] on a CUDA GPU, none elsewhere.',
+    )
+
+    @field_validator("warmup_sizes")
+    @classmethod
+    def _valid_warmup_sizes(cls, value: list[str] | None) -> list[str] | None:
+        for entry in value or []:
+            tier, _, ratio = entry.partition(":")
+            if tier not in TIERS or ratio not in ASPECT_RATIOS:
+                raise ValueError(
+                    f'{entry!r} is not "TIER:RATIO"; tiers are {", ".join(TIERS)} and ratios '
+                    f"{', '.join(ASPECT_RATIOS)}, e.g. 1K:1:1"
+                )
+        return value
+
+    @field_validator("cuda_graphs")
+    @classmethod
+    def _graphs_need_compile(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("torch_compile") == "off":
+            raise ValueError(
+                "CUDA graphs are captured by torch.compile: set torch_compile to auto, regional or full"
+            )
+        return value
 
     @field_validator("webhook_secret")
     @classmethod

@@ -13,6 +13,11 @@ from pydantic import BaseModel, ValidationError
 from plantain.errors import InvalidImageError, InvalidRequestError
 from plantain.limits import Limits, base64_size
 
+try:  # SIMD base64 (a dependency): ~0.1 ms for a 1.7 MB PNG where the stdlib takes ~5 ms
+    import pybase64
+except ImportError:  # a platform without its wheel: the stdlib, same bytes, slower
+    pybase64 = None  # type: ignore[assignment]
+
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -51,14 +56,21 @@ def decode_base64(
     ``data:<type>;base64,`` URI holding it; ``name`` is how the error calls the value. With
     ``limits``, an image over ``max_image_bytes`` (input ``label``) is refused from the base64 length (4
     characters make 3 bytes) before anything is decoded."""
-    text = "".join(_without_data_uri(data, name, field).split()).translate(str.maketrans("-_", "+/"))
+    data = _without_data_uri(data, name, field)
+    padded = data + "=" * (-len(data) % 4)
+    if data and (limits is None or limits.max_image_bytes >= base64_size(padded)):
+        try:  # one alphabet, no whitespace (what clients send): one validating pass
+            return _b64decode(padded)
+        except (binascii.Error, ValueError):
+            pass  # whitespace, mixed alphabets or a stray character: normalised or named below
+    text = "".join(data.split()).translate(str.maketrans("-_", "+/"))
     text += "=" * (-len(text) % 4)
     if not text or not _BASE64_CHARS.fullmatch(text):
         raise InvalidImageError(f"{name} is not base64-encoded image bytes", field=field or name)
     if limits is not None:
         limits.check_image_bytes(base64_size(text), label or name, field or name)
     try:
-        return base64.b64decode(text, validate=True)
+        return _b64decode(text)
     except binascii.Error as exc:
         raise InvalidImageError(f"{name} is not valid base64 ({exc})", field=field or name) from None
 
@@ -78,4 +90,17 @@ def _without_data_uri(data: str, name: str, field: str | None) -> str:
 
 def encode_base64(data: bytes) -> str:
     """Standard base64 with padding, as both vendors answer images."""
+    if pybase64 is not None:
+        return pybase64.b64encode_as_string(data)
     return base64.b64encode(data).decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    """Padded base64 in the standard or the URL-safe alphabet (not a mix), every character
+    checked (binascii.Error otherwise)."""
+    altchars = "-_" if "-" in text or "_" in text else None
+    if altchars and ("+" in text or "/" in text):
+        raise binascii.Error("both base64 alphabets")  # Python deprecates decoding a mix
+    if pybase64 is not None:
+        return pybase64.b64decode(text, altchars=altchars, validate=True)
+    return base64.b64decode(text, altchars=altchars, validate=True)

@@ -12,6 +12,8 @@ lives here once.
 from __future__ import annotations
 
 import hashlib
+import inspect
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -22,9 +24,17 @@ from typing import Any
 import torch
 from PIL import Image
 
-from plantain.engines.loading import WeightsSource, WeightsStatus
+from plantain.engines.fastpath import (
+    Embedding,
+    EmbeddingCache,
+    FastPath,
+    apply_fast_path,
+    plan_fast_path,
+)
+from plantain.engines.loading import WeightsSource, WeightsStatus, pick_device
 from plantain.errors import (
     CancelledError,
+    ConfigurationError,
     EngineRunError,
     InvalidImageError,
     PlantainError,
@@ -34,6 +44,8 @@ from plantain.errors import (
 from plantain.settings import Settings
 from plantain.sizes import SizeLimits, nearest_aspect_ratio, resolve_size
 from plantain.types import ImageRequest
+
+logger = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, total steps)."""
@@ -114,6 +126,7 @@ class Engine(ABC):
 
     family: str = ""
     pipeline_class: str = ""
+    masked_attention = False  # its transformer takes attention masks: no flash-attention kernels
 
     def __init__(
         self,
@@ -138,6 +151,9 @@ class Engine(ABC):
         self._pipeline: Any = None
         self._lock = threading.Lock()  # one pipeline call at a time
         self._load_lock = threading.Lock()  # apart: "is it loaded?" must not wait for a run
+        self.fast_path: FastPath | None = None  # what load applied
+        capacity = settings.text_embedding_cache
+        self._embeddings = EmbeddingCache(capacity) if capacity else None
 
     # --- weights and loading ---------------------------------------------------------------
 
@@ -149,10 +165,58 @@ class Engine(ABC):
         return self._pipeline is not None
 
     def load(self) -> None:
-        """Load the checkpoint once (later calls return at once)."""
+        """Load the checkpoint once (later calls return at once), apply the fast path and warm up
+        the served sizes, so that ``loaded`` (and the server's readiness) means fast."""
         with self._load_lock:
             if self._pipeline is None:
-                self._pipeline = self._load()
+                pipeline = self._load()
+                self.fast_path = apply_fast_path(pipeline, self.plan_fast_path(), engine=self.name)
+                self._warm_up(pipeline, self.fast_path.warmup_sizes)
+                self._pipeline = pipeline
+
+    def plan_fast_path(self) -> FastPath:
+        return plan_fast_path(
+            self.settings, pick_device(self.settings.device), masked_attention=self.masked_attention
+        )
+
+    def _warm_up(self, pipeline: Any, sizes: Sequence[str]) -> None:
+        """Run each size once at few steps: compilation, CUDA graph capture and allocator growth
+        happen here rather than in the first requests."""
+        for entry in sizes:
+            job = self._warmup_job(entry)
+            started = time.monotonic()
+            with self._lock:
+                self._generate(pipeline, [job], _no_callback)
+            logger.info(
+                "engine %s warmed up %s (%dx%d) in %.1f s",
+                self.name,
+                entry,
+                job.width,
+                job.height,
+                time.monotonic() - started,
+            )
+
+    def _warmup_job(self, entry: str) -> EngineJob:
+        tier, _, ratio = entry.partition(":")
+        sizes = self.capabilities.sizes.capped(self.settings.max_output_pixels)
+        try:
+            width, height = resolve_size(ratio, tier, sizes, self.name)
+        except PlantainError as exc:
+            raise ConfigurationError(
+                f"setting warmup_sizes (PLANTAIN_WARMUP_SIZES): {entry}: {exc.message}", field="warmup_sizes"
+            ) from exc
+        # An edit-only engine warms up on one grey input of the output's shape.
+        images = () if self.capabilities.text_to_image else (Image.new("RGB", (width, height), "gray"),)
+        return EngineJob(
+            prompt="warm-up",
+            images=images,
+            width=width,
+            height=height,
+            steps=min(2, self.preset.steps),  # enough to compile and capture; shapes do not depend on it
+            guidance=self.preset.guidance,
+            seeds=(0,),
+            inputs_digest="warm-up",
+        )
 
     @abstractmethod
     def _load(self) -> Any:
@@ -260,6 +324,41 @@ class Engine(ABC):
     ) -> list[Image.Image]:
         """Call the pipeline once for all ``jobs``; images in job order, then seed order."""
 
+    # --- cached text embeddings ----------------------------------------------------------------
+
+    def _prompt_kwargs(
+        self,
+        pipeline: Any,
+        prompts: Sequence[str],
+        context: tuple[object, ...] = (),
+        encode: Callable[[list[str]], list[Embedding]] | None = None,
+    ) -> dict[str, Any]:
+        """The pipeline arguments that carry ``prompts`` (one per image): their cached embeddings
+        when the cache is on, else the prompts themselves. ``context`` is what else shapes the
+        embeddings (conditioning images); ``encode`` replaces :meth:`_encode_prompts`."""
+        if self._embeddings is None:
+            return {"prompt": list(prompts)}
+        key = (self.name, tuple(sorted(self.preset.call_kwargs.items())), *context)
+        with torch.no_grad():  # as inside the pipeline: cached embeddings must hold no autograd graph
+            embeddings = self._embeddings.embeddings(
+                prompts, key, encode or (lambda missing: self._encode_prompts(pipeline, missing))
+            )
+        return self._embedding_kwargs(embeddings)
+
+    def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
+        """Run the text encoder on ``prompts`` as the pipeline would: one embedding each."""
+        raise NotImplementedError(f"engine {self.name} does not cache text embeddings")
+
+    def _embedding_kwargs(self, embeddings: list[Embedding]) -> dict[str, Any]:
+        """One embedding per image, as the pipeline's ``prompt_embeds`` (and companions)."""
+        raise NotImplementedError(f"engine {self.name} does not cache text embeddings")
+
+    def _encoder_kwargs(self, pipeline: Any, *names: str) -> dict[str, Any]:
+        """``encode_prompt`` arguments as ``__call__`` would pass them: the preset's, else the call's
+        defaults (which differ from encode_prompt's own, e.g. Qwen's max_sequence_length)."""
+        defaults = inspect.signature(type(pipeline).__call__).parameters
+        return {name: self.preset.call_kwargs.get(name, defaults[name].default) for name in names}
+
     def _check_compatible(self, jobs: Sequence[EngineJob]) -> None:
         if not jobs:
             raise ValueError("run() needs at least one job")
@@ -324,7 +423,13 @@ class Engine(ABC):
             "buildable": status.buildable,
             "random_weights": self.random_weights,
             "location": status.location,
+            "fast_path": (self.fast_path or self.plan_fast_path()).describe(),
+            "text_embedding_cache": self._embeddings.describe() if self._embeddings else None,
         }
+
+
+def _no_callback(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+    return {}
 
 
 def seed_generators(jobs: Sequence[EngineJob]) -> list[torch.Generator]:

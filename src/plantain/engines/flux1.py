@@ -17,8 +17,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, decode_latents, seed_generators
+from plantain.engines.base import (
+    Capabilities,
+    Engine,
+    EngineJob,
+    Preset,
+    decode_latents,
+    seed_generators,
+)
 from plantain.engines.checkpoints import save_atomically
+from plantain.engines.fastpath import Embedding, rows
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
 from plantain.settings import Settings
@@ -62,7 +70,7 @@ class Flux1Engine(Engine):
     ) -> list[Image.Image]:
         first = jobs[0]
         output = pipeline(
-            prompt=[job.prompt for job in jobs for _ in job.seeds],
+            **self._prompt_kwargs(pipeline, [job.prompt for job in jobs for _ in job.seeds]),
             height=first.height,
             width=first.width,
             num_inference_steps=first.steps,
@@ -73,6 +81,15 @@ class Flux1Engine(Engine):
             **self.preset.call_kwargs,
         )
         return list(output.images)
+
+    def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
+        kwargs = self._encoder_kwargs(pipeline, "max_sequence_length")
+        embeds, pooled, _text_ids = pipeline.encode_prompt(prompt=prompts, prompt_2=None, **kwargs)
+        return rows(embeds, pooled)  # T5 sequence and CLIP pooled vector
+
+    def _embedding_kwargs(self, embeddings: list[Embedding]) -> dict[str, Any]:
+        embeds, pooled = (torch.cat(parts) for parts in zip(*embeddings, strict=True))
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
 
     def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
         # FluxPipeline.__call__ after its loop: unpack the 2x2 patches, undo scaling and shift.

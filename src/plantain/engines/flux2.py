@@ -22,6 +22,7 @@ from plantain.engines.base import (
     decode_latents,
     seed_generators,
 )
+from plantain.engines.fastpath import Embedding, rows
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.settings import Settings
 from plantain.sizes import SizeLimits
@@ -57,7 +58,7 @@ class Flux2KleinEngine(Engine):
     ) -> list[Image.Image]:
         first = jobs[0]
         output = pipeline(
-            prompt=[job.prompt for job in jobs for _ in job.seeds],
+            **self._prompt_kwargs(pipeline, [job.prompt for job in jobs for _ in job.seeds]),
             image=list(first.images) or None,  # shared by every job in a batch (same digest)
             height=first.height,
             width=first.width,
@@ -69,6 +70,14 @@ class Flux2KleinEngine(Engine):
             **self.preset.call_kwargs,
         )
         return list(output.images)
+
+    def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
+        kwargs = self._encoder_kwargs(pipeline, "max_sequence_length", "text_encoder_out_layers")
+        embeds, _text_ids = pipeline.encode_prompt(prompt=prompts, **kwargs)
+        return rows(embeds)
+
+    def _embedding_kwargs(self, embeddings: list[Embedding]) -> dict[str, Any]:
+        return {"prompt_embeds": torch.cat([embedding[0] for embedding in embeddings])}
 
     def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
         # The pipeline's own unpacking: its latent ids are a row-major grid, so a reshape puts each

@@ -43,6 +43,7 @@ from plantain.engines.base import (
     seed_generators,
 )
 from plantain.engines.checkpoints import save_atomically
+from plantain.engines.fastpath import Embedding, stack_padded
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.errors import EngineLoadError
@@ -107,6 +108,24 @@ _CONDITIONING_LOCK = threading.Lock()
 class QwenImageEngine(Engine):
     family = "qwen-image"
     pipeline_class = "QwenImagePipeline"
+    masked_attention = True  # prompts of different lengths are masked
+
+    def _qwen_prompt_kwargs(
+        self,
+        pipeline: Any,
+        prompts: list[str],
+        negative: list[str] | None,
+        context: tuple[object, ...] = (),
+        encode: Callable[[list[str]], list[Embedding]] | None = None,
+    ) -> dict[str, Any]:
+        """Prompt and (with true CFG) negative prompt arguments, from the embedding cache when on."""
+        if self._embeddings is None:
+            return {"prompt": prompts, **({"negative_prompt": negative} if negative else {})}
+        kwargs = self._prompt_kwargs(pipeline, prompts, context, encode)
+        if negative:
+            negative_kwargs = self._prompt_kwargs(pipeline, negative, context, encode)
+            kwargs |= {f"negative_{name}": value for name, value in negative_kwargs.items()}
+        return kwargs
 
     def _load(self) -> Any:
         from diffusers import QwenImagePipeline
@@ -118,17 +137,26 @@ class QwenImageEngine(Engine):
     ) -> list[Image.Image]:
         first = jobs[0]
         prompts = [job.prompt for job in jobs for _ in job.seeds]
+        guidance = _guidance_kwargs(pipeline, self.preset, first.guidance, len(prompts))
         output = pipeline(
-            prompt=prompts,
+            **self._qwen_prompt_kwargs(pipeline, prompts, guidance.pop("negative_prompt", None)),
             height=first.height,
             width=first.width,
             num_inference_steps=first.steps,
             generator=seed_generators(jobs),
             callback_on_step_end=callback,
             output_type="pil",
-            **_guidance_kwargs(pipeline, self.preset, first.guidance, len(prompts)),
+            **guidance,
         )
         return list(output.images)
+
+    def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
+        return qwen_rows(
+            *pipeline.encode_prompt(prompt=prompts, **self._encoder_kwargs(pipeline, "max_sequence_length"))
+        )
+
+    def _embedding_kwargs(self, embeddings: list[Embedding]) -> dict[str, Any]:
+        return qwen_embedding_kwargs(embeddings)
 
     def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
         return qwen_decode_preview(pipeline, latents, job)
@@ -137,7 +165,7 @@ class QwenImageEngine(Engine):
 # --- editing and fusion ------------------------------------------------------------------------
 
 
-class QwenImageEditEngine(Engine):
+class QwenImageEditEngine(QwenImageEngine):
     family = "qwen-image-edit"
     pipeline_class = "QwenImageEditPlusPipeline"
 
@@ -175,11 +203,40 @@ class QwenImageEditEngine(Engine):
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
         job = jobs[0]  # not batchable: base.Engine.run hands over exactly one job
-        # One call per seed (the pipeline refuses batches), so progress runs 1..N once per image.
-        kwargs = _guidance_kwargs(pipeline, self.preset, job.guidance, 1)
+        # One call per seed (the pipeline refuses batches), so progress runs 1..N once per image;
+        # with the embedding cache on, the text encoder runs for the first seed only.
+        guidance = _guidance_kwargs(pipeline, self.preset, job.guidance, 1)
+        negative = guidance.pop("negative_prompt", None)
         generators = seed_generators(jobs)  # one per seed
         with conditioning_areas(self.conditioning):
-            return [self._edit_once(pipeline, job, generator, callback, kwargs) for generator in generators]
+            return [
+                self._edit_once(
+                    pipeline,
+                    job,
+                    generator,
+                    callback,
+                    {**self._edit_prompt_kwargs(pipeline, job, negative), **guidance},
+                )
+                for generator in generators
+            ]
+
+    def _edit_prompt_kwargs(
+        self, pipeline: Any, job: EngineJob, negative: list[str] | None
+    ) -> dict[str, Any]:
+        """The edit's prompt arguments: its embeddings depend on the input images too, so those
+        (and the area the vision encoder sees them at) are part of the cache key."""
+        import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit_plus as edit_plus
+
+        def encode(prompts: list[str]) -> list[Embedding]:
+            images = condition_images(pipeline, job.images)
+            kwargs = self._encoder_kwargs(pipeline, "max_sequence_length")
+            return qwen_rows(*pipeline.encode_prompt(prompt=prompts, image=images, **kwargs))
+
+        context = (job.inputs_digest, edit_plus.CONDITION_IMAGE_SIZE)
+        return self._qwen_prompt_kwargs(pipeline, [job.prompt], negative, context, encode)
+
+    def _embedding_kwargs(self, embeddings: list[Embedding]) -> dict[str, Any]:
+        return qwen_embedding_kwargs(embeddings)
 
     def _edit_once(
         self,
@@ -191,7 +248,6 @@ class QwenImageEditEngine(Engine):
     ) -> Image.Image:
         output = pipeline(
             image=list(job.images),
-            prompt=[job.prompt],
             height=job.height,  # always the planned size: the pipeline would pick ~1 MP itself
             width=job.width,
             num_inference_steps=job.steps,
@@ -205,6 +261,31 @@ class QwenImageEditEngine(Engine):
 
     def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
         return qwen_decode_preview(pipeline, latents, job)
+
+
+def condition_images(pipeline: Any, images: Sequence[Image.Image]) -> list[Image.Image]:
+    """The inputs as ``QwenImageEditPlusPipeline.__call__`` hands them to the vision encoder."""
+    import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit_plus as edit_plus
+
+    resized = []
+    for image in images:
+        width, height = edit_plus.calculate_dimensions(
+            edit_plus.CONDITION_IMAGE_SIZE, image.width / image.height
+        )
+        resized.append(pipeline.image_processor.resize(image, height, width))
+    return resized
+
+
+def qwen_rows(embeds: torch.Tensor, mask: torch.Tensor | None) -> list[Embedding]:
+    """Both Qwen pipelines' ``encode_prompt`` output, one unpadded (tokens, width) row per prompt."""
+    lengths = [embeds.shape[1]] * embeds.shape[0] if mask is None else mask.sum(dim=1).tolist()
+    return [(embeds[index, : int(length)],) for index, length in enumerate(lengths)]
+
+
+def qwen_embedding_kwargs(embeddings: list[Embedding]) -> dict[str, Any]:
+    """Rows padded into one batch with its mask, as ``encode_prompt`` returns them."""
+    embeds, mask = stack_padded([embedding[0] for embedding in embeddings])
+    return {"prompt_embeds": embeds, "prompt_embeds_mask": mask}
 
 
 def qwen_decode_preview(pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:

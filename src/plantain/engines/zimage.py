@@ -17,8 +17,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, decode_latents, seed_generators
+from plantain.engines.base import (
+    Capabilities,
+    Engine,
+    EngineJob,
+    Preset,
+    decode_latents,
+    seed_generators,
+)
 from plantain.engines.checkpoints import save_atomically
+from plantain.engines.fastpath import Embedding
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.settings import Settings
@@ -57,13 +65,18 @@ class ZImageEngine(Engine):
 
         return load_pipeline(ZImagePipeline, self.source, self.settings, default_dtype=self.default_dtype)
 
+    masked_attention = True  # captions of different lengths in one batch are masked
+
     # Copied from plantain.engines.flux2.Flux2KleinEngine._generate, without reference images.
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
         first = jobs[0]
+        prompts = [job.prompt for job in jobs for _ in job.seeds]
+        # With CFG the pipeline also encodes a negative prompt: left to it (Turbo runs without CFG).
+        cfg = first.guidance > 1
         output = pipeline(
-            prompt=[job.prompt for job in jobs for _ in job.seeds],
+            **({"prompt": prompts} if cfg else self._prompt_kwargs(pipeline, prompts)),
             height=first.height,
             width=first.width,
             num_inference_steps=first.steps,
@@ -74,6 +87,16 @@ class ZImageEngine(Engine):
             **self.preset.call_kwargs,
         )
         return list(output.images)
+
+    def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
+        kwargs = self._encoder_kwargs(pipeline, "max_sequence_length")
+        embeds, _negative = pipeline.encode_prompt(
+            prompt=prompts, do_classifier_free_guidance=False, **kwargs
+        )
+        return [(embed,) for embed in embeds]  # a list of (tokens, width): lengths differ
+
+    def _embedding_kwargs(self, embeddings: list[Embedding]) -> dict[str, Any]:
+        return {"prompt_embeds": [embedding[0] for embedding in embeddings]}
 
     def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image:
         # ZImagePipeline keeps latents unpacked; only the VAE's scaling and shift are undone.

@@ -2,9 +2,12 @@
 
 A request is checked (decoded, planned, its seed fixed) *before* it becomes a task, so a bad input
 is an ordinary 400 and never a failed task. Tasks run in submission order on one worker thread
-(one engine run at a time on the device); each step, the end and any failure are events in the
-store and on the live bus. A synchronous call (Gemini, OpenAI) is a task its caller waits on; when
-such a caller goes away, its task is cancelled.
+(one engine run at a time on the device), compatible queued tasks together in one run
+(``batching.py``); each step, the end and any failure are events in the store and on the live bus.
+What follows the engine (screening, encoding, marks, files, the store) runs on the
+post-processing stage (``postprocess.py``) while the worker starts the next run. A synchronous
+call (Gemini, OpenAI) is a task its caller waits on; when such a caller goes away, its task is
+cancelled.
 
 Only one server process may use a data directory (a lock file says so): at start, tasks left
 running by a killed process are queued again (or failed once they have used ``max_attempts``).
@@ -20,10 +23,11 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, Any
 
-from plantain.engines.base import PreviewCallback, Previews
+from plantain.engines.base import Engine, EngineJob, PreviewCallback, Previews, StepCallback
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
     CancelledError,
@@ -35,12 +39,14 @@ from plantain.errors import (
     error_from_code,
 )
 from plantain.fetch import FetchLimits
-from plantain.generation import execute, prepare
+from plantain.generation import OutputScreen, finish_images, prepare
 from plantain.limits import Limits
 from plantain.models import engine_for_model
 from plantain.provenance.policy import ProvenancePolicy
 from plantain.safety import SafetyPolicy
+from plantain.scheduler.batching import SCAN_LIMIT, Batch, BatchLimits, Finished, Member, Processed
 from plantain.scheduler.events import EventBus
+from plantain.scheduler.postprocess import PostProcessor
 from plantain.scheduler.webhooks import RetryPolicy, WebhookDeliverer, webhook_secret
 from plantain.settings import Settings
 from plantain.storage.tasks import NewTask, TaskStore, WebhookBody
@@ -56,13 +62,14 @@ from plantain.types import (
     TaskResult,
     Usage,
 )
-from plantain.usage import ANONYMOUS, Price, task_usage
+from plantain.usage import ANONYMOUS, SECONDS_DECIMALS, Price, task_usage
 
 logger = logging.getLogger(__name__)
 
 DisconnectCheck = Callable[[], Awaitable[bool]]
 DISCONNECT_POLL_SECONDS = 0.2
 IDLE_POLL_SECONDS = 1.0  # the worker also wakes at once on every submission
+POSTPROCESS_BACKLOG = 2  # finished runs waiting for or in post-processing before the engine waits
 EXPIRY_INTERVAL_SECONDS = 60.0
 
 
@@ -96,6 +103,8 @@ class Scheduler:
         self.limits = Limits.from_settings(settings)  # what every door and the worker check
         self.fetch_limits = FetchLimits.from_settings(settings)  # image URLs, whichever door
         self.safety = SafetyPolicy.from_settings(settings)
+        self.screen: OutputScreen = self.safety.screen_images  # what post-processing screens with
+        self.batching = BatchLimits.from_settings(settings)
         self.provenance = ProvenancePolicy(settings)  # the signing identity is made on first start
         self.ready = threading.Event()  # engines loaded
         self.load_error: str | None = None
@@ -104,8 +113,9 @@ class Scheduler:
         self._stop_flags: dict[str, threading.Event] = {}
         self._previews: dict[str, tuple[int, PreviewCallback]] = {}
         self._worker: threading.Thread | None = None
+        self._post: PostProcessor[Finished, Processed] | None = None
         self._lock_file: IO[str] | None = None
-        self._running_task: str | None = None
+        self._running: Batch | None = None  # the batch on the engine now
         self.webhooks: WebhookDeliverer | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -128,6 +138,12 @@ class Scheduler:
             policy=RetryPolicy.from_settings(self.settings),
         )
         self.webhooks.start()  # what a killed server left pending goes out now
+        self._post = PostProcessor(
+            self._postprocess,
+            self._commit,
+            workers=self.settings.postprocess_workers,
+            backlog=POSTPROCESS_BACKLOG,
+        )
         self._worker = threading.Thread(target=self._work, name="plantain-worker", daemon=True)
         self._worker.start()
 
@@ -139,15 +155,19 @@ class Scheduler:
         self.ready.set()
 
     def drain(self, grace_seconds: float) -> None:
-        """Stop taking work; let the running task finish for ``grace_seconds``, then stop it at its
-        next step and queue it again for the next start."""
+        """Stop taking work; let the running batch finish for ``grace_seconds``, then stop it at
+        its next step and queue its tasks again for the next start. Images already made are
+        post-processed and stored before this returns."""
         self.draining.set()
         self._wakeup.set()
         if self._worker is None:
             return
         self._worker.join(grace_seconds)
-        if self._running_task is not None:
-            self._stop(self._running_task)
+        running = self._running
+        if running is not None:
+            for member in running.members:
+                self._stop(member.task.id)
+        if self._worker.is_alive():
             self._worker.join(30)
 
     def close(self) -> None:
@@ -332,58 +352,97 @@ class Scheduler:
     # --- the worker ----------------------------------------------------------------------------
 
     def _work(self) -> None:
+        post = self._post
         last_expiry = 0.0
-        while not self.draining.is_set():
-            if time.monotonic() - last_expiry > EXPIRY_INTERVAL_SECONDS:
-                last_expiry = time.monotonic()
-                self._expire_quietly()
-            claimed = self.store.claim_next()
-            if claimed is None:
-                self._wakeup.wait(IDLE_POLL_SECONDS)
-                self._wakeup.clear()
-                continue
-            task, started = claimed
-            self._publish(started)
-            self._running_task = task.id
-            try:
-                self._execute(task)
-            finally:
-                self._running_task = None
-
-    def _execute(self, task: Task) -> None:
-        stop = self._stop_flags.setdefault(task.id, threading.Event())
-        if task.cancel_requested:
-            stop.set()
-        started = time.perf_counter()  # a run that ends without images used the device too
         try:
-            result = self._run_engine(task, stop)
-            self._finish(task, result)
-        except CancelledError as exc:
-            self._stopped(task, exc, self._spent(task, started))
-        except PlantainError as exc:
-            self._failed(
-                task,
-                TaskError.of(exc),
-                self._spent(task, started),
-            )
-        except Exception as exc:  # a bug must fail one task, not the worker
-            logger.exception("task %s failed unexpectedly", task.id)
-            error = EngineRunError(f"internal error: {type(exc).__name__}: {exc}")
-            self._failed(task, TaskError.of(error), self._spent(task, started))
+            while not self.draining.is_set():
+                if time.monotonic() - last_expiry > EXPIRY_INTERVAL_SECONDS:
+                    last_expiry = time.monotonic()
+                    self._expire_quietly()
+                claimed = self.store.claim_next()
+                if claimed is None:
+                    self._wakeup.wait(IDLE_POLL_SECONDS)
+                    self._wakeup.clear()
+                    continue
+                batch = self._batch_led_by(*claimed)
+                if batch is not None:
+                    self._running = batch
+                    try:
+                        self._run_batch(batch)
+                    finally:
+                        self._running = None
+                        self._forget(batch.members)
         finally:
+            if post is not None:
+                post.close()  # a drain waits for the images already made
+
+    def _batch_led_by(self, task: Task, started: TaskEvent) -> Batch | None:
+        """A batch led by the claimed ``task``, with the compatible tasks that joined it; None
+        when ``task`` could not be prepared (it has failed)."""
+        self._publish(started)
+        stop = self._stop_flag(task)
+        began = time.perf_counter()  # preparing counts as device time for a task that fails here
+        try:
+            request = self.store.request(task.id)
+            engine = self.registry.get(task.engine)
+            job = prepare(request, engine, self.limits)  # the limits check() used
+            batch = Batch(engine, [self._member(task, request, job, engine, stop)])
+        except Exception as exc:
+            self._end(task, exc, self._spent(task, began))
+            self._stop_flags.pop(task.id, None)
+            self._previews.pop(task.id, None)
+            return None
+        if self.batching.batches(engine):
+            self._gather(batch)
+        return batch
+
+    def _gather(self, batch: Batch) -> None:
+        """Join compatible queued tasks until the batch is full or its window has passed."""
+        deadline = batch.members[0].task.created_at + self.batching.window_seconds
+        seen: set[str] = set()
+        while batch.images < self.batching.max_images and not self.draining.is_set():
+            for task_id in self.store.queued_ids(batch.engine.name, SCAN_LIMIT):
+                if task_id not in seen and batch.images < self.batching.max_images:
+                    seen.add(task_id)
+                    self._try_join(batch, task_id)
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return
+            self._wakeup.wait(remaining)  # every submission wakes it
+            self._wakeup.clear()
+
+    def _try_join(self, batch: Batch, task_id: str) -> None:
+        if task_id in self._previews and batch.has_previews():
+            return  # an engine previews one image per run: this task leads a later batch
+        try:
+            request = self.store.request(task_id)
+            job = prepare(request, batch.engine, self.limits)
+        except Exception:  # it fails on its own turn, with its own error
+            return
+        if not batch.takes(job, self.batching.max_images):
+            return
+        claimed = self.store.claim(task_id)
+        if claimed is None:  # cancelled meanwhile
+            return
+        task, started = claimed
+        self._publish(started)
+        stop = self._stop_flag(task)
+        try:
+            batch.members.append(self._member(task, request, job, batch.engine, stop))
+        except Exception as exc:
+            self._end(task, exc, self._used(task, 0.0))
             self._stop_flags.pop(task.id, None)
             self._previews.pop(task.id, None)
 
-    def _run_engine(self, task: Task, stop: threading.Event) -> ImageResult:
-        # Decoded again here although submit() decoded it to validate: keeping decoded inputs of
-        # every queued task in memory would cost megabytes per task; a decode is milliseconds.
-        request = self.store.request(task.id)
-        engine = self.registry.get(task.engine)
-        job = prepare(request, engine, self.limits)  # the limits check() used
+    def _stop_flag(self, task: Task) -> threading.Event:
+        stop = self._stop_flags.setdefault(task.id, threading.Event())
+        if task.cancel_requested:
+            stop.set()
+        return stop
 
-        def on_step(done: int, total: int) -> None:
-            self._publish(self.store.add_event(task.id, "progress", {"step": done, "total": total}))
-
+    def _member(
+        self, task: Task, request: ImageRequest, job: EngineJob, engine: Engine, stop: threading.Event
+    ) -> Member:
         stamper = self.provenance.stamper(
             request,
             model=task.model,
@@ -396,14 +455,93 @@ class Scheduler:
             callback = stamper.marked_previews(callback)  # previews are images handed out too
             callback = self.safety.safe_previews(self.safety.level_for(request.safety), callback)
             previews = Previews.spread(count, job.steps, callback)
-        screen = self.safety.screen_images  # before encoding: a blocked image is never stored
-        # drain() sets stop late
-        return execute(request, job, engine, on_step, stop.is_set, previews, screen, stamper)
+        return Member(task, request, job, stop, stamper, previews)
 
-    def _finish(self, task: Task, result: ImageResult) -> None:
-        outputs = []
+    def _run_batch(self, batch: Batch) -> None:
+        """One engine run for the whole batch; its images go on to post-processing."""
+        started = time.perf_counter()
+        order = batch.run_order()
+        try:
+            images = batch.engine.run(
+                [member.job for member in order],
+                self._on_step(batch, started),
+                batch.all_stopped,  # drain() sets the flags late
+                order[0].previews,
+            )
+        except Exception as exc:
+            self._batch_failed(batch, exc, started)
+            return
+        seconds = time.perf_counter() - started
+        made = dict(zip((member.task.id for member in order), images, strict=True))
+        finished = [
+            Finished(
+                member,
+                made[member.task.id],
+                seconds,
+                batch.share(member, seconds),
+                len(batch.members),
+                batch.images,
+            )
+            for member in batch.live()  # a cancel after the last step is too late: it gets them
+        ]
+        if self._post is not None:
+            self._post.submit(finished)  # blocks while the backlog is full
+
+    def _on_step(self, batch: Batch, started: float) -> StepCallback:
+        """Progress for each member; a member stopped meanwhile ends here, the others run on."""
+
+        def on_step(done: int, total: int) -> None:
+            for member in batch.live():
+                if member.stop.is_set():
+                    member.ended = True
+                    spent = batch.share(member, time.perf_counter() - started)
+                    message = f"stopped after step {done} of {total} of a run it shared"
+                    self._stopped(member.task, CancelledError(message), self._used(member.task, spent), done)
+                else:
+                    event = self.store.add_event(member.task.id, "progress", {"step": done, "total": total})
+                    self._publish(event)
+
+        return on_step
+
+    def _batch_failed(self, batch: Batch, exc: Exception, started: float) -> None:
+        """A failed shared run is retried one task at a time, so that one task's failure (or a
+        batch too large for the device) does not fail its neighbours; a lone run's failure ends it."""
+        live = batch.live()
+        if isinstance(exc, EngineRunError) and len(live) > 1:
+            logger.warning("a run of %d tasks failed (%s); running each alone", len(live), exc.message)
+            for member in live:
+                self._run_batch(Batch(batch.engine, [member]))
+            return
+        elapsed = time.perf_counter() - started
+        for member in live:
+            self._end(member.task, exc, self._used(member.task, batch.share(member, elapsed)))
+
+    def _end(self, task: Task, exc: BaseException, usage: Usage) -> None:
+        """End ``task`` by what ``exc`` says: cancelled (or requeued by a drain), or failed."""
+        if isinstance(exc, CancelledError):
+            self._stopped(task, exc, usage)
+        elif isinstance(exc, PlantainError):
+            self._failed(task, TaskError.of(exc), usage)
+        else:  # a bug must fail one task, not the worker
+            logger.error("task %s failed unexpectedly", task.id, exc_info=exc)
+            error = EngineRunError(f"internal error: {type(exc).__name__}: {exc}")
+            self._failed(task, TaskError.of(error), usage)
+
+    def _forget(self, members: list[Member]) -> None:
+        for member in members:
+            self._stop_flags.pop(member.task.id, None)
+            self._previews.pop(member.task.id, None)
+
+    # --- post-processing (off the engine thread) -----------------------------------------------
+
+    def _postprocess(self, finished: Finished) -> Processed:
+        """Screen, encode, mark, sign and write one task's images (on a post-processing thread)."""
+        started = time.perf_counter()
+        member = finished.member
+        images = finish_images(finished.images, member.request, member.job, self.screen, member.stamper)
         self.store.files_dir.mkdir(parents=True, exist_ok=True)
-        for image in result.images:
+        outputs = []
+        for image in images:
             file_id = self.store.new_file_id()
             _write_durably(self.store.files_dir / file_id, image.data)
             outputs.append(
@@ -416,36 +554,56 @@ class Scheduler:
                     provenance=image.provenance,
                 )
             )
+        return Processed(tuple(outputs), time.perf_counter() - started)
+
+    def _commit(self, finished: Finished, processed: Future[Processed]) -> None:
+        """Record one task's end, in queue order (on the post-processing stage's commit thread)."""
+        task = finished.member.task
+        try:
+            self._succeed(finished, processed.result())
+        except Exception as exc:  # a blocked image, a full disk: this task fails, no other
+            self._end(task, exc, self._used(task, finished.device_seconds))
+
+    def _succeed(self, finished: Finished, processed: Processed) -> None:
+        member = finished.member
         stored = TaskResult(
-            engine=result.engine,
-            outputs=tuple(outputs),
-            steps=result.steps,
-            guidance=result.guidance,
-            seconds=result.seconds,
+            engine=member.task.engine,
+            outputs=processed.outputs,
+            steps=member.job.steps,
+            guidance=member.job.guidance,
+            seconds=finished.seconds,
         )
         usage = task_usage(
-            task,
-            images=len(outputs),
-            device_seconds=result.seconds,
+            member.task,
+            images=len(processed.outputs),
+            device_seconds=finished.device_seconds,
             price=self.price,
-            provenance_seconds=result.provenance_seconds,
+            provenance_seconds=member.stamper.seconds,
         )
         data: dict[str, Any] = {
-            "outputs": [output.model_dump() for output in outputs],
-            "seconds": result.seconds,
+            "outputs": [output.model_dump() for output in processed.outputs],
+            "seconds": finished.seconds,
             "usage": usage.model_dump(),
+            "postprocess_seconds": round(processed.seconds, SECONDS_DECIMALS),
+            "batch": {"tasks": finished.batch_tasks, "images": finished.batch_images},
         }
-        self._publish(self.store.succeed(task.id, stored, data, usage))
+        self._publish(self.store.succeed(member.task.id, stored, data, usage))
+
+    def _used(self, task: Task, device_seconds: float) -> Usage:
+        """The usage of a run that made no images for ``task``."""
+        return task_usage(task, images=0, device_seconds=device_seconds, price=self.price)
 
     def _spent(self, task: Task, started: float) -> Usage:
         """The usage of a run that made no images: its wall time so far (decoding included)."""
-        return task_usage(task, images=0, device_seconds=time.perf_counter() - started, price=self.price)
+        return self._used(task, time.perf_counter() - started)
 
-    def _stopped(self, task: Task, exc: CancelledError, usage: Usage | None = None) -> None:
+    def _stopped(
+        self, task: Task, exc: CancelledError, usage: Usage | None = None, step: int | None = None
+    ) -> None:
         if self.draining.is_set() and not self.store.get(task.id).cancel_requested:
             self._publish(self.store.requeue(task.id, "the server was shutting down"))
             return
-        self._publish(self.store.mark_cancelled(task.id, None, usage))
+        self._publish(self.store.mark_cancelled(task.id, step, usage))
         logger.info("task %s cancelled: %s", task.id, exc.message)
 
     def _failed(self, task: Task, error: TaskError, usage: Usage | None = None) -> None:

@@ -230,14 +230,22 @@ class TaskStore:
             row = db.execute(
                 "SELECT id FROM tasks WHERE status = 'queued' ORDER BY queue_order LIMIT 1"
             ).fetchone()
-            if row is None:
-                return None
-            db.execute(
-                "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
-                (self._clock(), row["id"]),
-            )
-            task = self._task(db, row["id"])
-            return task, self._append_event(db, task.id, "started", {"attempt": task.attempts})
+            return None if row is None else self._claim(db, row["id"])
+
+    def claim(self, task_id: str) -> tuple[Task, TaskEvent] | None:
+        """``task_id`` as :meth:`claim_next` claims it, if it is still queued (else None): a
+        task joining a batch that an older task leads."""
+        with self._transaction() as db:
+            return self._claim(db, task_id)
+
+    def queued_ids(self, engine: str, limit: int) -> list[str]:
+        """Up to ``limit`` queued tasks for ``engine``, oldest first (candidates to join a batch)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM tasks WHERE status = 'queued' AND engine = ? ORDER BY queue_order LIMIT ?",
+                (engine, limit),
+            ).fetchall()
+        return [row["id"] for row in rows]
 
     def add_event(self, task_id: str, type_: str, data: dict[str, Any]) -> TaskEvent:
         with self._transaction() as db:
@@ -346,6 +354,17 @@ class TaskStore:
         return len(orphans)
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _claim(self, db: sqlite3.Connection, task_id: str) -> tuple[Task, TaskEvent] | None:
+        changed = db.execute(
+            "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ? "
+            "WHERE id = ? AND status = 'queued'",
+            (self._clock(), task_id),
+        ).rowcount
+        if not changed:
+            return None
+        task = self._task(db, task_id)
+        return task, self._append_event(db, task.id, "started", {"attempt": task.attempts})
 
     def _finish(
         self,

@@ -1,0 +1,294 @@
+"""The GPU fast path: what an engine does to its pipeline at load so that each image costs less.
+
+Five knobs from the settings (``torch_compile``, ``cuda_graphs``, ``attention_backend``,
+``quantization``, ``vae_channels_last``) are resolved for the device into a :class:`FastPath`
+(with the reason each inactive knob is off), applied once by :func:`apply_fast_path`, logged and
+shown in ``plantain engines --json``. Two more work on any device: the :class:`EmbeddingCache`
+(a repeated prompt skips the text encoder) and the warm-up of the served sizes (see
+``base.Engine.load``). The order follows flux-fast's recipe: memory format and attention first,
+then fp8 quantization, then compilation of what is left, so the compiler sees the final modules.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+
+from plantain.errors import ConfigurationError
+from plantain.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Embedding = tuple[Any, ...]
+"""One prompt's text embeddings as a family's pipeline takes them (tensors on the device)."""
+
+# Settings names of attention kernels -> diffusers' AttentionBackendName values.
+ATTENTION_BACKENDS: dict[str, str] = {
+    "sdpa": "native",
+    "cudnn": "_native_cudnn",
+    "flash": "flash",
+    "flash3": "_flash_3",
+    "sage": "sage",
+    "xformers": "xformers",
+    "flex": "flex",
+}
+
+# Tried in order by attention_backend=auto on a CUDA GPU; both are exact (sage is not).
+_AUTO_ATTENTION = (("flash3", "flash_attn_interface"), ("flash", "flash_attn"))
+
+FP8_MIN_CAPABILITY = (8, 9)  # fp8 tensor cores: Ada (8.9) and Hopper (9.0) onwards
+
+DEFAULT_GPU_WARMUP = ("1K:1:1",)
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """What is (to be) active for one engine on one device, and why the rest is off."""
+
+    device: str
+    compile: str  # off, regional or full
+    cuda_graphs: bool
+    attention_backend: str  # a key of ATTENTION_BACKENDS
+    quantization: str  # none or fp8
+    vae_channels_last: bool
+    text_embedding_cache: int  # prompts kept; 0 is off
+    warmup_sizes: tuple[str, ...]
+    inactive: dict[str, str] = field(default_factory=dict)  # knob -> why it is off
+    applied: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        summary = asdict(self)
+        summary["warmup_sizes"] = list(self.warmup_sizes)
+        return summary
+
+    def off(self, knob: str, reason: str, **changes: Any) -> FastPath:
+        return replace(self, inactive={**self.inactive, knob: reason}, **changes)
+
+
+def plan_fast_path(settings: Settings, device: torch.device, *, masked_attention: bool) -> FastPath:
+    """Resolve the settings for ``device`` without touching a pipeline (``auto`` made concrete)."""
+    cuda = device.type == "cuda"
+    compile_mode = settings.torch_compile
+    if compile_mode == "auto":
+        compile_mode = "regional" if cuda else "off"
+    warmup = settings.warmup_sizes
+    plan = FastPath(
+        device=str(device),
+        compile=compile_mode,
+        cuda_graphs=settings.cuda_graphs,
+        attention_backend=_pick_attention(settings.attention_backend, cuda, masked_attention),
+        quantization=settings.quantization,
+        vae_channels_last=settings.vae_channels_last,
+        text_embedding_cache=settings.text_embedding_cache,
+        warmup_sizes=tuple(DEFAULT_GPU_WARMUP if warmup is None and cuda else warmup or ()),
+    )
+    if plan.vae_channels_last and not cuda:  # measured on CPU: no faster, and batched rounding differs
+        plan = plan.off(
+            "vae_channels_last",
+            f"channels_last speeds up cuDNN convolutions; on {device.type} it is no faster",
+            vae_channels_last=False,
+        )
+    if plan.cuda_graphs and not cuda:
+        plan = plan.off(
+            "cuda_graphs", f"CUDA graphs need a CUDA device, not {device.type}", cuda_graphs=False
+        )
+    if plan.cuda_graphs and compile_mode == "off":
+        plan = plan.off("cuda_graphs", "torch_compile is off on this device", cuda_graphs=False)
+    if compile_mode != "off" and device.type == "mps":
+        plan = plan.off("torch_compile", "torch.compile does not support mps", compile="off")
+    return plan
+
+
+def _pick_attention(setting: str, cuda: bool, masked_attention: bool) -> str:
+    if setting != "auto":
+        return setting
+    if not cuda or masked_attention:  # flash kernels take no attention mask
+        return "sdpa"
+    for name, module in _AUTO_ATTENTION:
+        if importlib.util.find_spec(module) is not None:
+            return name
+    return "sdpa"
+
+
+def check_fp8(device: torch.device) -> None:
+    """Refuse quantization=fp8 where it cannot run, naming the setting and what is missing."""
+    prefix = "setting quantization (PLANTAIN_QUANTIZATION): fp8"
+    if importlib.util.find_spec("torchao") is None:
+        raise ConfigurationError(f"{prefix} needs torchao: pip install 'plantain[fp8]'", field="quantization")
+    if device.type != "cuda":
+        raise ConfigurationError(
+            f"{prefix} needs a CUDA GPU of compute capability 8.9 or more; the engine runs on {device}",
+            field="quantization",
+        )
+    capability = torch.cuda.get_device_capability(device)
+    if capability < FP8_MIN_CAPABILITY:
+        raise ConfigurationError(
+            f"{prefix} needs compute capability 8.9 or more (Ada, Hopper); {device} has "
+            f"{capability[0]}.{capability[1]}",
+            field="quantization",
+        )
+
+
+def apply_fast_path(pipeline: Any, plan: FastPath, *, engine: str) -> FastPath:
+    """Apply ``plan`` to ``pipeline`` in place; returns what is active, logged once."""
+    if plan.quantization == "fp8":
+        check_fp8(torch.device(plan.device))
+    if _module(pipeline, "vae") is None:  # not a diffusers pipeline (a test fake, a remote engine)
+        plan = plan.off("vae_channels_last", "the pipeline has no VAE", vae_channels_last=False)
+    plan = _channels_last(pipeline, plan)
+    if _module(pipeline, "transformer") is None:
+        reason = "the pipeline has no transformer"
+        plan = plan.off("torch_compile", reason, compile="off", cuda_graphs=False, attention_backend="sdpa")
+    plan = _attention(pipeline, plan, engine)
+    if plan.quantization == "fp8":
+        _quantize_fp8(pipeline.transformer)
+    _compile(pipeline, plan)
+    plan = replace(plan, applied=True)
+    logger.info("engine %s fast path: %s", engine, plan.describe())
+    for knob, reason in plan.inactive.items():
+        logger.info("engine %s: %s is off: %s", engine, knob, reason)
+    return plan
+
+
+def _module(pipeline: Any, name: str) -> torch.nn.Module | None:
+    module = getattr(pipeline, name, None)
+    return module if isinstance(module, torch.nn.Module) else None
+
+
+def _channels_last(pipeline: Any, plan: FastPath) -> FastPath:
+    if not plan.vae_channels_last:
+        return plan
+    vae = pipeline.vae
+    if any(parameter.ndim == 5 for parameter in vae.parameters()):
+        return plan.off("vae_channels_last", "the VAE is 3D (video convolutions)", vae_channels_last=False)
+    vae.to(memory_format=torch.channels_last)
+    return plan
+
+
+def _attention(pipeline: Any, plan: FastPath, engine: str) -> FastPath:
+    backend = ATTENTION_BACKENDS[plan.attention_backend]
+    if backend == "native":
+        return plan  # diffusers' default: nothing to set
+    try:
+        pipeline.transformer.set_attention_backend(backend)
+    except (ImportError, RuntimeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"setting attention_backend (PLANTAIN_ATTENTION_BACKEND): {plan.attention_backend} cannot "
+            f"run engine {engine} here: {exc}",
+            field="attention_backend",
+        ) from exc
+    return plan
+
+
+def _quantize_fp8(transformer: torch.nn.Module) -> None:
+    # flux-fast's choice: dynamic fp8 activations and fp8 weights with one scale per row.
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+    quantize_(transformer, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+
+
+def _compile(pipeline: Any, plan: FastPath) -> None:
+    if plan.compile == "off":
+        return
+    options: dict[str, Any] = {"fullgraph": True}
+    if plan.cuda_graphs:
+        options["dynamic"] = False  # a graph is captured per static shape
+    if plan.compile == "regional":
+        options["mode"] = "reduce-overhead" if plan.cuda_graphs else None
+        pipeline.transformer.compile_repeated_blocks(**options)
+        return
+    options["mode"] = "max-autotune" if plan.cuda_graphs else "max-autotune-no-cudagraphs"
+    pipeline.transformer.compile(**options)
+    pipeline.vae.decoder.compile(**{**options, "fullgraph": False})  # the decode is one call per image
+
+
+# --- cached text embeddings ------------------------------------------------------------------
+
+
+class EmbeddingCache:
+    """Least-recently-used text embeddings, keyed by prompt and whatever else shapes them (the
+    engine's sequence length, output layers, conditioning images): a hit skips the text encoder."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[Hashable, Embedding] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def embeddings(
+        self,
+        prompts: Sequence[str],
+        context: Hashable,
+        encode: Callable[[list[str]], list[Embedding]],
+    ) -> list[Embedding]:
+        """One embedding per prompt, in order; the missing ones are encoded in one call."""
+        unique = list(dict.fromkeys(prompts))
+        found = {prompt: self._get((context, prompt)) for prompt in unique}
+        missing = [prompt for prompt in unique if found[prompt] is None]
+        if missing:
+            encoded = encode(list(missing))  # a copy: Z-Image's encoder rewrites its list in place
+            for prompt, embedding in zip(missing, encoded, strict=True):
+                found[prompt] = embedding
+                self._put((context, prompt), embedding)
+        return [_present(found[prompt]) for prompt in prompts]
+
+    def describe(self) -> dict[str, int]:
+        return {"capacity": self.capacity, "entries": len(self), "hits": self.hits, "misses": self.misses}
+
+    def _get(self, key: Hashable) -> Embedding | None:
+        with self._lock:
+            embedding = self._entries.get(key)
+            if embedding is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return embedding
+
+    def _put(self, key: Hashable, embedding: Embedding) -> None:
+        with self._lock:
+            self._entries[key] = embedding
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+
+def _present(embedding: Embedding | None) -> Embedding:
+    assert embedding is not None
+    return embedding
+
+
+def rows(*batched: torch.Tensor) -> list[Embedding]:
+    """Split batched encoder outputs (same batch size) into one embedding per prompt."""
+    return [tuple(tensor[index : index + 1] for tensor in batched) for index in range(batched[0].shape[0])]
+
+
+def stack_padded(embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Variable-length (length, width) embeddings as one zero-padded batch and its 0/1 mask, the
+    layout Qwen-Image's ``encode_prompt`` returns."""
+    longest = max(embedding.shape[0] for embedding in embeddings)
+    padded = torch.stack([_pad_rows(embedding, longest) for embedding in embeddings])
+    mask = torch.stack(
+        [
+            torch.cat(
+                [embedding.new_ones(embedding.shape[0]), embedding.new_zeros(longest - embedding.shape[0])]
+            )
+            for embedding in embeddings
+        ]
+    ).long()
+    return padded, mask
+
+
+def _pad_rows(embedding: torch.Tensor, length: int) -> torch.Tensor:
+    return torch.cat([embedding, embedding.new_zeros(length - embedding.shape[0], *embedding.shape[1:])])
