@@ -37,13 +37,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from starlette.responses import JSONResponse
 
 from plantain import png
 from plantain.dialects.gemini import convert as gemini
 from plantain.dialects.openai import convert as openai
 from plantain.dialects.openai.protocol import ImageParams
-from plantain.dialects.wire import decode_base64, encode_base64
+from plantain.dialects.wire import ImageAnswer, decode_base64, encode_base64
 from plantain.generation import encode_output, output_title
 from plantain.images import decode_image, encode_image, media_type
 from plantain.provenance import watermark
@@ -200,13 +199,13 @@ def one_image_result(data: bytes, fmt: OutputFormat, image: Image.Image) -> Imag
 
 def gemini_body(result: ImageResult) -> bytes:
     request = ImageRequest.create(prompt="p")
-    return JSONResponse(gemini.to_response(result, request, MODEL, "id").wire()).body
+    return ImageAnswer(gemini.to_response(result, request, MODEL, "id").wire()).body
 
 
 def openai_body(result: ImageResult) -> bytes:
     counted = TokenUsage(input_text=1, input_image=0, output=1290)
     body = openai.response_body(result, ImageParams(prompt="p"), 0, counted=counted)
-    return JSONResponse(body).body
+    return ImageAnswer(body).body
 
 
 def answer(image: Image.Image, fmt: OutputFormat, policy: ProvenancePolicy, store: Path) -> None:

@@ -8,7 +8,9 @@ import json
 import re
 from typing import Any, TypeVar
 
+import pydantic_core
 from pydantic import BaseModel, ValidationError
+from starlette.responses import JSONResponse
 
 from plantain.errors import InvalidImageError, InvalidRequestError
 from plantain.limits import Limits, base64_size
@@ -21,6 +23,15 @@ except ImportError:  # a platform without its wheel: the stdlib, same bytes, slo
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 Body = TypeVar("Body", bound=BaseModel)
+
+
+class ImageAnswer(JSONResponse):
+    """A JSON answer carrying base64 images: the same bytes as ``JSONResponse`` (compact, UTF-8),
+    rendered by pydantic-core, which takes ~1 ms for a 1K PNG's body where ``json.dumps`` takes
+    ~5–7 ms scanning the base64 for characters to escape, on the event loop."""
+
+    def render(self, content: Any) -> bytes:
+        return pydantic_core.to_json(content)
 
 
 def load_json(raw: bytes) -> Any:

@@ -120,12 +120,14 @@ def embed_bits(rgb: Pixels, bits: npt.NDArray[np.bool_], scale: float) -> Pixels
     delta = (change * np.float32(0.5)) * u0[:, None, :] * v0[None, :, :]
     # Haar synthesis of an LL change alone: each of its 2x2 pixels moves by half of it.
     delta_ll = delta.reshape(4, 4, rows, cols).transpose(2, 0, 3, 1).reshape(rows * 4, cols * 4)
-    delta_u = np.repeat(np.repeat(delta_ll, 2, axis=0), 2, axis=1)
-    out = rgb.astype(np.float32)
-    height, width = delta_u.shape
-    out[:height, :width, 2] += np.float32(_B_PER_U) * delta_u
-    out[:height, :width, 1] += np.float32(_G_PER_U) * delta_u
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out = rgb.copy()  # red never changes: only blue and green are converted, moved and rounded
+    for channel, gain in ((2, _B_PER_U), (1, _G_PER_U)):
+        plane = out[: rows * BLOCK, : cols * BLOCK, channel].astype(np.float32)
+        # Each LL coefficient's 2x2 pixels move together (a broadcast, not a repeated copy).
+        plane.reshape(rows * 4, 2, cols * 4, 2)[...] += np.float32(gain) * delta_ll[:, None, :, None]
+        np.clip(np.rint(plane, out=plane), 0, 255, out=plane)
+        out[: rows * BLOCK, : cols * BLOCK, channel] = plane  # exact: already whole and in range
+    return out
 
 
 def block_scores(rgb: Pixels, scale: float, offset: tuple[int, int] = (0, 0)) -> Floats:

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from plantain.dialects.gemini import batch_routes, convert, safety
 from plantain.dialects.gemini.protocol import GenerateContentResponse
 from plantain.dialects.report import answer_headers
+from plantain.dialects.wire import ImageAnswer
 from plantain.errors import ContentBlockedError
 from plantain.fetch import fetch_all
 from plantain.scheduler import Scheduler
@@ -56,7 +57,7 @@ async def generate_content(request: Request, model: str) -> JSONResponse:
         return JSONResponse(_blocked(blocked, model).wire(), status_code=200)
     response = convert.to_response(result, image_request, model, convert.new_response_id())
     headers = answer_headers(task, image_request, result)
-    return JSONResponse(response.wire(), status_code=200, headers=headers)
+    return ImageAnswer(response.wire(), status_code=200, headers=headers)
 
 
 async def stream_generate_content(request: Request, model: str, alt: str | None = None) -> Response:
@@ -71,7 +72,7 @@ async def stream_generate_content(request: Request, model: str, alt: str | None 
     except ContentBlockedError as blocked:  # one chunk saying why, as generateContent answers
         chunks, headers = [_blocked(blocked, model)], {}
     if (alt or "").lower() != "sse":
-        return JSONResponse([chunk.wire() for chunk in chunks], status_code=200, headers=headers)
+        return ImageAnswer([chunk.wire() for chunk in chunks], status_code=200, headers=headers)
     return StreamingResponse(_sse(chunks), status_code=200, media_type="text/event-stream", headers=headers)
 
 

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.dialects.report import answer_headers, report_headers
+from plantain.dialects.wire import ImageAnswer
 from plantain.errors import InvalidRequestError, PlantainError, response_headers
 from plantain.generation import encode_output
 from plantain.limits import Limits
@@ -92,7 +93,7 @@ async def _answer(
     task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
     urls = _urls(request, task) if params.response_format == "url" else None
     body = convert.response_body(result, params, int(time.time()), urls, counted=_tokens(task))
-    return JSONResponse(body, headers=answer_headers(task, image_request, result))
+    return ImageAnswer(body, headers=answer_headers(task, image_request, result))
 
 
 @dataclass(frozen=True)
