@@ -85,7 +85,6 @@ def execute(
         steps=job.steps,
         guidance=job.guidance,
         seconds=seconds,
-        provenance_seconds=stamper.seconds if stamper is not None else 0.0,
     )
 
 

@@ -11,11 +11,12 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from plantain.storage.files import write_atomically
 
 __all__ = ["check_secret", "generate_secret", "load_or_create_secret", "sign", "verify", "webhook_headers"]
 
@@ -45,9 +46,7 @@ def load_or_create_secret(path: Path) -> str:
         return secret
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = generate_secret()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(secret + "\n")
+    write_atomically(path, f"{secret}\n".encode(), mode=0o600)
     return secret
 
 

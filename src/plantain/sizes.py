@@ -98,6 +98,17 @@ def resolve_size(aspect_ratio: str, tier: str, limits: SizeLimits, engine: str) 
     return width, height
 
 
+def table_sizes(multiple: int = 16) -> list[tuple[int, int]]:
+    """Every (width, height) of the table at every tier, sides rounded to ``multiple`` as
+    :func:`resolve_size` rounds them (engine limits not applied)."""
+    sizes = {
+        (_round_to(width * scale, multiple), _round_to(height * scale, multiple))
+        for width, height in TABLE_1K.values()
+        for scale in TIER_SCALE.values()
+    }
+    return sorted(sizes)
+
+
 def _check_limits(width: int, height: int, limits: SizeLimits, engine: str, label: str) -> None:
     if width * height > limits.max_pixels:
         maker = f"this server ({limits.capped_by})" if limits.capped_by else f"engine {engine}"

@@ -182,7 +182,6 @@ class ImageResult(BaseModel):
     steps: int
     guidance: float
     seconds: float  # wall time of the engine run
-    provenance_seconds: float = 0.0  # watermarking and signing the images, after the run
 
 
 # --- tasks: every request, whichever door it came in by, runs as one -------------------------

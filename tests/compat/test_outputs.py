@@ -346,7 +346,7 @@ def test_one_seed_gives_the_same_bytes_through_every_door(
     )
 
 
-def same_picture(first: bytes, second: bytes) -> bool:
+def equal_up_to_rounding(first: bytes, second: bytes) -> bool:
     """Whether two encoded images show the same picture up to the rounding of batched kernels
     (a batch of n and a single image differ by ±1 in a few channel values on CPU)."""
     a, b = (np.asarray(Image.open(io.BytesIO(data)), dtype=np.int16) for data in (first, second))
@@ -362,10 +362,10 @@ def test_image_k_of_seed_s_is_image_0_of_seed_s_plus_k(server: Server) -> None:
     batch = server.task(prompt="a cube", seed=50, num_images=3)
     assert [image["seed"] for image in batch["output"]["images"]] == [50, 51, 52]
     others = server.task(prompt="a cube", seed=51, num_images=1)
-    assert not same_picture(server.file(batch, 0).content, server.file(others).content)
+    assert not equal_up_to_rounding(server.file(batch, 0).content, server.file(others).content)
     for k in range(3):
         alone = server.task(prompt="a cube", seed=50 + k)
-        assert same_picture(server.file(batch, k).content, server.file(alone).content)
+        assert equal_up_to_rounding(server.file(batch, k).content, server.file(alone).content)
 
 
 def test_openai_reports_each_images_seed_and_a_reported_seed_reproduces_it(server: Server) -> None:
@@ -380,7 +380,7 @@ def test_openai_reports_each_images_seed_and_a_reported_seed_reproduces_it(serve
     )
     assert again.data is not None
     made, remade = (base64.b64decode(item.b64_json or "") for item in (response.data[1], again.data[0]))
-    assert same_picture(made, remade)
+    assert equal_up_to_rounding(made, remade)
 
 
 def test_gemini_reports_the_seeds_in_a_header(server: Server) -> None:
@@ -390,7 +390,7 @@ def test_gemini_reports_the_seeds_in_a_header(server: Server) -> None:
     assert second == first + 1
     again = types.GenerateContentConfig(seed=second, image_config=types.ImageConfig(image_size="512"))
     alone = server.gemini.models.generate_content(model="tiny", contents="a cube", config=again)
-    assert same_picture(gemini_image(alone)[1], gemini_image(response, 1)[1])
+    assert equal_up_to_rounding(gemini_image(alone)[1], gemini_image(response, 1)[1])
 
 
 # --- sampling knobs ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class Server:
             client.close()
 
 
+@contextmanager
 def serve(settings: Settings) -> Iterator[Server]:
     with LiveServer(create_app(settings)) as live:
         live.wait_ready()
@@ -78,13 +80,15 @@ def serve(settings: Settings) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def server(server_settings: Callable[..., Settings]) -> Iterator[Server]:
-    yield from serve(server_settings())
+    with serve(server_settings()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def lenient(server_settings: Callable[..., Settings]) -> Iterator[Server]:
     """A server that lets requests opt out of the marks."""
-    yield from serve(server_settings(provenance_opt_out=True))
+    with serve(server_settings(provenance_opt_out=True)) as server:
+        yield server
 
 
 def assert_made_here(report: dict[str, Any], task_id: str, image: int = 1) -> None:
@@ -258,7 +262,7 @@ def test_the_model_listings_say_what_is_applied(server: Server, lenient: Server)
 
 
 def test_a_server_without_marks_says_so(server_settings: Callable[..., Settings]) -> None:
-    for bare in serve(server_settings(watermark=False, content_credentials=False)):
+    with serve(server_settings(watermark=False, content_credentials=False)) as bare:
         provenance = bare.http.get("/v1/models").json()["data"][0]["provenance"]
         assert not provenance["watermark"]["applied"] and not provenance["content_credentials"]["applied"]
         task = bare.task(prompt="p")
@@ -303,7 +307,7 @@ def test_an_image_names_its_task_after_the_task_expired(
     server_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = server_settings()
-    for first in serve(settings):
+    with serve(settings) as first:
         task = first.task(prompt="a lighthouse")
         image = first.image(task)
     store = TaskStore(settings.data_dir, retention_seconds=60, clock=lambda: time.time() + 86400)
@@ -312,6 +316,6 @@ def test_an_image_names_its_task_after_the_task_expired(
         assert store.marks.reserve(task["id"], 1) == store.marks.reserve(task["id"], 1)  # a rerun's
     finally:
         store.close()
-    for again in serve(settings):
+    with serve(settings) as again:
         assert again.http.get(f"/v1/tasks/{task['id']}").status_code == 404
         assert_made_here(again.verify(image), task["id"])

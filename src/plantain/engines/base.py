@@ -247,7 +247,7 @@ class Engine(ABC):
             steps=options.steps if options.steps is not None else self.preset.steps,
             guidance=options.guidance if options.guidance is not None else self.preset.guidance,
             seeds=tuple(seed + i for i in range(request.num_images)),
-            inputs_digest=_digest(request),
+            inputs_digest=inputs_digest(request),
         )
 
     def check_task(self, request: ImageRequest) -> None:
@@ -461,7 +461,9 @@ def _enlarge_to(image: Image.Image, min_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
-def _digest(request: ImageRequest) -> str:
+def inputs_digest(request: ImageRequest) -> str:
+    """What identifies ``request``'s input images (their bytes as sent): jobs batch only when
+    theirs are equal, and this is known without decoding them."""
     digest = hashlib.sha256()
     for image in request.images:
         digest.update(hashlib.sha256(image.data).digest())

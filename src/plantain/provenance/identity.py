@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from plantain.errors import ConfigurationError
+from plantain.storage.files import write_atomically
 
 __all__ = ["SigningIdentity", "fingerprint", "generate", "load_identity", "load_trust_anchors"]
 
@@ -207,9 +207,9 @@ def _generated_files(directory: Path) -> tuple[bytes, bytes, bytes]:
         )
     chain_pem, key_pem, ca_pem = generate()
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomically(directory / KEY_FILE, key_pem, mode=0o600)
-    _write_atomically(directory / CA_FILE, ca_pem, mode=0o644)
-    _write_atomically(chain_path, chain_pem, mode=0o644)  # last: the set is complete
+    write_atomically(directory / KEY_FILE, key_pem, mode=0o600)
+    write_atomically(directory / CA_FILE, ca_pem, mode=0o644)
+    write_atomically(chain_path, chain_pem, mode=0o644)  # last: the set is complete
     return chain_pem, key_pem, ca_pem
 
 
@@ -299,19 +299,3 @@ def _key_usage(*, digital_signature: bool = False, key_cert_sign: bool = False) 
 
 def _pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
-
-
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    """Write ``path`` whole or not at all (a temporary file renamed over it), created with ``mode``
-    so a key is never readable by others, not even for a moment."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

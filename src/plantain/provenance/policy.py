@@ -8,7 +8,6 @@ signs its bytes (content credentials, after encoding), timing both for the task'
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from plantain.provenance import watermark
 from plantain.provenance.credentials import Claim, ContentCredentials, Ingredient
 from plantain.provenance.identity import SigningIdentity, load_identity
 from plantain.settings import Settings
+from plantain.storage.files import write_atomically
 from plantain.types import ImageRequest, Provenance, ProvenanceChoice
 
 if TYPE_CHECKING:
@@ -61,26 +61,28 @@ class ProvenancePolicy:
         return Applied(
             watermark=self._one("watermark", self.watermark, choice.watermark, choice.watermark_field),
             content_credentials=self._one(
-                "content credentials",
+                "content_credentials",
                 self.content_credentials,
                 choice.content_credentials,
                 choice.content_credentials_field,
             ),
         )
 
-    def _one(self, what: str, on: bool, asked: bool | None, field: str) -> bool:
+    def _one(self, setting: str, on: bool, asked: bool | None, field: str) -> bool:
+        """One mark for a request: ``setting`` is the server's switch for it, ``on`` its value."""
+        what = setting.replace("_", " ")
         if asked is None or asked == on:
             return on
         if asked and not on:
             raise InvalidRequestError(
-                f"{field}: this server does not add {what} (setting {_setting(what)} is off); "
-                "leave the field out",
+                f"{field}: this server does not add {what} (setting {setting} is off); leave the field out",
                 field=field,
             )
         if not self.opt_out:
             raise InvalidRequestError(
-                f"{field}: this server adds {what} to every image and does not allow a request "
-                "to turn them off (setting provenance_opt_out); leave the field out",
+                f"{field}: false is not allowed: this server adds {what} to every image and does "
+                "not let a request leave it out (setting provenance_opt_out is false); leave the "
+                "field out",
                 field=field,
             )
         return False
@@ -200,24 +202,15 @@ def watermark_tag(settings: Settings) -> int:
         return int(text)
     tag = secrets.randbelow(0x10000)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(f"{tag}\n")
-    os.replace(temporary, path)
+    write_atomically(path, f"{tag}\n".encode())
     return tag
 
 
 def signing_identity(settings: Settings) -> SigningIdentity:
-    """The configured certificate and key, else the generated local ones."""
-    if (settings.c2pa_cert is None) != (settings.c2pa_key is None):
-        missing = "c2pa_key" if settings.c2pa_key is None else "c2pa_cert"
-        raise ConfigurationError(f"set both c2pa_cert and c2pa_key, or neither; {missing} is not set")
+    """The configured certificate and key (both or neither), else the generated local ones."""
     return load_identity(
         settings.data_dir,
         cert=settings.c2pa_cert,
         key=settings.c2pa_key,
         trust_anchors=settings.c2pa_trust_anchors,
     )
-
-
-def _setting(what: str) -> str:
-    return "watermark" if what == "watermark" else "content_credentials"

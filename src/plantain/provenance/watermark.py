@@ -41,7 +41,7 @@ from plantain.provenance.dwtdctsvd import (
     scores_of_plane,
     u_plane,
 )
-from plantain.sizes import TABLE_1K, TIER_SCALE
+from plantain.sizes import table_sizes
 
 PAYLOAD_BITS = 64  # 16 server + 32 serial + 16 CRC
 SCALE = 60.0  # quantisation step of s0 (the library: 36); see docs/watermark.md
@@ -99,13 +99,8 @@ def can_carry(width: int, height: int) -> bool:
 
 def generation_sizes() -> list[tuple[int, int]]:
     """Every (width, height) the server can make: the 1K table at every tier, sides rounded to
-    multiples of 16."""
-    sizes = {
-        (_round16(width * scale), _round16(height * scale))
-        for width, height in TABLE_1K.values()
-        for scale in TIER_SCALE.values()
-    }
-    return sorted(sizes)
+    multiples of 16 (:func:`plantain.sizes.table_sizes`)."""
+    return table_sizes(16)
 
 
 def embed(image: Image.Image, mark: Mark) -> Image.Image:
@@ -404,7 +399,3 @@ def _candidates(size: tuple[int, int], sizes: Iterable[tuple[int, int]]) -> list
         and abs(math.log(s[0] / width)) <= math.log(MAX_RESCALE) + 1e-9
     }
     return sorted(matching, key=lambda s: (abs(math.log(s[0] / width)), s))
-
-
-def _round16(value: float) -> int:
-    return max(16, round(value / 16) * 16)

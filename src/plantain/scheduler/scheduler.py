@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, Any
 
-from plantain.engines.base import Engine, EngineJob, PreviewCallback, Previews, StepCallback
+from plantain.engines.base import Engine, EngineJob, PreviewCallback, Previews, StepCallback, inputs_digest
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
     CancelledError,
@@ -49,6 +48,7 @@ from plantain.scheduler.events import EventBus
 from plantain.scheduler.postprocess import PostProcessor
 from plantain.scheduler.webhooks import RetryPolicy, WebhookDeliverer, webhook_secret
 from plantain.settings import Settings
+from plantain.storage.files import write_durably
 from plantain.storage.tasks import NewTask, TaskStore, WebhookBody
 from plantain.types import (
     TERMINAL_EVENTS,
@@ -416,6 +416,8 @@ class Scheduler:
             return  # an engine previews one image per run: this task leads a later batch
         try:
             request = self.store.request(task_id)
+            if inputs_digest(request) != batch.members[0].job.inputs_digest:
+                return  # other input images can never join: not worth decoding them to see
             job = prepare(request, batch.engine, self.limits)
         except Exception:  # it fails on its own turn, with its own error
             return
@@ -543,7 +545,7 @@ class Scheduler:
         outputs = []
         for image in images:
             file_id = self.store.new_file_id()
-            _write_durably(self.store.files_dir / file_id, image.data)
+            write_durably(self.store.files_dir / file_id, image.data)
             outputs.append(
                 TaskOutput(
                     file_id=file_id,
@@ -635,14 +637,6 @@ def _error_of(task: Task) -> PlantainError:
     if task.error is None:
         return EngineRunError(f"task {task.id} ended as {task.status} without a result")
     return error_from_code(task.error.code, task.error.message, task.error.field, task.error.category)
-
-
-def _write_durably(path: Any, data: bytes) -> None:
-    """Write, then fsync: a file the store records must survive a crash right after the commit."""
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _lock_data_dir(settings: Settings) -> IO[str]:
