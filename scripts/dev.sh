@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The dev loop in one place; CI runs the same commands.
-#   scripts/dev.sh setup   create .venv with the CPU build of torch and plantain[dev]
+#   scripts/dev.sh setup   create .venv: the CPU build of torch, then the locked dev set
 #   scripts/dev.sh serve   setup, then serve the API on 127.0.0.1:8000 (the main job)
 #   scripts/dev.sh demo    setup, then a generate + edit round trip on the command line
-#   scripts/dev.sh test    setup, then lint, type checks and the test suite
+#   scripts/dev.sh test    setup, then the lock check, lint, type checks and the test suite
 #   scripts/dev.sh lint    ruff and mypy only
+#   scripts/dev.sh lock    re-resolve requirements/dev.lock after editing dependencies
+#                          (`lock --upgrade` takes every package's newest allowed release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${PLANTAIN_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
+# Exact versions of the tools that install and lock, so that neither drifts under the lock.
+PIP_PIN="pip==26.3"
+PIP_TOOLS_PIN="pip-tools==7.7.0"
 TORCH_PIN="torch==2.13.0"  # the CPU build here; GPU users install their CUDA build first (README)
+LOCK="requirements/dev.lock"
 
 ensure_python() {
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -22,26 +28,52 @@ ensure_python() {
   fi
 }
 
+check_lock() {
+  "$PYTHON" scripts/lockcheck.py
+}
+
 setup() {
   ensure_python
+  check_lock
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   local stamp="$VENV/.plantain-installed" want
-  want="$(cat pyproject.toml scripts/dev.sh | sha256sum | cut -d' ' -f1)"
+  want="$(cat pyproject.toml scripts/dev.sh requirements/* | sha256sum | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q "$PIP_PIN"
     "$VENV/bin/python" -m pip install -q "$TORCH_PIN"
-    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    "$VENV/bin/python" -m pip install -q -r "$LOCK"
+    "$VENV/bin/python" -m pip install -q --no-deps -e .
     # google-genai 1.x for the compat tests: it cannot share the venv with 3.x, so it lives in its own
-    # directory (tests put it on PYTHONPATH); only websockets conflicts with the venv's versions.
+    # directory (tests put it on PYTHONPATH), without its dependencies (the venv's serve it).
     "$VENV/bin/python" -m pip install -q --upgrade --no-deps --target "$VENV/genai-1x" \
-      "google-genai==1.52.0" "websockets>=13,<15.1"
+      -r requirements/genai-1x.txt
     echo "$want" > "$stamp"
   fi
 }
 
+# pip-compile resolves with pip and pip's own configuration, so torch's CPU build is found where
+# pip finds it; a resolution that took a CUDA build (nvidia-* packages) is refused.
+lock() {
+  ensure_python
+  local tools="$VENV-tools"
+  [ -x "$tools/bin/pip-compile" ] || {
+    "$PYTHON" -m venv "$tools" && "$tools/bin/python" -m pip install -q "$PIP_PIN" "$PIP_TOOLS_PIN"
+  }
+  CUSTOM_COMPILE_COMMAND="scripts/dev.sh lock" "$tools/bin/pip-compile" --quiet --strip-extras \
+    --extra dev --unsafe-package torch --no-emit-index-url --no-emit-find-links -o "$LOCK" "$@" pyproject.toml requirements/dev.in
+  if grep -q '^nvidia-' "$LOCK"; then
+    echo "$LOCK: resolved a CUDA build of torch; make torch's CPU build reachable for pip" \
+      "(e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu) and run this again" >&2
+    exit 1
+  fi
+  local hash; hash="$("$PYTHON" scripts/lockcheck.py --print-hash)"
+  sed -i "1a # inputs-sha256: $hash  (scripts/lockcheck.py compares it with pyproject.toml)" "$LOCK"
+  check_lock && echo "$LOCK is up to date; commit it with pyproject.toml" >&2
+}
+
 lint() {
-  "$VENV/bin/ruff" check src tests bench fuzz
-  "$VENV/bin/ruff" format --check src tests bench fuzz
+  "$VENV/bin/ruff" check src tests bench fuzz scripts
+  "$VENV/bin/ruff" format --check src tests bench fuzz scripts
   "$VENV/bin/mypy"
 }
 
@@ -50,11 +82,12 @@ case "${1:-}" in
   serve) setup; shift; exec "$VENV/bin/plantain" serve --tiny-if-missing "$@" ;;
   demo) setup; shift; exec "$VENV/bin/plantain" demo "$@" ;;
   lint) setup; lint ;;
+  lock) shift; lock "$@" ;;
   test)
     setup
     lint
     shift
     exec "$VENV/bin/python" -m pytest -m "not gpu" "$@"
     ;;
-  *) sed -n '2,7p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,9p' "$0" >&2; exit 2 ;;
 esac

@@ -305,7 +305,7 @@ class TransformersImageClassifier:
         quiet_libraries()
         where: dict[str, Any] = {"local_files_only": True, "cache_dir": self.cache_dir}
         try:
-            processor = AutoImageProcessor.from_pretrained(self.source, **where)  # type: ignore[no-untyped-call]
+            processor = AutoImageProcessor.from_pretrained(self.source, **where)
             model = AutoModelForImageClassification.from_pretrained(self.source, **where)
         except OSError as exc:
             raise MissingWeightsError(
