@@ -3,37 +3,59 @@ images are reported marked, and what embedding and detection cost (docs/watermar
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/watermark_robustness.py
     python bench/watermark_robustness.py --images 8 --negatives 100   # a quick look
+    python bench/watermark_robustness.py --source tiny --negatives 100   # the tiny engine's noise
 
 Marked images are the photographs that ship inside scikit-image (read from the installed
 package, no download), cropped at random and scaled to generation sizes, each with a random
 payload. Unmarked images are the same photographs and greyscale ones, fitted the same way, as they
 are, mirrored, or rescaled and JPEG-compressed, plus synthetic noise, flat colours, gradients,
-stripes and checkerboards. Prints markdown tables: per attack the bit accuracy (mean, min), the
-fraction whose payload was recovered exactly and the fraction reported present; false positives;
-PSNR; timings on one thread (process CPU time beside wall time). Images are spread over
-``--jobs`` processes; timings are taken afterwards, in this process alone.
+stripes and checkerboards. ``--source tiny`` takes the tiny engine's images instead (random
+weights: noise, what the demo and the tests make), generated at the same sizes, a seed each, for
+the marked and the unmarked images (no synthetic ones then), and skips the timings.
+
+Prints markdown tables: per attack the bit accuracy (mean, min), the fraction whose payload was
+recovered exactly and the fraction reported present; false positives; PSNR; timings on one thread
+(process CPU time beside wall time). Images are spread over ``--jobs`` processes; timings are
+taken afterwards, in this process alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from plantain.engines import tiny
+from plantain.engines.base import Engine
+from plantain.engines.registry import EngineRegistry
+from plantain.generation import prepare
 from plantain.provenance import watermark
+from plantain.settings import Settings
+from plantain.testing import build_once
+from plantain.types import ImageRequest
 
 Attack = Callable[[Image.Image, np.random.Generator], Image.Image]
 Tally = dict[str, tuple[int, int, int, float]]
 SIZES = [(1024, 1024), (1344, 768), (832, 1248), (512, 512)]
+# The tiny engine's (aspect ratio, tier) for each of SIZES.
+TINY_REQUESTS = {
+    (1024, 1024): ("1:1", "1K"),
+    (1344, 768): ("16:9", "1K"),
+    (832, 1248): ("2:3", "1K"),
+    (512, 512): ("1:1", "512"),
+}
 COLOUR = [
     "astronaut.png",
     "chelsea.png",
@@ -52,6 +74,29 @@ def photo(name: str) -> Image.Image:
     path = resources.files("skimage") / "data" / name
     with path.open("rb") as handle, Image.open(handle) as image:
         return image.convert("RGB")
+
+
+@functools.cache
+def tiny_engine(checkpoint: str) -> Engine:
+    """The tiny engine, loaded once per process from the checkpoint ``main`` built (so that the
+    worker processes do not race to build it)."""
+    settings = Settings(data_dir=Path(checkpoint).parent, weights={"tiny": Path(checkpoint)})
+    engine = EngineRegistry(settings).get("tiny")
+    engine.load()
+    return engine
+
+
+def tiny_image(checkpoint: str, seed: int, index: int) -> Image.Image:
+    """What the tiny engine makes for image ``index`` (its own seed) at size ``SIZES[index]``."""
+    size = SIZES[index % len(SIZES)]
+    aspect_ratio, tier = TINY_REQUESTS[size]
+    request = ImageRequest.create(
+        prompt=f"image {index}", aspect_ratio=aspect_ratio, size=tier, seed=seed * 100_000 + index
+    )
+    engine = tiny_engine(checkpoint)
+    image = engine.run([prepare(request, engine)])[0][0]
+    assert image.size == size, (image.size, size)
+    return image
 
 
 def fitted(image: Image.Image, size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
@@ -117,11 +162,14 @@ class Marked:
     largest_change: int
 
 
-def marked_case(seed: int, index: int) -> Marked:
-    """Image ``index``: a photo fitted to a generation size, marked with a random payload and
-    attacked every way."""
+def marked_case(seed: int, index: int, checkpoint: str | None = None) -> Marked:
+    """Image ``index``: a photo fitted to a generation size (with a tiny ``checkpoint``: the tiny
+    engine's image), marked with a random payload and attacked every way."""
     rng = np.random.default_rng([seed, index])
-    original = fitted(photo(COLOUR[index % len(COLOUR)]), SIZES[index % len(SIZES)], rng)
+    if checkpoint is None:
+        original = fitted(photo(COLOUR[index % len(COLOUR)]), SIZES[index % len(SIZES)], rng)
+    else:
+        original = tiny_image(checkpoint, seed, index)
     mark = watermark.Mark(int(rng.integers(0, 1 << 16)), int(rng.integers(0, 1 << 32)))
     marked = watermark.embed(original, mark)
     change = np.asarray(marked, dtype=np.float64) - np.asarray(original, dtype=np.float64)
@@ -157,25 +205,29 @@ def synthetic(index: int, size: tuple[int, int], rng: np.random.Generator) -> Im
     return Image.fromarray(np.asarray(pixels).clip(0, 255).astype(np.uint8), "RGB")
 
 
-def unmarked(seed: int, index: int) -> tuple[str, Image.Image]:
+def unmarked(seed: int, index: int, checkpoint: str | None = None) -> tuple[str, Image.Image]:
     """Unmarked image ``index``: every 4th synthetic, the others photos (colour and grey)
-    fitted to a generation size, as they are, mirrored, or rescaled and JPEG-compressed."""
+    fitted to a generation size; with a tiny ``checkpoint``, the tiny engine's images (seeds the
+    marked ones do not use); as they are, mirrored, or rescaled and JPEG-compressed."""
     rng = np.random.default_rng([seed, index, 1])
     size = SIZES[index % len(SIZES)]
-    if index % 4 == 3:
+    if checkpoint is not None:
+        kind, image = "tiny engine", tiny_image(checkpoint, seed, 50_000 + index)
+    elif index % 4 == 3:
         return "synthetic", synthetic(index // 4, size, rng)
-    sources = COLOUR + GREY
-    image = fitted(photo(sources[index % len(sources)]), size, rng)
+    else:
+        sources = COLOUR + GREY
+        kind, image = "photo", fitted(photo(sources[index % len(sources)]), size, rng)
     if index % 3 == 1:
         image = ImageOps.mirror(image)
     elif index % 3 == 2:
         image = encoded(resized(image, float(rng.uniform(0.4, 1.6))), "JPEG", int(rng.integers(60, 96)))
-    return "photo", image
+    return kind, image
 
 
-def unmarked_case(seed: int, index: int) -> tuple[str, bool, bool, float]:
+def unmarked_case(seed: int, index: int, checkpoint: str | None = None) -> tuple[str, bool, bool, float]:
     """(kind, reported present, reported with a payload, confidence) of unmarked image ``index``."""
-    kind, image = unmarked(seed, index)
+    kind, image = unmarked(seed, index, checkpoint)
     found = watermark.detect(image)
     return kind, found.present, found.mark is not None, found.confidence
 
@@ -267,19 +319,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--source",
+        choices=["photos", "tiny"],
+        default="photos",
+        help="photos (default), or the tiny engine's noise images",
+    )
     parser.add_argument("--images", type=int, default=36, help="marked images (default 36)")
     parser.add_argument("--negatives", type=int, default=600, help="unmarked images (default 600)")
     parser.add_argument("--repeats", type=int, default=7, help="timing repeats (default 7)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: CPUs)")
     args = parser.parse_args()
-    seeds = [args.seed] * max(args.images, args.negatives)
-    with ProcessPoolExecutor(args.jobs) as pool:
-        marked = list(pool.map(marked_case, seeds[: args.images], range(args.images)))
-        negatives = list(pool.map(unmarked_case, seeds[: args.negatives], range(args.negatives)))
+    with tempfile.TemporaryDirectory(prefix="plantain-bench-") as scratch:
+        checkpoint = None
+        if args.source == "tiny":
+            checkpoint = str(build_once(tiny.build_checkpoint, Path(scratch) / tiny.CHECKPOINT_DIR_NAME))
+        marked, negatives = run_cases(args, checkpoint)
     sizes = ", ".join(f"{w}x{h}" for w, h in SIZES)
+    what = "photos" if checkpoint is None else "tiny-engine images"
     print(f"scale {watermark.SCALE:g}, {watermark.PAYLOAD_BITS} payload bits, seed {args.seed}; ", end="")
-    print(f"{args.images} marked photos at {sizes}\n")
+    print(f"{args.images} marked {what} at {sizes}\n")
     print_robustness(marked)
     print()
     print_by_size(marked)
@@ -287,8 +347,21 @@ def main() -> None:
     print(f"\nPSNR of marked images: min {min(psnrs):.1f} dB, mean {np.mean(psnrs):.1f} dB; ", end="")
     print(f"largest change of a pixel value: {max(case.largest_change for case in marked)}\n")
     print_false_positives(false_positives(negatives))
-    print()
-    print_timings(args.repeats, args.seed)
+    if checkpoint is None:  # the cost does not depend on the picture: measured on a photo only
+        print()
+        print_timings(args.repeats, args.seed)
+
+
+def run_cases(
+    args: argparse.Namespace, checkpoint: str | None
+) -> tuple[list[Marked], list[tuple[str, bool, bool, float]]]:
+    """The marked and the unmarked cases, spread over ``args.jobs`` processes."""
+    count = max(args.images, args.negatives)
+    seeds, checkpoints = [args.seed] * count, [checkpoint] * count
+    with ProcessPoolExecutor(args.jobs) as pool:
+        marked = list(pool.map(marked_case, seeds[: args.images], range(args.images), checkpoints))
+        negatives = list(pool.map(unmarked_case, seeds[: args.negatives], range(args.negatives), checkpoints))
+    return marked, negatives
 
 
 if __name__ == "__main__":

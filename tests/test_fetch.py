@@ -136,3 +136,11 @@ def test_the_task_api_runs_an_edit_on_an_image_given_by_url(
             "field": "input.images[0]",
             "status": 400,
         }
+        endless = {"input": {"prompt": "p", "images": [inline, f"{host.base}/endless"]}}
+        stopped = httpx.post(f"{server.url}/v1/tasks", json=endless, timeout=30)
+        assert stopped.status_code == 400  # no Content-Length: stopped once past the limit
+        assert (stopped.json()["error"]["code"], stopped.json()["error"]["field"]) == (
+            "image_too_large",
+            "input.images[1]",
+        )
+        assert "is over the limit of 10000 bytes per input image (max_image_bytes)" in stopped.text

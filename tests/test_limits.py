@@ -11,6 +11,8 @@ import base64
 import io
 import json
 import os
+import struct
+import zlib
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -86,6 +88,22 @@ def bomb_png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
+def claimed_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` with almost no pixel data behind it: past
+    Pillow's own decompression-bomb limit, yet under 100 bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
 # --- each limit in each dialect ---------------------------------------------------------------
 
 
@@ -146,6 +164,21 @@ def test_a_decompression_bomb_over_max_input_pixels(caller: Caller) -> None:
     )
     assert "is 9000x9000 = 81000000 pixels; the limit is 1000000 pixels per input image" in outcome.message
     assert "(max_input_pixels)" in outcome.message
+
+
+def test_a_bomb_over_pillows_own_limit_is_refused_naming_its_dimensions(caller: Caller) -> None:
+    outcome = refused(caller, Call(images=[(claimed_png(100_000, 100_000), PNG)]))
+    assert (outcome.status, outcome.code, outcome.field) == (
+        400,
+        "image_too_large",
+        FIELDS["images"][caller.dialect],
+    )
+    label = {"gemini": "contents[0].parts[0].inlineData", "openai": "image", "tasks": "input.images[0]"}
+    assert outcome.message.startswith(label[caller.dialect])
+    assert (
+        "is 100000x100000 = 10000000000 pixels; the limit is 1000000 pixels per input image "
+        "(max_input_pixels)" in outcome.message
+    )
 
 
 def test_an_output_over_max_output_pixels(caller: Caller) -> None:
@@ -239,9 +272,20 @@ def test_a_bomb_over_pillows_own_limit_is_refused_at_open_with_warnings_as_error
     assert len(bomb) < 40_000
     with pytest.raises(
         ImageTooLargeError,
-        match=r"bomb\.png is too large to decode: over the limit of 50000000 pixels .*\(max_input_pixels\)",
+        match=r"^bomb\.png is 12000x12000 = 144000000 pixels; the limit is 50000000 pixels per input "
+        r"image \(max_input_pixels\)$",
     ):
         decode_image(InputImage(data=bomb, label="bomb.png"))
+
+
+def test_a_max_input_pixels_above_pillows_limit_is_named_as_capped() -> None:
+    bomb = claimed_png(12000, 12000)  # under the setting, over Pillow's 89,478,485
+    with pytest.raises(
+        ImageTooLargeError,
+        match=r"^bomb\.png is 12000x12000 = 144000000 pixels; the limit is 89478485 pixels per input "
+        r"image \(max_input_pixels, capped at Pillow's decompression-bomb limit\)$",
+    ):
+        decode_image(InputImage(data=bomb, label="bomb.png"), Limits(max_input_pixels=200_000_000))
 
 
 def test_the_limit_defaults_are_the_settings_defaults() -> None:

@@ -92,12 +92,9 @@ def decode_image(image: InputImage, limits: Limits = DEFAULT_LIMITS) -> Image.Im
     except (InvalidImageError, MemoryError):
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        # Pillow's own check, from the header too, for sizes past its fixed limits (89 Mpx warns)
-        raise ImageTooLargeError(
-            f"{image.label} is too large to decode: over the limit of {limits.max_input_pixels} "
-            "pixels per input image (max_input_pixels)",
-            field="images",
-        ) from None
+        # Pillow's own check fires inside Image.open, before _check_pixels sees the size, for
+        # images past its fixed limit (89 Mpx warns, made an error above; 179 Mpx raises)
+        raise _too_many_pixels(image.label, _header_size(image, limits), limits) from None
     except Exception as exc:  # decoders raise more than their documented errors (Pillow #9814)
         raise InvalidImageError(
             f"{image.label} is not a readable image (corrupt or truncated: {_reason(exc)}); "
@@ -161,11 +158,37 @@ def sniff_media_type(data: bytes) -> str | None:
 def _check_pixels(opened: Image.Image, label: str, limits: Limits) -> None:
     width, height = opened.size
     if width * height > limits.max_input_pixels:
-        raise ImageTooLargeError(
-            f"{label} is {width}x{height} = {width * height} pixels; the limit is "
-            f"{limits.max_input_pixels} pixels per input image (max_input_pixels)",
-            field="images",
-        )
+        raise _too_many_pixels(label, opened.size, limits)
+
+
+def _too_many_pixels(label: str, size: tuple[int, int] | None, limits: Limits) -> ImageTooLargeError:
+    """The refusal of an image over the pixel limit, naming its size when its header gave one."""
+    limit, setting = limits.max_input_pixels, "max_input_pixels"
+    cap = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb check: its warning is an error here
+    if cap is not None and cap < limit:
+        limit, setting = cap, "max_input_pixels, capped at Pillow's decompression-bomb limit"
+    what = "too large to decode" if size is None else f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels"
+    return ImageTooLargeError(
+        f"{label} is {what}; the limit is {limit} pixels per input image ({setting})", field="images"
+    )
+
+
+def _header_size(image: InputImage, limits: Limits) -> tuple[int, int] | None:
+    """The size in ``image``'s header, read by an accepted format's opener without Pillow's
+    decompression-bomb check (which Image.open runs right after it); None if none reads it."""
+    Image.init()  # every opener registered (cheap: the Image.open that refused it did this)
+    prefix = image.data[:16]
+    for fmt in INPUT_FORMATS:
+        if fmt not in limits.input_formats or PILLOW_FORMATS[fmt] not in Image.OPEN:
+            continue
+        factory, accept = Image.OPEN[PILLOW_FORMATS[fmt]]
+        try:
+            if accept is None or accept(prefix) is True:  # a str is Pillow's "almost" (a warning)
+                with factory(io.BytesIO(image.data), "") as header:
+                    return header.size
+        except Exception:  # a header its opener cannot read: the next format may
+            continue
+    return None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -198,6 +198,20 @@ def test_an_unmarked_photo_is_reported_unmarked(server: Server) -> None:
     assert report["content_credentials"]["state"] == "absent"
 
 
+def test_an_unmarked_image_reports_no_read_at_through_the_api_and_the_cli(
+    server: Server, tmp_path: Path
+) -> None:
+    # detect tries the astronaut at 1024 and 2048 too; none of them found a mark to read
+    report = server.verify(photo(), "astronaut.png")
+    assert not report["watermark"]["present"] and report["watermark"]["read_at"] is None
+    path = tmp_path / "astronaut.png"
+    path.write_bytes(photo())
+    data_dir = ["--data-dir", str(server.settings.data_dir)]
+    local = CliRunner().invoke(cli, [*data_dir, "verify", "--json", str(path)])
+    assert local.exit_code == 0, local.output
+    assert json.loads(local.output)["watermark"]["read_at"] is None
+
+
 def test_verify_refuses_what_is_not_an_image_in_the_task_envelope(server: Server) -> None:
     missing = server.http.post("/v1/provenance/verify", files={"image": ("x.png", b"x")})
     assert missing.status_code == 400 and missing.json()["error"]["field"] == "file"

@@ -31,7 +31,7 @@ class WatermarkReport:
     serial: int | None
     task_id: str | None  # only for this server's marks whose serial it issued
     image: int | None  # the image's place among the task's outputs, from 1
-    read_at: tuple[int, int] | None  # the size the image was scaled back to before reading
+    read_at: tuple[int, int] | None  # the generation size the mark was read at (None: its own, or none)
 
 
 @dataclass(frozen=True)
@@ -111,5 +111,6 @@ def _watermark_report(found: watermark.Detection, tag: int, lookup: MarkLookup) 
         serial=mark.serial if mark else None,
         task_id=record.task_id if record else None,
         image=record.position + 1 if record else None,
-        read_at=found.size_tried,
+        # without a mark, size_tried is only the likeliest of the sizes tried: nothing was read there
+        read_at=found.size_tried if found.present else None,
     )
