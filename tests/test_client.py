@@ -7,7 +7,9 @@ import io
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,21 @@ def client(base: str) -> Iterator[Client]:
 
 def quick(prompt: str, **fields: Any) -> dict[str, Any]:
     return {"prompt": prompt, "resolution": "512", "steps": 1, **fields}
+
+
+def resumed(client: Client, task_id: str, after: int, timeout: float = 30) -> list[int]:
+    """The numbers of the events ``client.stream(task_id, after=after)`` gives; TimeoutError when
+    it has not returned within ``timeout`` seconds (it hangs)."""
+    found: Future[list[int]] = Future()
+
+    def follow() -> None:
+        try:
+            found.set_result([event.seq for event in client.stream(task_id, after=after)])
+        except BaseException as exc:
+            found.set_exception(exc)
+
+    threading.Thread(target=follow, daemon=True).start()  # a hung stream is left behind
+    return found.result(timeout=timeout)
 
 
 def size_of(data: bytes) -> tuple[int, int]:
@@ -232,6 +249,19 @@ def test_a_dropped_stream_resumes_from_the_last_event_without_repeats(base: str)
     assert recorder.last_event_ids() == [None, "2"]
 
 
+def test_stream_resumed_at_or_past_the_end_of_an_ended_task_returns_at_once(client: Client) -> None:
+    task = client.run("tiny", quick("a kite", steps=3))  # events 1 to 6, the last `completed`
+    assert resumed(client, task.id, after=5) == [6]
+    for after in (6, 7, 60):
+        assert resumed(client, task.id, after=after) == [], after
+
+
+def test_stream_resumed_past_the_end_of_a_running_task_returns_when_it_ends(client: Client) -> None:
+    task = client.submit("tiny", quick("a slow kite", steps=40))
+    assert resumed(client, task.id, after=1000, timeout=120) == []
+    assert client.get(task.id).status == "succeeded"
+
+
 @pytest.mark.parametrize(
     ("input_", "field", "text"),
     [
@@ -366,6 +396,15 @@ def test_async_a_dropped_stream_resumes_without_repeats(base: str) -> None:
     assert [event.seq for event in events] == [1, 2, 3, 4, 5, 6]
     assert [event.type for event in events] == STORY
     assert recorder.last_event_ids == [None, "3"]
+
+
+def test_async_stream_resumed_at_or_past_the_end_of_an_ended_task_returns_at_once(base: str) -> None:
+    async def main() -> list[list[int]]:
+        async with AsyncClient(base, api_key=KEY) as client:
+            task = await client.run("tiny", quick("a kite", steps=3))  # events 1 to 6
+            return [[event.seq async for event in client.stream(task.id, after=n)] for n in (5, 6, 7, 60)]
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == [[6], [], [], []]
 
 
 def test_async_submit_get_list_cancel_and_errors(base: str) -> None:

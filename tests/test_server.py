@@ -24,6 +24,9 @@ def wait_ready(base: str, timeout: float = 60) -> httpx.Response:
         time.sleep(0.05)
 
 
+KEY = {"x-goog-api-key": "sesame"}
+
+
 @pytest.fixture(scope="module")
 def keyed_server(server_settings: Callable[..., Settings]) -> Iterator[str]:
     settings = server_settings(api_keys=["sesame"])
@@ -146,6 +149,32 @@ def test_result_files_are_fetched_by_url_alone(keyed_server: str) -> None:
     response = httpx.get(f"{keyed_server}/v1/files/not-a-real-id")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(("path", "headers"), [("/healthz", {}), ("/readyz", {}), ("/metrics", KEY)])
+def test_head_answers_as_get_does_without_the_body(
+    keyed_server: str, path: str, headers: dict[str, str]
+) -> None:
+    # Load balancers, uptime checkers and `curl -I` probe with HEAD.
+    wait_ready(keyed_server)
+    head = httpx.head(f"{keyed_server}{path}", headers=headers)
+    get = httpx.get(f"{keyed_server}{path}", headers=headers)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+    assert int(head.headers["content-length"]) > 0
+
+
+def test_head_of_a_result_file_gives_its_type_and_length(keyed_server: str) -> None:
+    wait_ready(keyed_server)
+    body = {"model": "tiny", "input": {"prompt": "a lamp", "resolution": "512"}}
+    task = httpx.post(
+        f"{keyed_server}/v1/tasks", json=body, headers={**KEY, "Prefer": "wait=60"}, timeout=90
+    ).json()
+    url = task["output"]["images"][0]["url"]
+    head, get = httpx.head(url), httpx.get(url)
+    assert head.status_code == get.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"] == "image/png"
+    assert int(head.headers["content-length"]) == len(get.content)
 
 
 def test_a_full_queue_is_a_429_with_retry_after_in_each_dialect(

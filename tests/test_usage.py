@@ -164,6 +164,29 @@ def test_a_bad_usage_query_names_the_parameter(base: str, params: dict[str, str]
     assert response.json()["error"]["field"] == field
 
 
+OUT_OF_RANGE = [
+    ("since", "1e20"),
+    ("until", "-6.6e307"),
+    ("since", "253402300800"),  # the first second of the year 10000
+    ("until", "0001-01-01T00:00:00+01:00"),  # an hour before the year 1, in UTC
+]
+
+
+def test_a_time_no_date_can_hold_is_a_400_naming_the_parameter_and_the_range(base: str) -> None:
+    for field, value in OUT_OF_RANGE:
+        response = httpx.get(f"{base}/v1/usage", params={field: value})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == {
+            "code": "invalid_request",
+            "message": f"{field}: {value!r} is out of range; send a time from 0001-01-01T00:00:00Z to "
+            "9999-12-31T23:59:59Z",
+            "field": field,
+            "status": 400,
+        }
+    found = usage(base, since="-62135596800", until="9999-12-31T23:59:59Z")  # the range's very ends
+    assert (found["since"], found["until"]) == ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00")
+
+
 # --- per-key totals, restarts, expiry and /metrics ----------------------------------------------
 
 ALPHA, BETA = "alpha-key-1234", "beta-key-5678"

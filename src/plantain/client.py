@@ -38,6 +38,7 @@ from plantain.errors import (
     PlantainError,
     QueueFullError,
     ServerUnreachableError,
+    ShuttingDownError,
     error_from_code,
 )
 from plantain.types import TERMINAL_EVENTS, TERMINAL_STATUSES, Usage
@@ -47,6 +48,7 @@ VERIFY_PATH, VERIFY_FIELD = "/v1/provenance/verify", "file"
 DEFAULT_TIMEOUT = 30.0  # seconds for one ordinary request; waits and streams get their own
 STREAM_IDLE_SECONDS = 120.0  # the event stream sends nothing while a task queues: reconnect then
 MAX_RECONNECTS = 5  # consecutive failed connections before a stream gives up
+NO_MORE_EVENTS = 204  # the event stream's answer to a resume past a finished task's end
 # Answers without a Plantain envelope (a proxy's, say): the error their status stands for.
 CODES_BY_STATUS = {
     400: "invalid_request",
@@ -307,7 +309,7 @@ def raise_for_error(response: httpx.Response) -> None:
         return
     code, message, field = _error_parts(response)
     error = error_from_code(code, message, field)
-    if isinstance(error, QueueFullError):
+    if isinstance(error, QueueFullError | ShuttingDownError):
         with contextlib.suppress(ValueError):
             error.retry_after = int(response.headers.get("retry-after", "1"))
     raise error
@@ -495,6 +497,8 @@ class Client(_Base):
             try:
                 with self._open_events(task_id, parser.last, deadline) as response:
                     backoff.connected()
+                    if response.status_code == NO_MORE_EVENTS:
+                        return  # the task ended at or before the last event seen
                     parser.reconnected()
                     for line in response.iter_lines():
                         if (event := parser.feed(line)) is not None:
@@ -630,6 +634,8 @@ class AsyncClient(_Base):
             try:
                 async with self._open_events(task_id, parser.last, deadline) as response:
                     backoff.connected()
+                    if response.status_code == NO_MORE_EVENTS:
+                        return  # the task ended at or before the last event seen
                     parser.reconnected()
                     async for line in response.aiter_lines():
                         if (event := parser.feed(line)) is not None:

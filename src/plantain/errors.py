@@ -26,6 +26,7 @@ Messages name the field, the value and the limit, and say what to do where there
     ├── IdempotencyConflictError        422 idempotency_conflict (a key reused with another body)
     ├── QueueFullError                  429 queue_full        (carries retry_after seconds)
     ├── MissingWeightsError             503 missing_weights   (checkpoint not installed)
+    ├── ShuttingDownError               503 shutting_down     (draining after SIGTERM; carries retry_after)
     ├── ServerUnreachableError          503 server_unreachable (client.py: no answer from the server)
     ├── EngineLoadError                 500 engine_load_failed
     ├── EngineRunError                  500 engine_failed
@@ -172,6 +173,18 @@ class MissingWeightsError(PlantainError):
     status = 503
 
 
+class ShuttingDownError(PlantainError):
+    """The server is draining after SIGTERM and takes no new work; the caller should retry after
+    ``retry_after`` s (elsewhere, or once this server has restarted)."""
+
+    code = "shutting_down"
+    status = 503
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
 class ServerUnreachableError(PlantainError):
     """Raised by the client, never by the server: the connection failed or timed out."""
 
@@ -197,6 +210,10 @@ class CancelledError(PlantainError):
     code = "cancelled"
     status = 499
 
+    def __init__(self, message: str, *, field: str | None = None, step: int | None = None) -> None:
+        super().__init__(message, field=field)
+        self.step = step  # the denoising steps a stopped run had done (None: it never ran)
+
 
 def error_from_code(
     code: str, message: str, field: str | None = None, category: str | None = None
@@ -220,7 +237,8 @@ def _subclasses(cls: type[PlantainError]) -> list[type[PlantainError]]:
 
 
 def response_headers(error: PlantainError) -> dict[str, str]:
-    """HTTP headers an error's answer carries in every dialect (a 429 says when to retry)."""
-    if isinstance(error, QueueFullError):
+    """HTTP headers an error's answer carries in every dialect (a 429 or a 503 while shutting
+    down says when to retry)."""
+    if isinstance(error, QueueFullError | ShuttingDownError):
         return {"Retry-After": str(error.retry_after), "retry-after-ms": str(error.retry_after * 1000)}
     return {}

@@ -5,11 +5,18 @@ DNS lookup), redirects are followed by hand so each new location is checked the 
 body is read in chunks against a byte limit and an overall deadline, so a slow or endless answer
 cannot hold a worker or fill memory. What comes back is only bytes: the image decoder sniffs them
 (a declared content type is not trusted).
+
+Every fetch is logged (INFO, logger ``plantain.fetch``): the input it is for, the id of the request
+that asked for it, the URL without its query (which may carry a signature), the bytes read, the
+time taken and any redirects; a failed fetch says why. No task exists yet when a request's inputs
+are fetched, so the line carries the request id, and the scheduler logs the task that request
+became (``task … queued for request req_…``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +25,15 @@ from typing import TYPE_CHECKING
 import httpx
 
 from plantain import __version__
-from plantain.errors import FetchError
+from plantain.errors import FetchError, PlantainError
 from plantain.limits import image_too_large
 from plantain.netguard import resolve_target
+from plantain.types import InputImage
 
 if TYPE_CHECKING:
     from plantain.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 
@@ -39,16 +49,42 @@ class FetchLimits:
         return cls(settings.max_image_bytes, settings.fetch_timeout_seconds, settings.allowed_hosts)
 
 
-async def fetch_all(urls: Mapping[str, str], limits: FetchLimits) -> dict[str, bytes]:
-    """The body at each URL of ``{field: url}``, fetched at once (each in a worker thread)."""
-    bodies = await asyncio.gather(
-        *(asyncio.to_thread(fetch_bytes, url, field=field, limits=limits) for field, url in urls.items())
-    )
-    return dict(zip(urls, bodies, strict=True))
+async def fetch_inputs(
+    images: Sequence[InputImage], limits: FetchLimits, *, request_id: str | None = None
+) -> tuple[InputImage, ...]:
+    """``images`` with the bytes of each one given by ``url`` fetched (all at once, each in a
+    worker thread); the others as they are."""
+
+    async def fetched(image: InputImage) -> InputImage:
+        if image.url is None:
+            return image
+        data = await asyncio.to_thread(
+            fetch_bytes, image.url, field=image.label, limits=limits, request_id=request_id
+        )
+        return InputImage(data=data, label=image.label)
+
+    return tuple(await asyncio.gather(*(fetched(image) for image in images)))
 
 
-def fetch_bytes(url: str, *, field: str, limits: FetchLimits) -> bytes:
-    """The body at ``url`` (http/https), following at most :data:`MAX_REDIRECTS` checked redirects."""
+def fetch_bytes(url: str, *, field: str, limits: FetchLimits, request_id: str | None = None) -> bytes:
+    """The body at ``url`` (http/https), following at most :data:`MAX_REDIRECTS` checked redirects;
+    logged, with ``request_id``, whether it succeeds or not."""
+    started = time.monotonic()
+    hops: list[str] = []
+    try:
+        body = _follow(url, field, limits, hops)
+    except PlantainError as exc:
+        why = exc.message
+        for seen in (url, *hops):  # the message names the URLs in full; the log, without queries
+            why = why.replace(seen, _shown(seen))
+        _log(field, request_id, url, hops, started, f"failed: {why}")
+        raise
+    _log(field, request_id, url, hops, started, f"{len(body)} bytes")
+    return body
+
+
+def _follow(url: str, field: str, limits: FetchLimits, hops: list[str]) -> bytes:
+    """The body at the end of ``url``'s redirects; ``hops`` gets each location followed."""
     deadline = time.monotonic() + limits.timeout_seconds
     with httpx.Client(
         timeout=limits.timeout_seconds,
@@ -60,7 +96,32 @@ def fetch_bytes(url: str, *, field: str, limits: FetchLimits) -> bytes:
             if isinstance(location, bytes):
                 return location
             url = location
+            hops.append(url)
     raise FetchError(f"{field}: more than {MAX_REDIRECTS} redirects; send the image's final URL", field=field)
+
+
+def _log(field: str, request_id: str | None, url: str, hops: list[str], started: float, outcome: str) -> None:
+    redirects = f" via {len(hops)} redirect(s) to {_shown(hops[-1])}" if hops else ""
+    milliseconds = (time.monotonic() - started) * 1000
+    logger.info(
+        "fetch for request %s, %s: %s%s, %s in %.0f ms",
+        request_id or "-",
+        field,
+        _shown(url),
+        redirects,
+        outcome,
+        milliseconds,
+    )
+
+
+def _shown(url: str) -> str:
+    """``url`` as a log shows it: scheme, host, port and path; no query or user info, which may
+    hold a signature or a password."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "(an invalid URL)"
+    return str(parsed.copy_with(userinfo=b"", query=None, fragment=None))
 
 
 def pinned_request(

@@ -33,12 +33,23 @@ def random_seed() -> int:
     return secrets.randbelow(SEED_RANGE)
 
 
+def precheck(request: ImageRequest, engine: Engine, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Every check of ``request`` for ``engine`` that needs no input image's bytes (only how many
+    there are): the prompt, the input count, the task and the output size. The server makes them
+    before it fetches or decodes any input, so a refused request costs neither."""
+    limits.check_prompt(request.prompt)
+    limits.check_input_count(len(request.images))
+    engine.check_task(request)
+    engine.check_size(request, max_output_pixels=limits.max_output_pixels)
+
+
 def prepare(request: ImageRequest, engine: Engine, limits: Limits = DEFAULT_LIMITS) -> EngineJob:
     """Validate ``request`` for ``engine`` within the server's ``limits`` and fix every number of
     the run (seed included)."""
-    limits.check_prompt(request.prompt)  # cheap refusals first: no decoding, no weights
-    limits.check_input_count(len(request.images))
-    engine.check_task(request)
+    precheck(request, engine, limits)  # cheap refusals first: no decoding, no weights
+    unfetched = [image.label for image in request.images if image.url is not None]
+    if unfetched:  # a caller's mistake, not a user's: Scheduler.check fetches before it prepares
+        raise ValueError(f"prepare() takes fetched inputs; {', '.join(unfetched)} not fetched")
     images = [decode_image(image, limits) for image in request.images]
     seed = request.seed if request.seed is not None else random_seed()
     return engine.plan(for_engine(request, engine), images, seed, max_output_pixels=limits.max_output_pixels)

@@ -192,7 +192,7 @@ def install(app: FastAPI, store: TaskStore, currency: str) -> None:
     every other route (Prometheus sends a key with ``authorization: {credentials: …}``)."""
     registry = registry_for(store, currency)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
     async def metrics() -> Response:
         body = await asyncio.to_thread(generate_latest, registry)  # SQLite reads: off the loop
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -18,11 +19,13 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plantain import __version__, metrics
 from plantain.bodylimit import BodyLimit
+from plantain.dialects import openapi, parameters
 from plantain.dialects.gemini import convert as gemini_convert
 from plantain.dialects.gemini import errors as gemini_errors
 from plantain.dialects.gemini import routes as gemini_routes
@@ -101,23 +104,52 @@ def serve_app(app: FastAPI, settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
-        timeout_graceful_shutdown=max(1, round(settings.drain_seconds)),  # waiting callers too
+        timeout_graceful_shutdown=max(1, round(settings.drain_seconds)),  # open connections, after the drain
     )
     DrainingServer(config, app.state.scheduler).run()
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn, with readiness turned false the moment SIGTERM/SIGINT arrives (not only once open
-    connections have closed), so a load balancer stops sending work at once. The lifespan's
-    shutdown then gives the running task ``drain_seconds`` and queues it again if it is not done."""
+    """uvicorn with a drain before its shutdown. The first SIGTERM/SIGINT turns readiness to 503
+    ``draining`` and new submissions to 503 ``shutting_down`` at once, while the port stays open:
+    the running batch may finish for up to ``drain_seconds`` (then it stops at its next step and
+    is queued again for the next start) and callers can still read tasks, follow events and
+    download files. Then uvicorn shuts down as usual and the process exits with status 0. A
+    second signal stops the running batch at its next step and exits without waiting."""
 
     def __init__(self, config: uvicorn.Config, scheduler: Scheduler) -> None:
         super().__init__(config)
         self.scheduler = scheduler
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()  # where a signal starts the drain
+        await super().startup(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.scheduler.draining.set()
-        super().handle_exit(sig, frame)
+        # The signal is not recorded for uvicorn to raise again at the end: a drained server
+        # has saved its work, so it exits 0 rather than as killed by the signal.
+        if self._loop is None or self.scheduler.draining.is_set():
+            self.scheduler.stop_now()
+            self.should_exit = self.force_exit = True
+            return
+        self.scheduler.draining.set()  # readiness and submissions say so from this moment
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.force_exit:  # uvicorn skips the app's shutdown then; ours stores the queue's state
+            for task in self.server_state.tasks:
+                task.cancel()  # a caller waiting on its task is gone: its task is cancelled
+            await self.lifespan.shutdown()
+
+    def _start_drain(self) -> None:
+        self._drain = asyncio.create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        await asyncio.to_thread(self.scheduler.drain, self.scheduler.settings.drain_seconds)
+        self.should_exit = True  # uvicorn closes the port now and shuts down
 
 
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> FastAPI:
@@ -148,6 +180,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Fa
     app.middleware("http")(_api_key_check(settings))
     _include_dialects(app)
     metrics.install(app, scheduler.store, settings.price_currency)
+    openapi.install(app)
     return app
 
 
@@ -164,11 +197,11 @@ async def _load_engines(scheduler: Scheduler, settings: Settings) -> None:
 
 
 def _add_health_routes(app: FastAPI, scheduler: Scheduler) -> None:
-    @app.get("/healthz", include_in_schema=False)
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", include_in_schema=False)
+    @app.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
     async def readyz() -> JSONResponse:
         if scheduler.draining.is_set():
             return JSONResponse({"status": "draining"}, status_code=503)
@@ -183,6 +216,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlantainError)
     async def plantain_error(request: Request, exc: PlantainError) -> JSONResponse:
         return render_error(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return render_error(request, parameters.invalid_parameter(request, exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def routing_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -157,7 +157,8 @@ class Settings(BaseSettings):
         default=30.0,
         ge=0,
         description="On SIGTERM, how long the running task may finish before it is stopped and queued "
-        "again for the next start.",
+        "again for the next start; the port stays open meanwhile for reads and downloads, and the drain "
+        "ends as soon as the running task does.",
     )
 
     # --- batching and post-processing (scheduler/) ---

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -152,20 +153,24 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 class FileHost(_BackgroundServer):
     """A web server for image URLs: ``GET /<name>`` answers :attr:`files` [name] (any type: the
     server sniffs it), ``routes`` [path] answers however it likes (redirects, slow bodies), else
-    404. Allow-list its :attr:`host_port` in ``allowed_hosts`` for the server to fetch from it."""
+    404. Allow-list its :attr:`host_port` in ``allowed_hosts`` for the server to fetch from it.
+    :attr:`requests` holds the path of every request it got, in order (a test can check that a
+    refused request fetched nothing)."""
 
     def __init__(self, routes: Mapping[str, Route] | None = None) -> None:
         self.files: dict[str, bytes] = {}
         self.routes = dict(routes or {})
+        self.requests: list[str] = []
         host = self
 
         class Handler(_Quiet):
             def do_GET(self) -> None:
+                host.requests.append(self.path)
                 route = host.routes.get(self.path)
                 if route is not None:
                     route(self)
                     return
-                body = host.files.get(self.path.lstrip("/"))
+                body = host.files.get(urlsplit(self.path).path.lstrip("/"))  # a query changes nothing
                 reply(self, 200 if body is not None else 404, body or b"not here", {})
 
         super().__init__(Handler)

@@ -66,12 +66,15 @@ def _check_aspect_ratio(value: Any) -> Any:
 
 
 class InputImage(BaseModel):
-    """An input image as the caller sent it: raw bytes, decoded and checked later."""
+    """An input image as the caller sent it: raw bytes, decoded and checked later; or an http(s)
+    ``url`` that the scheduler fetches only once the request has passed every check that needs
+    no bytes (``Scheduler.check``), so that a refused request fetches nothing."""
 
     model_config = ConfigDict(frozen=True)
 
-    data: bytes = Field(repr=False)
+    data: bytes = Field(default=b"", repr=False)  # empty until a ``url`` is fetched
     label: str = "input image"  # how errors name it: a file name, or "image 2"
+    url: str | None = None  # still to be fetched
 
 
 class EngineOptions(BaseModel):

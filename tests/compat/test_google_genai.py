@@ -324,6 +324,23 @@ def test_sse_frames_and_the_rest_stream_form(server: str) -> None:
     assert array.status_code == 200 and array.json()[-1]["candidates"][0]["finishReason"] == "STOP"
 
 
+@pytest.mark.parametrize("alt", ["proto", "media", "ss"])
+def test_a_stream_format_other_than_sse_or_json_is_a_gemini_400_naming_alt(server: str, alt: str) -> None:
+    response = post(f"{server}/v1beta/models/{MODEL}:streamGenerateContent?alt={alt}", BODY)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and error["details"][0]["metadata"] == {"field": "alt"}
+    assert error["message"] == (
+        f"alt: {alt!r} is not allowed; use sse (one event per chunk) or json (the default: a JSON "
+        "array of chunks)"
+    )
+
+
+def test_alt_json_is_the_rest_stream_form(server: str) -> None:
+    response = post(f"{server}/v1beta/models/{MODEL}:streamGenerateContent?alt=JSON", BODY)
+    assert response.status_code == 200 and response.json()[-1]["candidates"][0]["finishReason"] == "STOP"
+
+
 def test_a_check_made_when_queuing_names_the_gemini_field(server: str) -> None:
     # Decoding happens in the scheduler, whose errors name the core field (images).
     corrupt = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(b"not an image").decode()}}

@@ -202,6 +202,10 @@ REFUSALS: dict[str, tuple[list[types.InlinedRequest] | str, str]] = {
         "batch.inputConfig.requests.requests[1].request.contents[0].parts[0].inlineData "
         "is not a readable image",
     ),
+    "a blocked prompt at index 1 before an unreadable image at index 0": (
+        [inline("a", contents=[UNREADABLE, "edit it"]), inline("a naked man")],  # prompts first
+        "batch.inputConfig.requests.requests[1].request.contents: refused by the safety policy",
+    ),
     "an uploaded file as input": (
         "files/requests-jsonl",
         "batch.inputConfig.fileName: 'files/requests-jsonl' is an uploaded file, and this server has "

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from plantain.dialects.gemini import convert
+from plantain.dialects.gemini import batch_convert, convert
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidImageError, InvalidRequestError, UnknownModelError
 from plantain.settings import Settings
@@ -132,16 +132,27 @@ def test_bad_values_name_the_gemini_field_the_value_and_the_limit(
         convert_body(edit_body(**config))
 
 
-def test_file_data_is_refused_naming_the_part_unless_its_bytes_were_fetched() -> None:
+def test_file_data_is_an_input_to_fetch_named_by_its_part() -> None:
     body = edit_body()
     body["contents"][0]["parts"].append({"fileData": {"file_uri": "https://example.com/a.png"}})
-    parsed = convert.parse_request(json.dumps(body).encode())
-    assert convert.file_references(parsed) == {"contents[0].parts[2].fileData": "https://example.com/a.png"}
-    with pytest.raises(InvalidRequestError, match=r"contents\[0\]\.parts\[2\]\.fileData: file references"):
-        convert_body(body)  # a batch request: nothing is fetched for it
-    fetched = {"contents[0].parts[2].fileData": b"png bytes"}
-    request = convert.to_image_request(parsed, engine="tiny", files=fetched)
-    assert request.images[-1].data == b"png bytes"
+    image = convert_body(body).images[-1]  # fetched by the scheduler, once the rest has passed
+    assert (image.label, image.url, image.data) == (
+        "contents[0].parts[2].fileData",
+        "https://example.com/a.png",
+        b"",
+    )
+
+
+def test_a_batch_request_with_file_data_is_refused_naming_the_part() -> None:
+    body = edit_body()
+    body["contents"][0]["parts"].append({"fileData": {"file_uri": "https://example.com/a.png"}})
+    spec = batch_convert.parse_batch(
+        json.dumps({"batch": {"inputConfig": {"requests": {"requests": [{"request": body}]}}}}).encode()
+    )
+    with pytest.raises(
+        InvalidRequestError, match=r"requests\[0\]\.request\.contents\[0\]\.parts\[2\]\.fileData: file "
+    ):
+        batch_convert.to_image_requests(spec, model="m", engine="tiny")  # a batch fetches nothing
 
 
 def test_malformed_json_and_missing_text_are_invalid_requests() -> None:

@@ -106,6 +106,69 @@ def test_cancelling_a_running_task_stops_it(base: str) -> None:
     assert httpx.get(f"{base}/v1/tasks/{task_id}").json()["status"] == "cancelled"
 
 
+def test_an_idempotent_replay_answers_as_the_first_task_stands_now(base: str) -> None:
+    headers = {"Idempotency-Key": "replay-status"}
+    slow = {"prompt": "a slow cup", "steps": 40, "resolution": "1K"}
+    first = submit(base, slow, headers)
+    assert first.status_code == 202
+    while_running = submit(base, slow, headers)
+    assert while_running.status_code == 202 and while_running.json()["id"] == first.json()["id"]
+    httpx.post(f"{base}/v1/tasks/{first.json()['id']}/cancel")
+    ended = submit(base, slow, {**headers, "Prefer": "wait=60"})  # waits for the stop, as a new one would
+    assert ended.status_code == 201 and ended.json()["status"] == "cancelled"
+    once_ended = submit(base, slow, headers)
+    assert once_ended.status_code == 201 and once_ended.headers["idempotent-replayed"] == "true"
+
+
+def test_a_cancelled_task_says_whether_it_ran_and_the_step_it_stopped_at(base: str) -> None:
+    running = submit(base, {"prompt": "slow", "steps": 40, "resolution": "1K"}).json()["id"]
+    queued = submit(base, {"prompt": "waits behind it", "steps": 3}).json()["id"]  # cannot join its run
+    story = []
+    with httpx.stream("GET", f"{base}/v1/tasks/{running}/events", timeout=120) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                story.append(json.loads(line.removeprefix("data: ")))
+                if story[-1]["type"] == "progress" and story[-1]["step"] == 2:
+                    assert httpx.post(f"{base}/v1/tasks/{queued}/cancel").json()["status"] == "cancelled"
+                    assert httpx.post(f"{base}/v1/tasks/{running}/cancel").status_code == 202
+    steps = [event["step"] for event in story if event["type"] == "progress"]
+    assert story[-1]["type"] == "cancelled" and story[-1]["while"] == "running"
+    assert story[-1]["step"] == steps[-1] + 1 < 40  # stopped after the step following its last progress
+    never_ran = events(base, queued)[-1]
+    assert (never_ran["type"], never_ran["while"]) == ("cancelled", "queued") and "step" not in never_ran
+
+
+def test_resuming_at_or_past_the_end_of_an_ended_task_is_a_204_at_once(base: str) -> None:
+    task_id = submit(base, {"prompt": "a kite", "steps": 3}, {"Prefer": "wait=60"}).json()["id"]
+    last = events(base, task_id)[-1]["seq"]
+    assert [event["type"] for event in events(base, task_id, last_event_id=last - 1)] == ["completed"]
+    for past in (last, last + 1, last + 1000):
+        # A hang shows as a read timeout: a stream that stays open sends keep-alives every 15 s.
+        response = httpx.get(
+            f"{base}/v1/tasks/{task_id}/events", headers={"last-event-id": str(past)}, timeout=10
+        )
+        assert response.status_code == 204 and response.content == b"", past
+
+
+def test_resuming_past_the_end_of_a_running_task_ends_when_it_does(
+    base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plantain.dialects.tasks import routes
+
+    monkeypatch.setattr(routes, "KEEPALIVE_SECONDS", 0.05)  # the loop below wakes often
+    task_id = submit(base, {"prompt": "a slow kite", "steps": 40}).json()["id"]
+    deadline = time.monotonic() + 90
+    lines = []
+    headers = {"last-event-id": "1000"}
+    with httpx.stream("GET", f"{base}/v1/tasks/{task_id}/events", headers=headers, timeout=60) as response:
+        assert response.status_code == 200  # not ended yet: the stream waits for the end
+        for line in response.iter_lines():
+            assert time.monotonic() < deadline, "the stream did not end with its task"
+            lines.append(line)
+    assert httpx.get(f"{base}/v1/tasks/{task_id}").json()["status"] == "succeeded"
+    assert not [line for line in lines if line.startswith("data: ")]
+
+
 @pytest.mark.parametrize(
     ("input_", "extra", "field", "text"),
     [
@@ -145,6 +208,48 @@ def test_an_unknown_task_is_a_404_in_the_task_envelope(base: str) -> None:
     response = httpx.get(f"{base}/v1/tasks/task_nope")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_last_event_id_beyond_any_event_number_is_a_400_naming_it(base: str) -> None:
+    task_id = submit(base, {"prompt": "p"}, {"Prefer": "wait=60"}).json()["id"]
+    value = str(2**63)  # one past SQLite's largest integer
+    response = httpx.get(f"{base}/v1/tasks/{task_id}/events", headers={"last-event-id": value})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "invalid_request",
+        "message": f"Last-Event-ID: '{value}' is not an event number; send the id of the last event "
+        "received (0 to 9223372036854775807)",
+        "field": "Last-Event-ID",
+        "status": 400,
+    }
+
+
+LIMIT_RULE = "is not allowed; must be a whole number between 1 and 100"
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"limit": "abc"}, "limit", f"limit: 'abc' {LIMIT_RULE}"),
+        ({"limit": "0"}, "limit", f"limit: '0' {LIMIT_RULE}"),
+        ({"limit": "2.5"}, "limit", f"limit: '2.5' {LIMIT_RULE}"),
+        ({"limit": "1" + "0" * 30}, "limit", f"limit: '1{'0' * 30}' {LIMIT_RULE}"),
+        (
+            {"cursor": "zzz"},
+            "cursor",
+            "cursor: 'zzz' is not a page of this list (or its task has expired); send the next_cursor "
+            "of the previous page, or none for the first page",
+        ),
+    ],
+)
+def test_a_bad_list_query_is_a_400_in_the_task_envelope_naming_the_parameter(
+    base: str, params: dict[str, str], field: str, message: str
+) -> None:
+    response = httpx.get(f"{base}/v1/tasks", params=params)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"code": "invalid_request", "message": message, "field": field, "status": 400}
+    }
 
 
 def test_a_quiet_event_stream_sends_keep_alive_comments(base: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -177,7 +177,7 @@ def test_progress_reports_every_step(registry: EngineRegistry) -> None:
 def test_stop_flag_cancels_at_the_next_step(registry: EngineRegistry) -> None:
     steps: list[int] = []
     request = ImageRequest.create(prompt="a red bicycle", size="512", options={"steps": 4})
-    with pytest.raises(CancelledError, match="cancelled after step 2 of 4"):
+    with pytest.raises(CancelledError, match="cancelled after step 2 of 4") as stopped:
         run_request(
             request,
             registry.get("tiny"),
@@ -185,6 +185,7 @@ def test_stop_flag_cancels_at_the_next_step(registry: EngineRegistry) -> None:
             should_stop=lambda: len(steps) >= 1,
         )
     assert steps == [1]
+    assert stopped.value.step == 2  # what the task's `cancelled` event reports
 
 
 def test_asking_to_load_does_not_wait_for_a_running_job(registry: EngineRegistry) -> None:

@@ -236,8 +236,7 @@ class Engine(ABC):
         a server setting) and fix every number the run needs."""
         self.check_task(request)
         aspect_ratio = request.aspect_ratio or self._default_aspect_ratio(images)
-        sizes = self.capabilities.sizes.capped(max_output_pixels)
-        width, height = resolve_size(aspect_ratio, request.size, sizes, self.name)
+        width, height = self._output_size(aspect_ratio, request.size, max_output_pixels)
         options = request.options
         return EngineJob(
             prompt=request.prompt,
@@ -249,6 +248,18 @@ class Engine(ABC):
             seeds=tuple(seed + i for i in range(request.num_images)),
             inputs_digest=inputs_digest(request),
         )
+
+    def check_size(self, request: ImageRequest, *, max_output_pixels: int | None = None) -> None:
+        """Refuse an output size this engine cannot make, where it is known without decoding an
+        input: an edit that asks for no aspect ratio takes its input's shape, checked by :meth:`plan`."""
+        if request.aspect_ratio is None and request.images:
+            return
+        aspect_ratio = request.aspect_ratio or self._default_aspect_ratio(())
+        self._output_size(aspect_ratio, request.size, max_output_pixels)
+
+    def _output_size(self, aspect_ratio: str, tier: str, max_output_pixels: int | None) -> tuple[int, int]:
+        sizes = self.capabilities.sizes.capped(max_output_pixels)
+        return resolve_size(aspect_ratio, tier, sizes, self.name)
 
     def check_task(self, request: ImageRequest) -> None:
         """Refuse what this engine cannot do, before any input is decoded or weights loaded."""
@@ -390,7 +401,8 @@ class Engine(ABC):
             if should_stop is not None and should_stop():
                 raise CancelledError(
                     f"run on engine {self.name} was cancelled after step {step + 1} of {total} "
-                    f"({time.monotonic() - started:.1f} s)"
+                    f"({time.monotonic() - started:.1f} s)",
+                    step=step + 1,  # the task's `cancelled` event says how far it got
                 )
             if previews is not None and step + 1 in previews.at_steps and sent < len(previews.at_steps):
                 image = self._decode_preview(pipeline, tensors["latents"][:1], job)

@@ -1,13 +1,14 @@
 """The scheduler: one durable queue for every front door, one worker per process.
 
-A request is checked (decoded, planned, its seed fixed) *before* it becomes a task, so a bad input
-is an ordinary 400 and never a failed task. Tasks run in submission order on one worker thread
-(one engine run at a time on the device), compatible queued tasks together in one run
-(``batching.py``); each step, the end and any failure are events in the store and on the live bus.
-What follows the engine (screening, encoding, marks, files, the store) runs on the
-post-processing stage (``postprocess.py``) while the worker starts the next run. A synchronous
-call (Gemini, OpenAI) is a task its caller waits on; when such a caller goes away, its task is
-cancelled.
+A request is checked (everything that needs no image bytes first, then its URL inputs fetched,
+its inputs decoded, its run planned and its seed fixed) *before* it becomes a task, so a bad input
+is an ordinary 400 and never a failed task, and a refused request fetches nothing. Tasks run in
+submission order on one worker thread (one engine run at a time on the device), compatible queued
+tasks together in one run (``batching.py``); each step, the end and any failure are events in the
+store and on the live bus. What follows the engine (screening, encoding, marks, files, the
+store) runs on the post-processing stage (``postprocess.py``) while the worker starts the next
+run. A synchronous call (Gemini, OpenAI) is a task its caller waits on; when such a caller goes
+away, its task is cancelled.
 
 Only one server process may use a data directory (a lock file says so): at start, tasks left
 running by a killed process are queued again (or failed once they have used ``max_attempts``).
@@ -19,11 +20,13 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import math
+import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from plantain.engines.base import Engine, EngineJob, PreviewCallback, Previews, StepCallback, inputs_digest
@@ -35,10 +38,11 @@ from plantain.errors import (
     InvalidRequestError,
     PlantainError,
     QueueFullError,
+    ShuttingDownError,
     error_from_code,
 )
-from plantain.fetch import FetchLimits
-from plantain.generation import OutputScreen, finish_images, prepare
+from plantain.fetch import FetchLimits, fetch_inputs
+from plantain.generation import OutputScreen, finish_images, precheck, prepare
 from plantain.limits import Limits
 from plantain.models import engine_for_model
 from plantain.provenance.policy import ProvenancePolicy
@@ -84,6 +88,8 @@ class Submission:
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] | None = None
     api_key_id: str | None = None  # who submits it (usage.caller_key_id); None: anonymous
+    # Names the request in the log before it has a task: its URL fetches, then its task(s).
+    request_id: str = field(default_factory=lambda: f"req_{secrets.token_hex(8)}")
 
 
 class Scheduler:
@@ -115,7 +121,7 @@ class Scheduler:
         self._worker: threading.Thread | None = None
         self._post: PostProcessor[Finished, Processed] | None = None
         self._lock_file: IO[str] | None = None
-        self._running: Batch | None = None  # the batch on the engine now
+        self._grace_over = threading.Event()  # a drain's grace is over: the running batch stops
         self.webhooks: WebhookDeliverer | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -163,12 +169,16 @@ class Scheduler:
         if self._worker is None:
             return
         self._worker.join(grace_seconds)
-        running = self._running
-        if running is not None:
-            for member in running.members:
-                self._stop(member.task.id)
+        self.stop_now()
         if self._worker.is_alive():
             self._worker.join(30)
+
+    def stop_now(self) -> None:
+        """Cut a drain's grace short (a second SIGTERM): take no more work, and stop the running
+        batch at its next step, its tasks queued again for the next start."""
+        self.draining.set()
+        self._grace_over.set()
+        self._wakeup.set()
 
     def close(self) -> None:
         self.draining.set()
@@ -196,25 +206,62 @@ class Scheduler:
         on_preview: PreviewCallback | None = None,
     ) -> tuple[Task, bool]:
         """Check ``request`` and queue it; returns (task, created). Bad input raises here."""
+        self.check_open()  # a draining server refuses before it checks: the request may be fine
+        if submission.idempotency_key is not None:  # a replay answers its first task, unchecked
+            first = self.store.replayed(submission.idempotency_key, submission.fingerprint)
+            if first is not None:
+                return first, False
         checked = await self.check(request, submission)
         self.check_capacity()
         return await self.enqueue(checked, submission, previews=previews, on_preview=on_preview)
 
     async def check(self, request: ImageRequest, submission: Submission) -> ImageRequest:
-        """``request`` ready to queue: its engine named, its inputs decoded and validated off the
-        loop (bad input raises here: a 400, never a failed task), its seed fixed so that a rerun
-        makes the same images. Its safety level is fixed and its prompt screened (once its length
-        is known to be within limits): a blocked prompt is refused here, in every dialect."""
+        """``request`` ready to queue (bad input raises here: a 400, never a failed task): first
+        every check that needs no image bytes (:meth:`precheck`), then its inputs fetched and
+        decoded (:meth:`check_inputs`), so a refused request fetches and decodes nothing."""
+        prechecked = await asyncio.to_thread(self.precheck, request, submission)
+        return await self.check_inputs(prechecked, submission)
+
+    def precheck(self, request: ImageRequest, submission: Submission) -> ImageRequest:
+        """``request`` with its engine named and its safety level fixed, once it has passed every
+        check that needs no input's bytes: the model, a refused provenance opt-out, the prompt's
+        length, the input count, what the engine does and the size it makes
+        (:func:`~plantain.generation.precheck`), and last the prompt's safety screen (its length
+        known to be within limits): a blocked prompt is refused here, in every dialect."""
         engine_name = request.engine or self.engine_name(submission.model)
         request = request.model_copy(update={"engine": engine_name})
         self.provenance.applied(request.provenance)  # a refused opt-out is a 400, not a failed task
-        job = await asyncio.to_thread(prepare, request, self.registry.get(engine_name), self.limits)
-        request = await asyncio.to_thread(self.safety.admit, request)
-        return request.model_copy(update={"seed": job.seeds[0]})
+        precheck(request, self.registry.get(engine_name), self.limits)
+        return self.safety.admit(request)
+
+    async def check_inputs(self, prechecked: ImageRequest, submission: Submission) -> ImageRequest:
+        """A request :meth:`precheck` returned with its URL inputs fetched, every input decoded
+        and validated off the loop, and its seed fixed so that a rerun makes the same images."""
+        if any(image.url is not None for image in prechecked.images):
+            self.check_capacity()  # a full queue would refuse it after the fetch: refuse it before
+            request_id = submission.request_id
+            images = await fetch_inputs(prechecked.images, self.fetch_limits, request_id=request_id)
+            prechecked = prechecked.model_copy(update={"images": images})
+        engine = self.registry.get(prechecked.engine)
+        job = await asyncio.to_thread(prepare, prechecked, engine, self.limits)
+        return prechecked.model_copy(update={"seed": job.seeds[0]})
+
+    def check_open(self) -> None:
+        """ShuttingDownError (503, with a retry hint) once a drain has begun: tasks queued now
+        would wait for the next start, so the caller is better served elsewhere or later."""
+        if not self.draining.is_set():
+            return
+        retry_after = max(1, math.ceil(self.settings.drain_seconds))
+        raise ShuttingDownError(
+            "the server is shutting down (draining after SIGTERM) and takes no new requests; "
+            f"send this one to another server, or retry in {retry_after} s once this one is back",
+            retry_after=retry_after,
+        )
 
     def check_capacity(self, count: int = 1, *, field: str | None = None) -> None:
         """Room for ``count`` more tasks, or QueueFullError (429, with a retry hint); a group larger
         than the whole queue can never fit, so it is a 400 naming ``field``."""
+        self.check_open()
         limit = self.settings.max_queued_tasks
         if count > limit:
             raise InvalidRequestError(
@@ -259,6 +306,7 @@ class Scheduler:
         )
         task, created = await asyncio.to_thread(self.store.create, new)
         if created:
+            logger.info("task %s queued for request %s", task.id, submission.request_id)
             if previews and on_preview is not None:
                 self._previews[task.id] = (previews, on_preview)
             for event in self.store.events_after(task.id):
@@ -366,11 +414,9 @@ class Scheduler:
                     continue
                 batch = self._batch_led_by(*claimed)
                 if batch is not None:
-                    self._running = batch
                     try:
                         self._run_batch(batch)
                     finally:
-                        self._running = None
                         self._forget(batch.members)
         finally:
             if post is not None:
@@ -467,7 +513,7 @@ class Scheduler:
             images = batch.engine.run(
                 [member.job for member in order],
                 self._on_step(batch, started),
-                batch.all_stopped,  # drain() sets the flags late
+                lambda: self._grace_over.is_set() or batch.all_stopped(),
                 order[0].previews,
             )
         except Exception as exc:
@@ -498,7 +544,8 @@ class Scheduler:
                     member.ended = True
                     spent = batch.share(member, time.perf_counter() - started)
                     message = f"stopped after step {done} of {total} of a run it shared"
-                    self._stopped(member.task, CancelledError(message), self._used(member.task, spent), done)
+                    stopped = CancelledError(message, step=done)
+                    self._stopped(member.task, stopped, self._used(member.task, spent))
                 else:
                     event = self.store.add_event(member.task.id, "progress", {"step": done, "total": total})
                     self._publish(event)
@@ -599,13 +646,12 @@ class Scheduler:
         """The usage of a run that made no images: its wall time so far (decoding included)."""
         return self._used(task, time.perf_counter() - started)
 
-    def _stopped(
-        self, task: Task, exc: CancelledError, usage: Usage | None = None, step: int | None = None
-    ) -> None:
+    def _stopped(self, task: Task, exc: CancelledError, usage: Usage | None = None) -> None:
+        """A stopped run's task: queued again by a drain, else cancelled at the step it reached."""
         if self.draining.is_set() and not self.store.get(task.id).cancel_requested:
             self._publish(self.store.requeue(task.id, "the server was shutting down"))
             return
-        self._publish(self.store.mark_cancelled(task.id, step, usage))
+        self._publish(self.store.mark_cancelled(task.id, exc.step, usage))
         logger.info("task %s cancelled: %s", task.id, exc.message)
 
     def _failed(self, task: Task, error: TaskError, usage: Usage | None = None) -> None:

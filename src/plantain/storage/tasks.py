@@ -107,21 +107,33 @@ class TaskStore:
         fingerprint returns the first task; with another, IdempotencyConflictError."""
         with self._transaction() as db:
             if new.idempotency_key is not None:
-                existing = db.execute(
-                    "SELECT id, fingerprint FROM tasks WHERE idempotency_key = ?", (new.idempotency_key,)
-                ).fetchone()
-                if existing is not None:
-                    if existing["fingerprint"] != new.fingerprint:
-                        raise IdempotencyConflictError(
-                            f"Idempotency-Key {new.idempotency_key!r} was already used with a different "
-                            "request body; send a new key for a new request",
-                            field="Idempotency-Key",
-                        )
-                    return self._task(db, existing["id"]), False
+                first = self._replayed(db, new.idempotency_key, new.fingerprint)
+                if first is not None:
+                    return first, False
             task_id = f"task_{secrets.token_urlsafe(18)}"
             self._insert(db, task_id, new)
             self._append_event(db, task_id, "queued", {"position": self._position(db, task_id)})
             return self._task(db, task_id), True
+
+    def replayed(self, idempotency_key: str, fingerprint: str | None) -> Task | None:
+        """The task a submission with this key made, if one did (the same check as :meth:`create`,
+        made before a replay's inputs would be fetched and decoded again)."""
+        with self._transaction() as db:
+            return self._replayed(db, idempotency_key, fingerprint)
+
+    def _replayed(self, db: sqlite3.Connection, idempotency_key: str, fingerprint: str | None) -> Task | None:
+        existing = db.execute(
+            "SELECT id, fingerprint FROM tasks WHERE idempotency_key = ?", (idempotency_key,)
+        ).fetchone()
+        if existing is None:
+            return None
+        if existing["fingerprint"] != fingerprint:
+            raise IdempotencyConflictError(
+                f"Idempotency-Key {idempotency_key!r} was already used with a different "
+                "request body; send a new key for a new request",
+                field="Idempotency-Key",
+            )
+        return self._task(db, existing["id"])
 
     def _insert(self, db: sqlite3.Connection, task_id: str, new: NewTask) -> None:
         order = db.execute("SELECT COALESCE(MAX(queue_order), 0) + 1 FROM tasks").fetchone()[0]

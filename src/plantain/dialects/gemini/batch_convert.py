@@ -78,10 +78,22 @@ def to_image_requests(
             raise InvalidRequestError(f"{field} is required", field=field)
         try:
             body = _request_body(item.request, model)
-            converted.append((convert.to_image_request(body, engine=engine), item.metadata))
+            converted.append((_inline_only(convert.to_image_request(body, engine=engine)), item.metadata))
         except PlantainError as exc:
             raise at_request(exc, index) from None
     return converted
+
+
+def _inline_only(request: ImageRequest) -> ImageRequest:
+    """``request`` if its images are all inline: a batch's requests fetch nothing."""
+    for image in request.images:
+        if image.url is not None:
+            raise InvalidRequestError(
+                f"{image.label}: file references are not fetched for batch requests; send the image "
+                "bytes as inlineData",
+                field=image.label,
+            )
+    return request
 
 
 def _inlined(batch: BatchSpec) -> list[InlinedRequest]:

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from plantain.dialects import openapi
 from plantain.dialects.gemini import batch_convert
+from plantain.dialects.gemini.protocol import BatchGenerateContentRequest
 from plantain.errors import InvalidRequestError, NotFoundError, PlantainError
 from plantain.scheduler import Scheduler, bulk
 from plantain.scheduler.scheduler import Submission
 from plantain.storage.batches import Batch, BatchStore
-from plantain.types import ImageResult, Task
+from plantain.types import ImageRequest, ImageResult, Task
 from plantain.usage import caller_key_id
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100  # a larger pageSize is lowered to it, as Google's list methods do
+# read by list_batches itself, so that a bad one is refused with Google's rules (docs/gemini.md)
+LIST_PARAMETERS = openapi.query_parameters(
+    {"pageSize": {"type": "integer", "minimum": 0}, "pageToken": {"type": "string"}}
+)
 
 
 async def batch_generate_content(request: Request, model: str) -> JSONResponse:
@@ -34,12 +40,7 @@ async def batch_generate_content(request: Request, model: str) -> JSONResponse:
     spec = batch_convert.parse_batch(await request.body())
     items = batch_convert.to_image_requests(spec, model=model, engine=engine)
     submission = Submission(model=model, source="gemini-batch", api_key_id=caller_key_id(request))
-    checked = []
-    for index, (image_request, _) in enumerate(items):
-        try:
-            checked.append(await scheduler.check(image_request, submission))
-        except InvalidRequestError as exc:
-            raise batch_convert.at_request(exc, index) from None
+    checked = await _check_all([image_request for image_request, _ in items], scheduler, submission)
     scheduler.check_capacity(len(items), field=batch_convert.REQUESTS_FIELD)
     tasks = await bulk.enqueue_all(scheduler, checked, submission)
     members = [(task.id, metadata) for task, (_, metadata) in zip(tasks, items, strict=True)]
@@ -51,6 +52,31 @@ async def batch_generate_content(request: Request, model: str) -> JSONResponse:
         bulk.cancel_all(scheduler, [task.id for task in tasks])
         raise
     return JSONResponse(await _operation(scheduler, batch))
+
+
+async def _check_all(
+    requests: list[ImageRequest], scheduler: Scheduler, submission: Submission
+) -> list[ImageRequest]:
+    """Every request checked as :meth:`Scheduler.check` checks one, but each step for all of them
+    before the next: every prompt is screened before any image is decoded."""
+    prechecked = []
+    for index, image_request in enumerate(requests):
+        with _named(index):
+            prechecked.append(await asyncio.to_thread(scheduler.precheck, image_request, submission))
+    checked = []
+    for index, image_request in enumerate(prechecked):
+        with _named(index):
+            checked.append(await scheduler.check_inputs(image_request, submission))
+    return checked
+
+
+@contextlib.contextmanager
+def _named(index: int) -> Iterator[None]:
+    """A refusal raised inside, named by the batch request it is about."""
+    try:
+        yield
+    except InvalidRequestError as exc:
+        raise batch_convert.at_request(exc, index) from None
 
 
 async def get_batch(request: Request, batch_id: str) -> JSONResponse:
@@ -148,9 +174,14 @@ def register(router: APIRouter, versions: Sequence[str]) -> None:
     """The batch routes under each Gemini API version (``v1`` is google-genai 3's default)."""
     for version in versions:
         router.add_api_route(
-            f"/{version}/models/{{model}}:batchGenerateContent", batch_generate_content, methods=["POST"]
+            f"/{version}/models/{{model}}:batchGenerateContent",
+            batch_generate_content,
+            methods=["POST"],
+            openapi_extra=openapi.json_body(BatchGenerateContentRequest),
         )
-        router.add_api_route(f"/{version}/batches", list_batches, methods=["GET"])
+        router.add_api_route(
+            f"/{version}/batches", list_batches, methods=["GET"], openapi_extra=LIST_PARAMETERS
+        )
         router.add_api_route(f"/{version}/batches/{{batch_id}}", get_batch, methods=["GET"])
         router.add_api_route(f"/{version}/batches/{{batch_id}}", delete_batch, methods=["DELETE"])
         router.add_api_route(f"/{version}/batches/{{batch_id}}:cancel", cancel_batch, methods=["POST"])

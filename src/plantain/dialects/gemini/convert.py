@@ -9,7 +9,8 @@ Request → :class:`~plantain.types.ImageRequest`:
   conversation: the previous model turn's image, the one being edited), followed by the images
   attached to the last user turn. ``thought: true`` parts (a model's interim drafts) never count.
   An image is ``inlineData`` (base64 in either alphabet) or ``fileData`` with an http(s)
-  ``fileUri``, which the route fetches (:func:`file_references`) before conversion.
+  ``fileUri``, which becomes an input the scheduler fetches once the request has passed every
+  other check (a batch refuses it: :mod:`batch_convert`).
 - Several images are answered as several **candidates**, one image each, as Gemini does for
   ``candidateCount`` > 1: ``response.parts`` (= ``candidates[0].content.parts``) then shows the first
   image, and a client that asked for more reads ``response.candidates``.
@@ -20,7 +21,6 @@ Request → :class:`~plantain.types.ImageRequest`:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,33 +81,20 @@ def parse_request(raw: bytes) -> GenerateContentRequest:
 
 
 def to_image_request(
-    body: GenerateContentRequest,
-    *,
-    engine: str,
-    files: Mapping[str, bytes] | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    body: GenerateContentRequest, *, engine: str, limits: Limits = DEFAULT_LIMITS
 ) -> ImageRequest:
-    """The core request a Gemini ``generateContent`` body asks for, to run on ``engine``;
-    ``files`` holds the bytes fetched for each of :func:`file_references`."""
+    """The core request a Gemini ``generateContent`` body asks for, to run on ``engine``; a
+    ``fileData`` image is its URL, not yet fetched."""
     config = body.generation_config or GenerationConfig()
     _check_modalities(config)
     turn = _last_user_turn(body.contents)
     return _create(
         prompt=_prompt(body.system_instruction, body.contents[turn], turn),
-        images=_input_images(body.contents, turn, files or {}, limits),
+        images=_input_images(body.contents, turn, limits),
         engine=engine,
         safety=safety_level(body.safety_settings),
         **_generation_fields(config),
     )
-
-
-def file_references(body: GenerateContentRequest, limits: Limits = DEFAULT_LIMITS) -> dict[str, str]:
-    """``{label: fileUri}`` of the ``fileData`` parts used as input images, for the route to fetch;
-    each is an http(s) URL (a ``gs://`` or Files API URI is refused), and the input count is
-    checked first, so a request over it fetches nothing."""
-    parts = _input_parts(body.contents, _last_user_turn(body.contents))
-    limits.check_input_count(len(parts))
-    return {label: _file_uri(part.file_data, label) for label, part in parts if part.file_data is not None}
 
 
 def _check_modalities(config: GenerationConfig) -> None:
@@ -147,12 +134,10 @@ def _text_of(content: Content) -> str:
     return "\n".join(text for text in texts if text)
 
 
-def _input_images(
-    contents: list[Content], turn: int, files: Mapping[str, bytes], limits: Limits
-) -> tuple[InputImage, ...]:
+def _input_images(contents: list[Content], turn: int, limits: Limits) -> tuple[InputImage, ...]:
     parts = _input_parts(contents, turn)
     limits.check_input_count(len(parts))  # before any base64 is decoded
-    return tuple(_input_image(label, part, files, limits) for label, part in parts)
+    return tuple(_input_image(label, part, limits) for label, part in parts)
 
 
 def _input_parts(contents: list[Content], turn: int) -> list[tuple[str, Part]]:
@@ -175,16 +160,10 @@ def _image_parts(content: Content, turn: int) -> list[tuple[str, Part]]:
     return found
 
 
-def _input_image(label: str, part: Part, files: Mapping[str, bytes], limits: Limits) -> InputImage:
+def _input_image(label: str, part: Part, limits: Limits) -> InputImage:
     if part.file_data is not None:
         _check_mime_type(part.file_data.mime_type, label, limits)
-        if label not in files:
-            raise InvalidRequestError(
-                f"{label}: file references are not fetched for batch requests; send the image bytes "
-                "as inlineData",
-                field=label,
-            )
-        return InputImage(data=files[label], label=label)
+        return InputImage(url=_file_uri(part.file_data, label), label=label)
     blob = part.inline_data or Blob()
     _check_mime_type(blob.mime_type, label, limits)
     data = decode_base64(blob.data, f"{label}.data", field=label, limits=limits, label=label)
@@ -421,7 +400,6 @@ def _model_entry(name: str, engine: str, provenance: dict[str, Any]) -> Model:
 
 __all__ = [
     "decode_base64",
-    "file_references",
     "get_model_body",
     "list_models_body",
     "model_id",

@@ -11,17 +11,18 @@ is shared with the OpenAI dialect and is added by the server from
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from plantain.dialects import openapi
 from plantain.dialects.gemini import batch_routes, convert, safety
-from plantain.dialects.gemini.protocol import GenerateContentResponse
+from plantain.dialects.gemini.protocol import GenerateContentRequest, GenerateContentResponse
 from plantain.dialects.report import answer_headers
 from plantain.dialects.wire import ImageAnswer
-from plantain.errors import ContentBlockedError
-from plantain.fetch import fetch_all
+from plantain.errors import ContentBlockedError, InvalidRequestError
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
 from plantain.types import ImageRequest, ImageResult, Task
@@ -30,6 +31,8 @@ from plantain.usage import caller_key_id
 GEMINI_VERSIONS = ("v1", "v1beta", "v1alpha")
 VERTEX_VERSIONS = ("v1", "v1beta1")
 MODEL_LISTING_VERSIONS = ("v1beta", "v1alpha")  # /v1/models is shared with OpenAI
+STREAM_FORMATS = ("sse", "json")  # ?alt=; json, a JSON array of chunks, is the default
+StreamFormat = Annotated[str | None, Query(json_schema_extra={"enum": list(STREAM_FORMATS)})]
 
 router = APIRouter(tags=["gemini"])
 
@@ -44,10 +47,10 @@ async def _generate(request: Request, model: str) -> tuple[ImageRequest, Task, I
 
 
 async def _image_request(request: Request, scheduler: Scheduler, engine: str) -> ImageRequest:
-    """The body as a core request, its ``fileData`` images fetched first (all at once)."""
+    """The body as a core request; its ``fileData`` images are fetched by the scheduler, once
+    everything else has been checked."""
     body = convert.parse_request(await request.body())
-    files = await fetch_all(convert.file_references(body, scheduler.limits), scheduler.fetch_limits)
-    return convert.to_image_request(body, engine=engine, files=files, limits=scheduler.limits)
+    return convert.to_image_request(body, engine=engine, limits=scheduler.limits)
 
 
 async def generate_content(request: Request, model: str) -> JSONResponse:
@@ -60,20 +63,32 @@ async def generate_content(request: Request, model: str) -> JSONResponse:
     return ImageAnswer(response.wire(), status_code=200, headers=headers)
 
 
-async def stream_generate_content(request: Request, model: str, alt: str | None = None) -> Response:
+async def stream_generate_content(request: Request, model: str, alt: StreamFormat = None) -> Response:
     """``?alt=sse``: one ``data:`` event per chunk; otherwise the REST form, a JSON array of chunks.
 
     The run finishes before the first byte, so every error still gets a proper HTTP status.
     """
+    sse = _stream_format(alt) == "sse"  # checked before the run
     try:
         image_request, task, result = await _generate(request, model)
         chunks = convert.to_stream_chunks(result, image_request, model, convert.new_response_id())
         headers = answer_headers(task, image_request, result)
     except ContentBlockedError as blocked:  # one chunk saying why, as generateContent answers
         chunks, headers = [_blocked(blocked, model)], {}
-    if (alt or "").lower() != "sse":
+    if not sse:
         return ImageAnswer([chunk.wire() for chunk in chunks], status_code=200, headers=headers)
     return StreamingResponse(_sse(chunks), status_code=200, media_type="text/event-stream", headers=headers)
+
+
+def _stream_format(alt: str | None) -> str:
+    form = (alt or "json").strip().lower()
+    if form not in STREAM_FORMATS:
+        raise InvalidRequestError(
+            f"alt: {alt!r} is not allowed; use sse (one event per chunk) or json (the default: "
+            "a JSON array of chunks)",
+            field="alt",
+        )
+    return form
 
 
 def _blocked(error: ContentBlockedError, model: str) -> GenerateContentResponse:
@@ -104,6 +119,13 @@ async def get_model(request: Request, model: str) -> JSONResponse:
     return JSONResponse(convert.get_model_body(scheduler.registry, model, scheduler.provenance.describe()))
 
 
+METHODS: dict[str, Callable[..., Awaitable[Response]]] = {
+    "generateContent": generate_content,
+    "streamGenerateContent": stream_generate_content,
+    "countTokens": count_tokens,
+}
+
+
 def _model_prefixes() -> list[str]:
     """Every path prefix a google-genai client puts before ``{model}:<method>``."""
     gemini = [f"/{version}/models" for version in GEMINI_VERSIONS]
@@ -120,11 +142,12 @@ def _model_prefixes() -> list[str]:
 
 def _register() -> None:
     for prefix in _model_prefixes():
-        router.add_api_route(f"{prefix}/{{model}}:generateContent", generate_content, methods=["POST"])
-        router.add_api_route(
-            f"{prefix}/{{model}}:streamGenerateContent", stream_generate_content, methods=["POST"]
-        )
-        router.add_api_route(f"{prefix}/{{model}}:countTokens", count_tokens, methods=["POST"])
+        # The body, and Vertex's {project} and {location}: matched, any value served the same.
+        extra = openapi.merge(openapi.json_body(GenerateContentRequest), openapi.path_parameters(prefix))
+        for method, endpoint in METHODS.items():
+            router.add_api_route(
+                f"{prefix}/{{model}}:{method}", endpoint, methods=["POST"], openapi_extra=extra
+            )
     for version in MODEL_LISTING_VERSIONS:
         router.add_api_route(f"/{version}/models", list_models, methods=["GET"])
         router.add_api_route(f"/{version}/models/{{model}}", get_model, methods=["GET"])

@@ -19,6 +19,7 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from plantain.dialects import openapi
 from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.dialects.report import answer_headers, report_headers
@@ -57,13 +58,18 @@ class OpenAIRoute(APIRoute):
 router = APIRouter(route_class=OpenAIRoute)
 
 
-@router.post("/v1/images/generations")
+@router.post("/v1/images/generations", openapi_extra=openapi.json_body(ImageParams))
 async def generations(request: Request) -> Response:
     params = convert.parse_json(await request.body())
     return await _answer(request, params, (), "image_generation")
 
 
-@router.post("/v1/images/edits")
+@router.post(
+    "/v1/images/edits",
+    openapi_extra=openapi.form_body(
+        ImageParams, {"image": openapi.BINARY, "image[]": {"type": "array", "items": openapi.BINARY}}, []
+    ),
+)
 async def edits(request: Request) -> Response:
     fields, parts = await _read_edit_form(request)
     params = convert.parse_params(fields)
@@ -75,6 +81,7 @@ async def edits(request: Request) -> Response:
 
 
 @router.get("/v1/files/{file_id}", name="file_content")
+@router.head("/v1/files/{file_id}", name="file_headers", include_in_schema=False)  # curl -I, link checkers
 async def file_content(request: Request, file_id: str) -> Response:
     """An output image by its unguessable id (every task's outputs, OpenAI's ``url`` answers)."""
     scheduler: Scheduler = request.app.state.scheduler

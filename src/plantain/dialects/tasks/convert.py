@@ -67,9 +67,10 @@ def parse_create(raw: bytes) -> tuple[TaskCreate, str]:
     return body, hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def image_sources(body: TaskInput, limits: Limits = DEFAULT_LIMITS) -> list[InputImage | str]:
-    """Each input image decoded, or its URL (to be fetched by the caller: this module does no I/O).
-    The input count is checked first, so a request over it decodes and fetches nothing."""
+def image_sources(body: TaskInput, limits: Limits = DEFAULT_LIMITS) -> list[InputImage]:
+    """Each input image: its base64 decoded, or its URL, which the scheduler fetches once the
+    request has passed every other check (this module does no I/O). The input count is checked
+    first, so a request over it decodes nothing."""
     limits.check_input_count(len(body.images), field=FIELD_NAMES["images"])
     return [_input_image(value, index, limits) for index, value in enumerate(body.images)]
 
@@ -79,7 +80,7 @@ def image_label(index: int) -> str:
 
 
 def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequest:
-    """``body`` with its ``images`` as :func:`image_sources` gave them, URLs fetched."""
+    """``body`` with its ``images`` as :func:`image_sources` gave them."""
     fields: dict[str, Any] = {
         "prompt": body.prompt,
         "images": tuple(images),
@@ -108,10 +109,10 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
 _OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://")
 
 
-def _input_image(value: str, index: int, limits: Limits) -> InputImage | str:
+def _input_image(value: str, index: int, limits: Limits) -> InputImage:
     label = image_label(index)
     if value[:8].lower().startswith(("http://", "https://")):
-        return value
+        return InputImage(url=value, label=label)
     if _OTHER_URL.match(value):  # file://, gs://, ftp://…: never read, whatever the scheme
         raise InvalidRequestError(
             f"{label}: {value[:60]!r} cannot be fetched; only http(s) URLs are fetched, "

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from plantain.dialects import openapi
 from plantain.errors import InvalidRequestError
 from plantain.provenance.verify import verify
 from plantain.scheduler import Scheduler
@@ -26,7 +27,15 @@ router = APIRouter(tags=["provenance"])
 UPLOAD_FIELD = "file"
 
 
-@router.post("/v1/provenance/verify")
+@router.post(
+    "/v1/provenance/verify",
+    openapi_extra=openapi.form_body(
+        None,
+        {UPLOAD_FIELD: openapi.BINARY},
+        [UPLOAD_FIELD],
+        raw_types=("image/*", "application/octet-stream"),
+    ),
+)
 async def verify_image(request: Request) -> JSONResponse:
     scheduler: Scheduler = request.app.state.scheduler
     data, label = await _read_image(request)

@@ -11,18 +11,19 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from plantain.dialects import openapi
 from plantain.dialects.tasks import convert
-from plantain.dialects.tasks.protocol import TaskInput
-from plantain.errors import InvalidRequestError
-from plantain.fetch import fetch_all
+from plantain.dialects.tasks.protocol import TaskCreate
+from plantain.errors import InvalidRequestError, NotFoundError
 from plantain.netguard import resolve_target
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
-from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, InputImage, Task
+from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, Task, TaskEvent
 from plantain.usage import caller_key_id
 
 router = APIRouter(tags=["tasks"])
@@ -30,10 +31,17 @@ router = APIRouter(tags=["tasks"])
 MAX_WAIT_SECONDS = 60.0  # Prefer: wait caps here, as Replicate's does
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait(?:=(\d+(?:\.\d+)?))?(?:$|[,;\s])")
 MAX_PAGE = 100
+MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer: no event is numbered beyond it
 KEEPALIVE_SECONDS = 15.0  # an SSE comment this often while a task waits or runs a long step
 
 
-@router.post("/v1/tasks")
+@router.post(
+    "/v1/tasks",
+    openapi_extra=openapi.merge(
+        openapi.json_body(TaskCreate),
+        openapi.header_parameters({"Prefer": {"type": "string"}, "Idempotency-Key": {"type": "string"}}),
+    ),
+)
 async def create_task(request: Request) -> Response:
     scheduler = _scheduler(request)
     raw = await request.body()
@@ -50,7 +58,7 @@ async def create_task(request: Request) -> Response:
         webhook_events=tuple(body.webhook_events_filter) if body.webhook_events_filter is not None else None,
         api_key_id=caller_key_id(request),
     )
-    images = await _input_images(body.input, scheduler)
+    images = convert.image_sources(body.input, scheduler.limits)  # URLs: fetched once the rest passes
     task, created = await scheduler.submit(convert.to_image_request(body.input, images), submission)
     wait = _prefer_wait(request.headers.get("prefer", ""))
     if wait is not None:
@@ -61,31 +69,25 @@ async def create_task(request: Request) -> Response:
     return response
 
 
-async def _input_images(body: TaskInput, scheduler: Scheduler) -> list[InputImage]:
-    """Inline images decoded, URL ones fetched (all at once, each in a worker thread)."""
-    sources = convert.image_sources(body, scheduler.limits)
-    urls = {convert.image_label(i): source for i, source in enumerate(sources) if isinstance(source, str)}
-    fetched = await fetch_all(urls, scheduler.fetch_limits)
-    images = []
-    for index, source in enumerate(sources):
-        label = convert.image_label(index)
-        images.append(InputImage(data=fetched[label], label=label) if isinstance(source, str) else source)
-    return images
-
-
 @router.get("/v1/tasks")
 async def list_tasks(
-    request: Request, status: str | None = None, limit: int = 20, cursor: str | None = None
+    request: Request,
+    status: Annotated[str | None, Query(json_schema_extra={"enum": list(TASK_STATUSES)})] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,  # out of range: a 400 (dialects/parameters.py)
+    cursor: str | None = None,
 ) -> JSONResponse:
     if status is not None and status not in TASK_STATUSES:
         raise InvalidRequestError(
             f"status: {status!r} is not a task status; use one of {', '.join(TASK_STATUSES)}", field="status"
         )
-    if not 1 <= limit <= MAX_PAGE:
+    try:
+        tasks, next_cursor = _scheduler(request).store.page(status=status, limit=limit, before=cursor)
+    except NotFoundError:  # the cursor names no task: expired since, or never a page of this list
         raise InvalidRequestError(
-            f"limit: {limit} is not allowed; must be between 1 and {MAX_PAGE}", field="limit"
-        )
-    tasks, next_cursor = _scheduler(request).store.page(status=status, limit=limit, before=cursor)
+            f"cursor: {cursor!r} is not a page of this list (or its task has expired); send the "
+            "next_cursor of the previous page, or none for the first page",
+            field="cursor",
+        ) from None
     data = [_body(request, task) for task in tasks]
     return JSONResponse({"object": "list", "data": data, "next_cursor": next_cursor})
 
@@ -101,11 +103,18 @@ async def cancel_task(request: Request, task_id: str) -> JSONResponse:
     return _task_response(request, _scheduler(request).cancel(task_id), status=202)
 
 
-@router.get("/v1/tasks/{task_id}/events")
-async def task_events(request: Request, task_id: str) -> StreamingResponse:
+@router.get(
+    "/v1/tasks/{task_id}/events",
+    openapi_extra=openapi.header_parameters({"Last-Event-ID": {"type": "integer", "minimum": 0}}),
+)
+async def task_events(request: Request, task_id: str) -> Response:
     scheduler = _scheduler(request)
-    scheduler.store.get(task_id)  # a 404 before the stream starts
+    task = scheduler.store.get(task_id)  # a 404 before the stream starts
     after = _last_event_id(request.headers.get("last-event-id"))
+    if task.finished and not scheduler.store.events_after(task_id, after):
+        # Resumed at or past the end: 204 is how SSE tells a client (EventSource, which
+        # reconnects after every close) that there is nothing more, so it stops reconnecting.
+        return Response(status_code=204)
     file_url = _file_url(request)
     return StreamingResponse(_events(scheduler, task_id, after, file_url), media_type="text/event-stream")
 
@@ -113,37 +122,44 @@ async def task_events(request: Request, task_id: str) -> StreamingResponse:
 async def _events(
     scheduler: Scheduler, task_id: str, after: int, file_url: convert.FileURL
 ) -> AsyncIterator[str]:
-    """Stored events after ``after``, then live ones, until the task's last event."""
+    """Stored events after ``after``, then live ones, until the task's last event; at once when
+    that is at or before ``after`` (a resume past the end of a task that ended meanwhile)."""
     with scheduler.bus.subscribe(task_id) as live:  # subscribe first: nothing falls in between
+        ended = scheduler.store.get(task_id).finished  # read after subscribing: a later end comes live
         last = after
-        for event in scheduler.store.events_after(task_id, after):
-            yield convert.sse(event, file_url)
-            last = event.seq
-            if event.type in TERMINAL_EVENTS:
-                return
         while True:
-            try:
-                event = await asyncio.wait_for(live.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
-                yield ": keep-alive\n\n"  # a comment: clients ignore it; proxies see a live stream
-                continue
-            if event.seq <= last:
-                continue
             for event in scheduler.store.events_after(task_id, last):  # the store fills any gap
                 yield convert.sse(event, file_url)
                 last = event.seq
                 if event.type in TERMINAL_EVENTS:
                     return
+            if ended:
+                return  # its last event was at or before ``after``: nothing more will come
+            arrived = await _next_live(live)
+            if arrived is None:
+                yield ": keep-alive\n\n"  # a comment: clients ignore it; proxies see a live stream
+            else:
+                ended = arrived.type in TERMINAL_EVENTS
+
+
+async def _next_live(live: asyncio.Queue[TaskEvent]) -> TaskEvent | None:
+    """The next live event, or None once ``KEEPALIVE_SECONDS`` pass without one."""
+    try:
+        return await asyncio.wait_for(live.get(), KEEPALIVE_SECONDS)
+    except TimeoutError:
+        return None
 
 
 def _last_event_id(value: str | None) -> int:
     if value is None or not value.strip():
         return 0
     with contextlib.suppress(ValueError):
-        return max(0, int(value))
+        number = int(value)
+        if number <= MAX_EVENT_ID:
+            return max(0, number)
     raise InvalidRequestError(
         f"Last-Event-ID: {value!r} is not an event number; send the id of the last event "
-        "received (0 or more)",
+        f"received (0 to {MAX_EVENT_ID})",
         field="Last-Event-ID",
     )
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from plantain.errors import InvalidRequestError
@@ -27,11 +27,17 @@ router = APIRouter(tags=["usage"])
 # The names a caller groups by -> the ledger's columns.
 GROUPS = {"model": "model", "engine": "engine", "dialect": "source"}
 WIRE_NAMES = {column: name for name, column in GROUPS.items()}
+EARLIEST, LATEST = "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"  # what a datetime can hold
+# Read as text (parse_time), documented as what it takes: unix seconds or an ISO 8601 time.
+Time = Annotated[
+    str | None,
+    Query(json_schema_extra={"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}),
+]
 
 
 @router.get("/v1/usage")
 async def get_usage(
-    request: Request, since: str | None = None, until: str | None = None, group_by: str | None = None
+    request: Request, since: Time = None, until: Time = None, group_by: str | None = None
 ) -> JSONResponse:
     scheduler: Scheduler = request.app.state.scheduler
     key_id = caller_key_id(request)
@@ -75,6 +81,13 @@ def parse_time(value: str | None, field: str) -> float | None:
             "(2026-01-01T00:00:00Z)",
             field=field,
         )
+    try:  # the answer echoes it as a date, which has years 1 to 9999 only
+        datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidRequestError(
+            f"{field}: {value!r} is out of range; send a time from {EARLIEST} to {LATEST}",
+            field=field,
+        ) from None
     return seconds
 
 
