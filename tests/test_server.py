@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -124,10 +125,15 @@ def test_plantain_serve_starts_and_becomes_ready(data_dir: Path, hub_cache: Path
                 pass
             assert process.poll() is None and time.monotonic() < deadline, "server did not become ready"
             time.sleep(0.1)
+        body = {"model": "tiny", "input": {"prompt": "a red bicycle", "resolution": "512"}}
+        task = httpx.post(f"http://127.0.0.1:{port}/v1/tasks", json=body, timeout=30).json()
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert f"serving on http://127.0.0.1:{port}" in stderr
+    # Plantain's own INFO lines reach the operator, not only uvicorn's access log.
+    assert "plantain.server: engines ready: tiny" in stderr
+    assert re.search(rf"plantain\.scheduler\.scheduler: task {task['id']} queued for request req_\w+", stderr)
 
 
 def test_serve_refuses_a_network_address_without_keys(data_dir: Path) -> None:

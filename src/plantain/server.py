@@ -99,6 +99,7 @@ def render_error(request: Request, error: PlantainError) -> JSONResponse:
 
 def serve_app(app: FastAPI, settings: Settings) -> None:
     """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then drain (see :class:`DrainingServer`)."""
+    _log_to_stderr()
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -107,6 +108,18 @@ def serve_app(app: FastAPI, settings: Settings) -> None:
         timeout_graceful_shutdown=max(1, round(settings.drain_seconds)),  # open connections, after the drain
     )
     DrainingServer(config, app.state.scheduler).run()
+
+
+def _log_to_stderr() -> None:
+    """Plantain's own INFO lines (engines loaded, each URL fetched and the task it became,
+    recoveries) beside uvicorn's access log: without a handler Python shows only warnings."""
+    plantain_logger = logging.getLogger("plantain")
+    if plantain_logger.handlers:  # the embedding application configured it
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    plantain_logger.addHandler(handler)
+    plantain_logger.setLevel(logging.INFO)
 
 
 class DrainingServer(uvicorn.Server):
