@@ -19,6 +19,12 @@ from plantain.sizes import ASPECT_RATIOS, TIERS
 
 SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret"})  # never echoed in an error
 
+# Each compiled block's CUDA graph output is the next block's input, overwritten by its replay.
+REGIONAL_CUDA_GRAPHS = (
+    "CUDA graphs of regionally compiled blocks crash (pytorch/pytorch#152887): with "
+    "torch_compile=regional set cuda_graphs to false, or torch_compile to full or auto"
+)
+
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -313,26 +319,29 @@ class Settings(BaseSettings):
         default="auto",
         description="torch.compile of each engine's transformer at load: regional compiles its "
         "repeated blocks (seconds to a minute), full the whole transformer and the VAE decoder (minutes, "
-        "a little faster); auto is regional on a CUDA GPU and off elsewhere.",
+        "a little faster); auto is regional on a CUDA GPU (full with cuda_graphs) and off elsewhere.",
     )
     cuda_graphs: bool = Field(
         default=False,
         description="Capture the compiled transformer as CUDA graphs (static shapes: one capture per "
-        "served size and batch, more GPU memory). Needs a CUDA GPU and torch_compile other than off.",
+        "served size and batch, more GPU memory). Needs a CUDA GPU and torch_compile full or auto "
+        "(which is then full).",
     )
     attention_backend: Literal["auto", "sdpa", "cudnn", "flash", "flash3", "sage", "xformers", "flex"] = (
         Field(
             default="auto",
             description="Attention kernel of the transformer (diffusers' attention backends): auto picks "
             "FlashAttention 3, then 2, where installed on a CUDA GPU and the model needs no attention "
-            "mask, else PyTorch's scaled dot-product attention (sdpa).",
+            "mask, else PyTorch's scaled dot-product attention (sdpa). For Z-Image, flash, flash3 and "
+            "sage run as their variable-length variants; Qwen-Image takes auto, sdpa, cudnn or flex.",
         )
     )
     quantization: Literal["none", "fp8"] = Field(
         default="none",
         description="fp8 quantizes the transformer's linear layers (torchao, dynamic activations, "
         "per-row scales): faster with torch_compile, slightly different images. Needs the fp8 extra "
-        "and a CUDA GPU of compute capability 8.9 or more (Ada, Hopper).",
+        "(torchao 0.18.0, torch 2.11 or later) and a CUDA GPU of compute capability 8.9 or more "
+        "(Ada, Hopper).",
     )
     vae_channels_last: bool = Field(
         default=True,
@@ -366,10 +375,22 @@ class Settings(BaseSettings):
 
     @field_validator("cuda_graphs")
     @classmethod
-    def _graphs_need_compile(cls, value: bool, info: ValidationInfo) -> bool:
-        if value and info.data.get("torch_compile") == "off":
+    def _graphs_need_full_compile(cls, value: bool, info: ValidationInfo) -> bool:
+        compile_mode = info.data.get("torch_compile")
+        if value and compile_mode == "off":
+            raise ValueError("CUDA graphs are captured by torch.compile: set torch_compile to auto or full")
+        if value and compile_mode == "regional":
+            raise ValueError(REGIONAL_CUDA_GRAPHS)
+        return value
+
+    @field_validator("attention_backend", mode="before")
+    @classmethod
+    def _no_hub_kernels(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.endswith("_hub"):
             raise ValueError(
-                "CUDA graphs are captured by torch.compile: set torch_compile to auto, regional or full"
+                "diffusers' *_hub backends download their kernel from the Hugging Face Hub when the "
+                "engine loads, and Plantain fetches no code at run time; install the kernel's package "
+                "(flash-attn, flash-attn 3 or sageattention) and use flash, flash3 or sage"
             )
         return value
 

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from plantain.engines.fastpath import (
+    AttentionMasks,
     Embedding,
     EmbeddingCache,
     FastPath,
@@ -126,7 +127,7 @@ class Engine(ABC):
 
     family: str = ""
     pipeline_class: str = ""
-    masked_attention = False  # its transformer takes attention masks: no flash-attention kernels
+    attention_masks: AttentionMasks = "none"  # what its transformer masks: picks the attention kernel
 
     def __init__(
         self,
@@ -176,7 +177,7 @@ class Engine(ABC):
 
     def plan_fast_path(self) -> FastPath:
         return plan_fast_path(
-            self.settings, pick_device(self.settings.device), masked_attention=self.masked_attention
+            self.settings, pick_device(self.settings.device), attention_masks=self.attention_masks
         )
 
     def _warm_up(self, pipeline: Any, sizes: Sequence[str]) -> None:

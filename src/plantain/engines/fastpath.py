@@ -2,8 +2,9 @@
 
 Five knobs from the settings (``torch_compile``, ``cuda_graphs``, ``attention_backend``,
 ``quantization``, ``vae_channels_last``) are resolved for the device into a :class:`FastPath`
-(with the reason each inactive knob is off), applied once by :func:`apply_fast_path`, logged and
-shown in ``plantain engines --json``. Two more work on any device: the :class:`EmbeddingCache`
+(with the reason each inactive knob is off), applied once by :func:`apply_fast_path` (which picks
+the attention kernel for the engine's attention masks), logged and shown in
+``plantain engines --json``. Two more work on any device: the :class:`EmbeddingCache`
 (a repeated prompt skips the text encoder) and the warm-up of the served sizes (see
 ``base.Engine.load``). The order follows flux-fast's recipe: memory format and attention first,
 then fp8 quantization, then compilation of what is left, so the compiler sees the final modules.
@@ -11,18 +12,20 @@ then fp8 quantization, then compilation of what is left, so the compiler sees th
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from plantain.errors import ConfigurationError
-from plantain.settings import Settings
+from plantain.settings import REGIONAL_CUDA_GRAPHS, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +43,29 @@ ATTENTION_BACKENDS: dict[str, str] = {
     "flex": "flex",
 }
 
+AttentionMasks = Literal["none", "trailing", "inner"]
+"""The attention masks an engine's transformer is given: ``none``; ``trailing``, padding at the end
+of each sequence only (Z-Image); ``inner``, positions inside the sequence as well (Qwen-Image: a
+shorter prompt's padding comes before the image tokens of the joint sequence)."""
+
+# diffusers' variable-length variants, which take a padding mask (the plain kernels raise "attn_mask
+# is not supported"). They keep the first n keys of each sequence, n its unmasked count, so they
+# are right for trailing padding only: with inner padding they would attend to the padding and
+# drop the sequence's last keys instead.
+_VARLEN_BACKENDS = {"flash": "flash_varlen", "flash3": "_flash_varlen_3", "sage": "sage_varlen"}
+
+# Kernels that apply any boolean mask: SDPA (cuDNN through it) and flex's block mask.
+_DENSE_MASKED_BACKENDS = ("sdpa", "cudnn", "flex")
+
 # Tried in order by attention_backend=auto on a CUDA GPU; both are exact (sage is not).
 _AUTO_ATTENTION = (("flash3", "flash_attn_interface"), ("flash", "flash_attn"))
 
 FP8_MIN_CAPABILITY = (8, 9)  # fp8 tensor cores: Ada (8.9) and Hopper (9.0) onwards
+
+# The fp8 extra's torchao (pyproject.toml). Releases up to 0.16 were each built for one torch;
+# from 0.17 its kernels use torch's stable ABI and load on torch 2.11 or later.
+TORCHAO_PIN = "0.18.0"
+TORCHAO_MIN_TORCH = (2, 11)
 
 DEFAULT_GPU_WARMUP = ("1K:1:1",)
 
@@ -56,10 +78,12 @@ class FastPath:
     compile: str  # off, regional or full
     cuda_graphs: bool
     attention_backend: str  # a key of ATTENTION_BACKENDS
+    attention_masks: AttentionMasks
     quantization: str  # none or fp8
     vae_channels_last: bool
     text_embedding_cache: int  # prompts kept; 0 is off
     warmup_sizes: tuple[str, ...]
+    attention_kernel: str = ""  # diffusers' backend for attention_backend, chosen at load
     inactive: dict[str, str] = field(default_factory=dict)  # knob -> why it is off
     applied: bool = False
 
@@ -72,18 +96,19 @@ class FastPath:
         return replace(self, inactive={**self.inactive, knob: reason}, **changes)
 
 
-def plan_fast_path(settings: Settings, device: torch.device, *, masked_attention: bool) -> FastPath:
+def plan_fast_path(settings: Settings, device: torch.device, *, attention_masks: AttentionMasks) -> FastPath:
     """Resolve the settings for ``device`` without touching a pipeline (``auto`` made concrete)."""
     cuda = device.type == "cuda"
-    compile_mode = settings.torch_compile
+    compile_mode: str = settings.torch_compile
     if compile_mode == "auto":
-        compile_mode = "regional" if cuda else "off"
+        compile_mode = _auto_compile(cuda, settings.cuda_graphs)
     warmup = settings.warmup_sizes
     plan = FastPath(
         device=str(device),
         compile=compile_mode,
         cuda_graphs=settings.cuda_graphs,
-        attention_backend=_pick_attention(settings.attention_backend, cuda, masked_attention),
+        attention_backend=_pick_attention(settings.attention_backend, cuda, attention_masks != "none"),
+        attention_masks=attention_masks,
         quantization=settings.quantization,
         vae_channels_last=settings.vae_channels_last,
         text_embedding_cache=settings.text_embedding_cache,
@@ -106,10 +131,20 @@ def plan_fast_path(settings: Settings, device: torch.device, *, masked_attention
     return plan
 
 
-def _pick_attention(setting: str, cuda: bool, masked_attention: bool) -> str:
+def _auto_compile(cuda: bool, cuda_graphs: bool) -> str:
+    if not cuda:
+        return "off"
+    # CUDA graphs of separately compiled blocks crash: each block's graph output is the next
+    # block's input and is overwritten by its replay (pytorch/pytorch#152887).
+    return "full" if cuda_graphs else "regional"
+
+
+def _pick_attention(setting: str, cuda: bool, masked: bool) -> str:
     if setting != "auto":
         return setting
-    if not cuda or masked_attention:  # flash kernels take no attention mask
+    # Masked engines keep SDPA: the variable-length kernels read the mask back to the host (a
+    # device sync per attention call), and Qwen-Image's inner padding is beyond them.
+    if not cuda or masked:
         return "sdpa"
     for name, module in _AUTO_ATTENTION:
         if importlib.util.find_spec(module) is not None:
@@ -117,11 +152,37 @@ def _pick_attention(setting: str, cuda: bool, masked_attention: bool) -> str:
     return "sdpa"
 
 
+def attention_kernel(backend: str, masks: AttentionMasks, *, engine: str) -> str:
+    """diffusers' attention backend for the setting's value ``backend`` (``auto`` resolved) on an
+    engine whose transformer is given ``masks``; a ConfigurationError where that kernel would fail
+    on a masked batch or ignore its mask."""
+    if masks == "none" or backend in _DENSE_MASKED_BACKENDS:
+        return ATTENTION_BACKENDS[backend]
+    if masks == "trailing" and backend in _VARLEN_BACKENDS:
+        return _VARLEN_BACKENDS[backend]
+    if backend == "xformers":
+        reason = (
+            "diffusers' xformers backend adds a boolean attention mask as a 0/1 bias, which masks nothing"
+        )
+    else:
+        reason = (
+            f"its transformer masks padding inside the sequence, which the {backend} kernels cannot "
+            "apply (their variable-length variants only drop padding at the end of a sequence)"
+        )
+    allowed = ["auto", *_DENSE_MASKED_BACKENDS, *(_VARLEN_BACKENDS if masks == "trailing" else ())]
+    raise ConfigurationError(
+        f"setting attention_backend (PLANTAIN_ATTENTION_BACKEND): {backend} cannot run engine "
+        f"{engine}: {reason}; use one of {', '.join(allowed)}",
+        field="attention_backend",
+    )
+
+
 def check_fp8(device: torch.device) -> None:
     """Refuse quantization=fp8 where it cannot run, naming the setting and what is missing."""
     prefix = "setting quantization (PLANTAIN_QUANTIZATION): fp8"
     if importlib.util.find_spec("torchao") is None:
         raise ConfigurationError(f"{prefix} needs torchao: pip install 'plantain[fp8]'", field="quantization")
+    check_torchao(torch.__version__, _installed_version("torchao"))
     if device.type != "cuda":
         raise ConfigurationError(
             f"{prefix} needs a CUDA GPU of compute capability 8.9 or more; the engine runs on {device}",
@@ -134,6 +195,36 @@ def check_fp8(device: torch.device) -> None:
             f"{capability[0]}.{capability[1]}",
             field="quantization",
         )
+
+
+def check_torchao(torch_version: str, torchao_version: str) -> None:
+    """Refuse a torchao other than the fp8 extra's pin, or a torch older than the pin needs: a
+    torchao built for another torch only warns that it skips its C++ kernels."""
+    problem = None
+    if _release(torchao_version)[:3] != _release(TORCHAO_PIN):
+        problem = f"the fp8 extra pins torchao {TORCHAO_PIN}"
+    elif _release(torch_version)[:2] < TORCHAO_MIN_TORCH:
+        minimum = ".".join(map(str, TORCHAO_MIN_TORCH))
+        problem = f"torchao {TORCHAO_PIN} (the fp8 extra's pin) needs torch {minimum} or later"
+    if problem:
+        raise ConfigurationError(
+            f"setting quantization (PLANTAIN_QUANTIZATION): fp8 found torchao {torchao_version} with "
+            f"torch {torch_version}; {problem}: pip install 'plantain[fp8]'",
+            field="quantization",
+        )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The leading numbers of a version string ("2.13.0+cu130" -> (2, 13, 0)); () if none."""
+    match = re.match(r"\d+(\.\d+)*", version)
+    return tuple(int(part) for part in match.group().split(".")) if match else ()
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:  # importable, but not installed by pip
+        return "unknown"
 
 
 def apply_fast_path(pipeline: Any, plan: FastPath, *, engine: str) -> FastPath:
@@ -173,7 +264,8 @@ def _channels_last(pipeline: Any, plan: FastPath) -> FastPath:
 
 
 def _attention(pipeline: Any, plan: FastPath, engine: str) -> FastPath:
-    backend = ATTENTION_BACKENDS[plan.attention_backend]
+    backend = attention_kernel(plan.attention_backend, plan.attention_masks, engine=engine)
+    plan = replace(plan, attention_kernel=backend)
     if backend == "native":
         return plan  # diffusers' default: nothing to set
     try:
@@ -188,7 +280,8 @@ def _attention(pipeline: Any, plan: FastPath, engine: str) -> FastPath:
 
 
 def _quantize_fp8(transformer: torch.nn.Module) -> None:
-    # flux-fast's choice: dynamic fp8 activations and fp8 weights with one scale per row.
+    # Dynamic fp8 activations and fp8 weights with one scale per row: finer than flux-fast's one
+    # scale per tensor, so a row of large values does not cost the other rows their precision.
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
     quantize_(transformer, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
@@ -197,13 +290,17 @@ def _quantize_fp8(transformer: torch.nn.Module) -> None:
 def _compile(pipeline: Any, plan: FastPath) -> None:
     if plan.compile == "off":
         return
+    if plan.compile == "regional":
+        if plan.cuda_graphs:  # refused when settings are read, unless they were copied unchecked
+            raise ConfigurationError(
+                f"setting cuda_graphs (PLANTAIN_CUDA_GRAPHS): true is not allowed; {REGIONAL_CUDA_GRAPHS}",
+                field="cuda_graphs",
+            )
+        pipeline.transformer.compile_repeated_blocks(fullgraph=True)
+        return
     options: dict[str, Any] = {"fullgraph": True}
     if plan.cuda_graphs:
         options["dynamic"] = False  # a graph is captured per static shape
-    if plan.compile == "regional":
-        options["mode"] = "reduce-overhead" if plan.cuda_graphs else None
-        pipeline.transformer.compile_repeated_blocks(**options)
-        return
     options["mode"] = "max-autotune" if plan.cuda_graphs else "max-autotune-no-cudagraphs"
     pipeline.transformer.compile(**options)
     pipeline.vae.decoder.compile(**{**options, "fullgraph": False})  # the decode is one call per image

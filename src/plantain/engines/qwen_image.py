@@ -43,7 +43,7 @@ from plantain.engines.base import (
     seed_generators,
 )
 from plantain.engines.checkpoints import save_atomically
-from plantain.engines.fastpath import Embedding, stack_padded
+from plantain.engines.fastpath import AttentionMasks, Embedding, stack_padded
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.errors import EngineLoadError
@@ -108,7 +108,8 @@ _CONDITIONING_LOCK = threading.Lock()
 class QwenImageEngine(Engine):
     family = "qwen-image"
     pipeline_class = "QwenImagePipeline"
-    masked_attention = True  # prompts of different lengths are masked
+    # A batch's shorter prompts are padded, and the padding sits before the image tokens.
+    attention_masks: AttentionMasks = "inner"
 
     def _qwen_prompt_kwargs(
         self,

@@ -26,7 +26,7 @@ from plantain.engines.base import (
     seed_generators,
 )
 from plantain.engines.checkpoints import save_atomically
-from plantain.engines.fastpath import Embedding
+from plantain.engines.fastpath import AttentionMasks, Embedding
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.settings import Settings
@@ -65,7 +65,8 @@ class ZImageEngine(Engine):
 
         return load_pipeline(ZImagePipeline, self.source, self.settings, default_dtype=self.default_dtype)
 
-    masked_attention = True  # captions of different lengths in one batch are masked
+    # Each item is one [image, caption] sequence; in a batch the shorter ones are padded at the end.
+    attention_masks: AttentionMasks = "trailing"
 
     # Copied from plantain.engines.flux2.Flux2KleinEngine._generate, without reference images.
     def _generate(
@@ -199,7 +200,9 @@ def _tiny_transformer() -> Any:
         n_kv_heads=1,
         cap_feat_dim=16,  # the text encoder's hidden size
         axes_dims=[8, 4, 4],  # sums to the head size
-        axes_lens=[1024, 512, 512],  # the real RoPE table: room for 512 text tokens and 8K-pixel sides
+        # diffusers' default RoPE table (Z-Image-Turbo's config has 1536 on the first axis): room
+        # for 512 text tokens and 8K-pixel sides. A longer table changes no rotation in use.
+        axes_lens=[1024, 512, 512],
     )
 
 
