@@ -1,52 +1,25 @@
-"""Stock diffusers against Plantain's fast path, on full-size architectures with random weights.
+"""Full-size FLUX.2-klein-4B, Z-Image-Turbo and Qwen-Image-Edit-2511 pipelines with random weights.
 
 Timing does not depend on weight values, so each engine's pipeline is built from its real
-checkpoint's dimensions (below, with where each number comes from) with random weights made in
-bfloat16 directly on the GPU: nothing is downloaded. The tokenizer is Plantain's tiny byte-level
-one; FLUX.2-klein pads every prompt to 512 tokens, so its text-encoder cost is the real one.
+checkpoint's dimensions (below, with where each number comes from) with random weights: nothing is
+downloaded. Build under ``torch.device("cuda")`` with bfloat16 as the default dtype and the weights
+are made there directly. The tokenizer is Plantain's tiny byte-level one; FLUX.2-klein pads every
+prompt to 512 tokens, so its text-encoder cost is the real one. ``TINY`` holds the same
+architectures at tiny widths, for dry runs on a CPU.
 
-For each engine, at 1024², batch 1, the preset's steps, end to end to a PIL image:
-
-1. stock: ``pipeline(prompt=…)`` as the diffusers docs show it (bf16, eager, SDPA);
-2. plantain bf16: the engine's own ``run`` with the fast path minus compile (attention backend,
-   channels_last VAE, cached text embeddings);
-3. + compile (``--compile regional|full``, optionally ``--cuda-graphs``), warmed up first;
-4. + fp8 (torchao, where installed and the GPU has compute capability 8.9+), with its deviation
-   from step 3's images on the same seeds.
-
-Prints a table of p50/min/max seconds over ``--repeats`` and the ratio to stock, then JSON.
-
-    python bench/gpu_fastpath.py                    # on a CUDA GPU: all three engines
-    python bench/gpu_fastpath.py --engines flux2-klein-4b --repeats 20 --json out.json
-    python bench/gpu_fastpath.py --dry-run          # on a CPU: tiny dimensions, proves the code path
+Used by ``bench/gpu_check.py`` (the timed GPU check) and ``bench/fullwidth_smoke.py``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import sys
-import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-from PIL import Image
-
 from plantain.engines import flux2, qwen_image, zimage
-from plantain.engines.base import Engine, seed_generators
-from plantain.engines.fastpath import apply_fast_path
+from plantain.engines.base import Engine
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.settings import Settings
-from plantain.testing import make_input
-from plantain.types import ImageRequest
-
-PROMPT = "a lighthouse on a cliff at dusk, waves below, warm light in the window"
 
 # --- dimensions -------------------------------------------------------------------------------
 # Qwen3-4B (text encoder of FLUX.2-klein-4B and Z-Image-Turbo): Qwen/Qwen3-4B config.json.
@@ -61,7 +34,8 @@ KLEIN_4B = dict(
     num_attention_heads=24, joint_attention_dim=7680, timestep_guidance_channels=256, mlp_ratio=3.0,
     axes_dims_rope=(32, 32, 32, 32), rope_theta=2000, guidance_embeds=False,
 )  # fmt: skip
-# Z-Image-Turbo transformer/config.json (= diffusers' ZImageTransformer2DModel defaults).
+# Z-Image-Turbo transformer/config.json: diffusers' ZImageTransformer2DModel defaults except
+# axes_lens, whose first axis is 1536 there (diffusers' default is [1024, 512, 512]).
 ZIMAGE_TURBO = dict(
     all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=3840, n_layers=30,
     n_refiner_layers=2, n_heads=30, n_kv_heads=30, cap_feat_dim=2560, axes_dims=[32, 48, 48],
@@ -225,169 +199,3 @@ CASES = {
     "qwen-image-edit": Case("qwen-image-edit", build_qwen_edit, qwen_image.create_qwen_image_edit, edit=True),
     "z-image-turbo": Case("z-image-turbo", build_zimage, zimage.create),
 }
-
-
-# --- timing ----------------------------------------------------------------------------------
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(
-    run: Callable[[], list[Image.Image]], repeats: int, device: torch.device
-) -> tuple[list[float], Image.Image]:
-    run()  # one untimed run: allocator growth, lazy inits
-    seconds, image = [], None
-    for _ in range(repeats):
-        sync(device)
-        started = time.perf_counter()
-        image = run()[0]
-        sync(device)
-        seconds.append(time.perf_counter() - started)
-    assert image is not None
-    return seconds, image
-
-
-def summary(seconds: list[float]) -> dict[str, float]:
-    return {"p50": statistics.median(seconds), "min": min(seconds), "max": max(seconds)}
-
-
-def deviation(first: Image.Image, second: Image.Image) -> dict[str, float]:
-    a = np.asarray(first, dtype=np.float64)
-    b = np.asarray(second, dtype=np.float64)
-    mse = float(np.mean((a - b) ** 2))
-    psnr = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-    return {"mean_abs": float(np.mean(np.abs(a - b))), "psnr_db": psnr}
-
-
-def bench_case(case: Case, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    dtype = torch.float32 if args.dry_run else torch.bfloat16
-    with torch.device(device):
-        torch.set_default_dtype(dtype)
-        pipeline = case.build(args.dry_run).to(device, dtype)
-        torch.set_default_dtype(torch.float32)
-    pipeline.set_progress_bar_config(disable=True)
-    settings = Settings(
-        data_dir=Path(tempfile.mkdtemp()),
-        device=str(device),
-        torch_compile="off",
-        warmup_sizes=[],
-        quantization="none",
-    )
-    engine = case.create(case.engine, settings)
-    if args.dry_run and case.dry_kwargs:
-        engine.preset = replace(engine.preset, call_kwargs={**engine.preset.call_kwargs, **case.dry_kwargs})
-    size = "512" if args.dry_run else "1K"
-    inputs = [Image.new("RGB", (1024, 1024), "gray")] if case.edit else []
-    images = [make_input(1024, 1024, (128, 128, 128))] if case.edit else []
-    request = ImageRequest.create(prompt=PROMPT, aspect_ratio="1:1", size=size, seed=42, images=images)
-    job = engine.plan(request, inputs, 42)
-    rows: list[dict[str, Any]] = []
-
-    def stock() -> list[Image.Image]:
-        kwargs: dict[str, Any] = (
-            {"true_cfg_scale": job.guidance, "negative_prompt": " "}
-            if case.edit
-            else {"guidance_scale": job.guidance}
-        )
-        if case.edit:
-            kwargs["image"] = list(job.images)
-        out = pipeline(
-            prompt=PROMPT,
-            height=job.height,
-            width=job.width,
-            num_inference_steps=job.steps,
-            generator=seed_generators([job]),
-            output_type="pil",
-            **engine.preset.call_kwargs,
-            **kwargs,
-        )
-        return list(out.images)
-
-    def plantain() -> list[Image.Image]:
-        return engine.run([job])[0]
-
-    def record(variant: str, seconds: list[float], extra: dict[str, Any] | None = None) -> None:
-        rows.append(
-            {
-                "engine": case.engine,
-                "variant": variant,
-                "steps": job.steps,
-                "size": f"{job.width}x{job.height}",
-                **summary(seconds),
-                "fast_path": engine.fast_path.describe() if engine.fast_path else None,
-                **(extra or {}),
-            }
-        )
-
-    seconds, _ = timed(stock, args.repeats, device)
-    record("stock diffusers", seconds)
-    engine._pipeline = pipeline
-    engine.fast_path = apply_fast_path(pipeline, engine.plan_fast_path(), engine=case.engine)
-    seconds, bf16_image = timed(plantain, args.repeats, device)
-    record("plantain bf16", seconds)
-    if args.compile != "off":
-        engine.settings = settings.model_copy(
-            update={"torch_compile": args.compile, "cuda_graphs": args.cuda_graphs}
-        )
-        engine.fast_path = apply_fast_path(pipeline, engine.plan_fast_path(), engine=case.engine)
-        engine._warm_up(pipeline, [f"{size}:1:1"])
-        seconds, compiled_image = timed(plantain, args.repeats, device)
-        record(
-            f"+ compile {args.compile}", seconds, {"deviation_vs_bf16": deviation(bf16_image, compiled_image)}
-        )
-    if args.fp8:
-        engine.settings = engine.settings.model_copy(update={"quantization": "fp8"})
-        engine.fast_path = apply_fast_path(pipeline, engine.plan_fast_path(), engine=case.engine)
-        engine._warm_up(pipeline, [f"{size}:1:1"])
-        seconds, fp8_image = timed(plantain, args.repeats, device)
-        record("+ fp8", seconds, {"deviation_vs_bf16": deviation(bf16_image, fp8_image)})
-    stock_p50 = rows[0]["p50"]
-    for row in rows:
-        row["speedup_vs_stock"] = stock_p50 / row["p50"]
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engines", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--compile", choices=["off", "regional", "full"], default="regional")
-    parser.add_argument("--cuda-graphs", action="store_true", help="capture the compiled transformer")
-    parser.add_argument(
-        "--fp8", action="store_true", help="add the fp8 row (torchao, compute capability 8.9+)"
-    )
-    parser.add_argument("--json", type=Path, help="also write the rows to this file")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="tiny dimensions on the CPU, 2 repeats, no compile"
-    )
-    args = parser.parse_args(argv)
-    if args.dry_run:
-        args.repeats, args.compile, args.fp8, args.cuda_graphs = 2, "off", False, False
-    device = torch.device("cpu" if args.dry_run else "cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("needs a CUDA GPU (or --dry-run)")
-    rows = [row for name in args.engines for row in bench_case(CASES[name], args, device)]
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)"
-    print(
-        f"{'engine':<16} {'variant':<20} {'size':<10} {'steps':>5} "
-        f"{'p50 s':>8} {'min':>8} {'max':>8} {'x stock':>8}"
-    )
-    for row in rows:
-        print(
-            f"{row['engine']:<16} {row['variant']:<20} {row['size']:<10} {row['steps']:>5} "
-            f"{row['p50']:>8.3f} {row['min']:>8.3f} {row['max']:>8.3f} {row['speedup_vs_stock']:>8.2f}"
-        )
-    report = {"machine": machine, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    print(json.dumps(report, indent=2, default=str))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
