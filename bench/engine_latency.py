@@ -15,34 +15,39 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from plantain.engines import flux1, qwen_image, tiny, zimage
 from plantain.engines.base import Engine
-from plantain.engines.registry import EngineRegistry
+from plantain.engines.family import Family
+from plantain.engines.registry import FAMILIES, EngineRegistry
 from plantain.generation import run_request
 from plantain.settings import Settings
 from plantain.types import ImageRequest
 
-TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
-    "flux2-klein-4b": tiny.build_checkpoint,
-    "qwen-image": qwen_image.build_tiny_qwen_image,
-    "z-image-turbo": zimage.build_tiny_checkpoint,
-    "flux1-schnell": flux1.build_tiny_checkpoint,
-}
+
+def tiny_families() -> dict[str, Family]:
+    """The real engines that make images from text alone, each with its family's tiny builder."""
+    families = {family.engine: family for family in FAMILIES if family.hub_id is not None}
+    return {
+        name: family
+        for name, family in families.items()
+        if family.create(name, Settings()).capabilities.text_to_image
+    }
 
 
 def make_engine(name: str, tiny_weights: bool, scratch: Path) -> Engine:
     if not tiny_weights:
         return EngineRegistry(Settings()).get(name)
+    family = tiny_families()[name]
     checkpoint = scratch / name
-    TINY_BUILDERS[name](checkpoint)
+    family.build_tiny(checkpoint)
     engine = EngineRegistry(Settings(data_dir=scratch, weights={name: checkpoint}, dtype="float32")).get(name)
-    if name == "flux2-klein-4b":
-        engine.preset = tiny.TINY_PRESET  # the tiny text encoder has 2 layers, not klein's 36
+    # e.g. klein's text-encoder layers (9, 18, 27): the tiny encoder has 2
+    call_kwargs = {**engine.preset.call_kwargs, **family.tiny_call_kwargs}
+    engine.preset = replace(engine.preset, call_kwargs=call_kwargs)
     return engine
 
 
@@ -51,7 +56,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--engine", default="tiny")
-    parser.add_argument("--tiny-weights", action="store_true", help=f"one of: {', '.join(TINY_BUILDERS)}")
+    parser.add_argument("--tiny-weights", action="store_true", help=f"one of: {', '.join(tiny_families())}")
     parser.add_argument("--sizes", nargs="+", default=["512", "1K", "2K"])
     parser.add_argument("--aspect-ratio", default="1:1")
     parser.add_argument("--repeats", type=int, default=5)

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from plantain.engines import flux2, qwen_image, zimage
-from plantain.engines.base import Engine
+from plantain.engines import qwen_image
+from plantain.engines.family import EngineFactory, Family
+from plantain.engines.registry import FAMILIES
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
-from plantain.settings import Settings
 
 # --- dimensions -------------------------------------------------------------------------------
 # Qwen3-4B (text encoder of FLUX.2-klein-4B and Z-Image-Turbo): Qwen/Qwen3-4B config.json.
@@ -82,11 +82,18 @@ TINY = {
 
 @dataclass
 class Case:
-    engine: str
+    family: Family  # the registry's record: engine name and constructor
     build: Callable[[bool], Any]  # tiny -> pipeline
-    create: Callable[[str, Settings], Engine]
     edit: bool = False
     dry_kwargs: dict[str, Any] | None = None  # preset call arguments the tiny dimensions need
+
+    @property
+    def engine(self) -> str:
+        return self.family.engine
+
+    @property
+    def create(self) -> EngineFactory:
+        return self.family.create
 
 
 def _qwen3(tokenizer: Any, tiny: bool, causal: bool) -> Any:
@@ -192,10 +199,14 @@ def build_qwen_edit(tiny: bool) -> Any:
     )
 
 
+# The registry's records (a KeyError names an engine it no longer serves).
+_RECORDS = {family.engine: family for family in FAMILIES}
+
 CASES = {
-    "flux2-klein-4b": Case(
-        "flux2-klein-4b", build_klein, flux2.create, dry_kwargs={"text_encoder_out_layers": (1, 2, 3)}
-    ),
-    "qwen-image-edit": Case("qwen-image-edit", build_qwen_edit, qwen_image.create_qwen_image_edit, edit=True),
-    "z-image-turbo": Case("z-image-turbo", build_zimage, zimage.create),
+    case.engine: case
+    for case in (
+        Case(_RECORDS["flux2-klein-4b"], build_klein, dry_kwargs={"text_encoder_out_layers": (1, 2, 3)}),
+        Case(_RECORDS["qwen-image-edit"], build_qwen_edit, edit=True),
+        Case(_RECORDS["z-image-turbo"], build_zimage),
+    )
 }

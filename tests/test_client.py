@@ -29,6 +29,7 @@ from plantain.errors import (
     PermissionDeniedError,
     PlantainError,
     ServerUnreachableError,
+    TaskCancelledError,
 )
 from plantain.server import create_app
 from plantain.settings import Settings
@@ -218,8 +219,12 @@ def test_run_raises_cancelled_error_for_a_task_cancelled_while_it_runs(client: C
         if event.type == "started":
             client.cancel(event.task_id)
 
-    with pytest.raises(CancelledError, match="was cancelled"):
+    with pytest.raises(TaskCancelledError, match="was cancelled"):
         client.run("tiny", {"prompt": "slow", "steps": 40}, on_event=cancel_once_started)
+
+
+def test_the_former_name_of_task_cancelled_error_still_catches_it() -> None:
+    assert CancelledError is TaskCancelledError  # deprecated, but docs/client.md promised it
 
 
 def test_a_failed_task_raises_its_error_with_the_server_message(client: Client) -> None:
@@ -353,6 +358,12 @@ def test_importing_plantain_loads_no_engine_code() -> None:
     code = f"import sys, plantain; plantain.Client; print(sorted({heavy} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("statement", ["import plantain.client", "from plantain import Client"])
+def test_the_client_imports_first_in_a_fresh_interpreter(statement: str) -> None:
+    code = f"{statement}; import plantain, plantain.client; assert plantain.Client is plantain.client.Client"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --- the asyncio client ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from plantain.engines.registry import EngineRegistry
-from plantain.errors import CancelledError, ConfigurationError, IdempotencyConflictError, QueueFullError
+from plantain.errors import ConfigurationError, IdempotencyConflictError, QueueFullError, TaskCancelledError
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
 from plantain.settings import Settings
@@ -94,7 +94,7 @@ def test_a_disconnected_caller_cancels_its_queued_and_running_tasks(
             waiting = asyncio.create_task(
                 scheduler.run(request("queued"), Submission(), is_disconnected=gone)
             )
-            with pytest.raises(CancelledError):
+            with pytest.raises(TaskCancelledError):
                 await waiting
             scheduler.cancel(long_run.id)
             ended = await scheduler.wait(long_run.id, timeout=30)

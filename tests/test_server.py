@@ -132,8 +132,10 @@ def test_plantain_serve_starts_and_becomes_ready(data_dir: Path, hub_cache: Path
         _, stderr = process.communicate(timeout=30)
     assert f"serving on http://127.0.0.1:{port}" in stderr
     # Plantain's own INFO lines reach the operator, not only uvicorn's access log.
-    assert "plantain.server: engines ready: tiny" in stderr
-    assert re.search(rf"plantain\.scheduler\.scheduler: task {task['id']} queued for request req_\w+", stderr)
+    assert "plantain.server: [- -] engines ready: tiny" in stderr  # a line of no task
+    task_id = task["id"]
+    queued = rf"plantain\.scheduler\.scheduler: \[{task_id} (req_\w+)\] task {task_id} queued for request \1"
+    assert re.search(queued, stderr)
 
 
 def test_serve_refuses_a_network_address_without_keys(data_dir: Path) -> None:

@@ -7,7 +7,7 @@ from plantain.types import ImageRequest
 def test_defaults() -> None:
     request = ImageRequest.create(prompt="a cat")
     assert (request.size, request.num_images, request.output_format) == ("1K", 1, "png")
-    assert request.aspect_ratio is None and request.seed is None and not request.is_edit
+    assert request.aspect_ratio is None and request.seed is None
 
 
 def test_lenient_spellings_are_normalised() -> None:

@@ -33,12 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plantain import __version__
 from plantain.errors import (
-    CancelledError,
     InvalidRequestError,
     PlantainError,
     QueueFullError,
     ServerUnreachableError,
     ShuttingDownError,
+    TaskCancelledError,
     error_from_code,
 )
 from plantain.types import TERMINAL_EVENTS, TERMINAL_STATUSES, Usage
@@ -335,7 +335,7 @@ def finished_task(task: Task) -> Task:
     if task.status == "succeeded":
         return task
     if task.status == "cancelled":
-        raise CancelledError(f"task {task.id} was cancelled")
+        raise TaskCancelledError(f"task {task.id} was cancelled")
     if task.error is not None:
         raise error_from_code(task.error.code, task.error.message, task.error.field, task.error.category)
     raise PlantainError(f"task {task.id} is {task.status}, not finished")
@@ -462,7 +462,7 @@ class Client(_Base):
         on_event: Callable[[Event], object] | None = None,
         **options: Unpack[SubmitOptions],
     ) -> Task:
-        """Submit and wait for the end: the succeeded task, or its error raised (CancelledError
+        """Submit and wait for the end: the succeeded task, or its error raised (TaskCancelledError
         for a cancelled one). ``on_event`` sees every event as it happens (for progress)."""
         if on_event is None:  # one round trip for a task that ends within the server's wait
             task = self.submit(model, input, **options, wait=True)

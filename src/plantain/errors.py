@@ -31,7 +31,7 @@ Messages name the field, the value and the limit, and say what to do where there
     ├── EngineLoadError                 500 engine_load_failed
     ├── EngineRunError                  500 engine_failed
     │   └── AttemptsExhaustedError      500 attempts_exhausted (interrupted by restarts too often)
-    └── CancelledError                  499 cancelled         (stop flag honoured mid-run)
+    └── TaskCancelledError              499 cancelled         (stop flag honoured mid-run)
 """
 
 from __future__ import annotations
@@ -206,13 +206,18 @@ class AttemptsExhaustedError(EngineRunError):
     code = "attempts_exhausted"
 
 
-class CancelledError(PlantainError):
+class TaskCancelledError(PlantainError):
     code = "cancelled"
     status = 499
 
     def __init__(self, message: str, *, field: str | None = None, step: int | None = None) -> None:
         super().__init__(message, field=field)
         self.step = step  # the denoising steps a stopped run had done (None: it never ran)
+
+
+# The former name, deprecated but kept: docs/client.md promised it to callers. It was renamed
+# because it shadowed asyncio.CancelledError in modules that use both.
+CancelledError = TaskCancelledError
 
 
 def error_from_code(

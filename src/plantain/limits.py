@@ -10,16 +10,33 @@ included. Decoding checks (format, pixels, frames) are in :mod:`plantain.images`
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, Protocol, get_args
 
 from plantain.errors import ImageTooLargeError, InvalidRequestError, TooManyImagesError
 
-if TYPE_CHECKING:
-    from plantain.settings import Settings
-
 InputFormat = Literal["png", "jpeg", "webp", "gif", "avif", "heic"]
 INPUT_FORMATS: tuple[InputFormat, ...] = get_args(InputFormat)
+
+
+class LimitSettings(Protocol):
+    """The settings :meth:`Limits.from_settings` reads; :class:`~plantain.settings.Settings` has
+    them. A protocol, not that class: settings.py imports the input formats from here."""
+
+    @property
+    def max_image_bytes(self) -> int: ...
+    @property
+    def max_input_images(self) -> int: ...
+    @property
+    def max_input_pixels(self) -> int: ...
+    @property
+    def max_prompt_chars(self) -> int: ...
+    @property
+    def max_output_pixels(self) -> int | None: ...
+    @property
+    def input_formats(self) -> Iterable[InputFormat]: ...
+
 
 # C0 controls other than tab, line feed and carriage return, DEL and C1 controls (category Cc).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -38,7 +55,7 @@ class Limits:
     input_formats: frozenset[InputFormat] = frozenset(INPUT_FORMATS)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
+    def from_settings(cls, settings: LimitSettings) -> Limits:
         return cls(
             max_image_bytes=settings.max_image_bytes,
             max_input_images=settings.max_input_images,

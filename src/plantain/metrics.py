@@ -29,7 +29,6 @@ from plantain.storage.ledger import GROUP_COLUMNS, LATENCY_BUCKETS, Totals
 from plantain.storage.tasks import TaskStore
 
 LATENCY_PHASES = ("queue", "run")
-KEY_KINDS = ("requests", "images", "input_tokens", "output_tokens", "device_seconds", "cost")
 
 
 class UsageCollector(Collector):

@@ -23,9 +23,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from plantain import __version__, metrics
+from plantain import __version__, logs, metrics
 from plantain.bodylimit import BodyLimit
 from plantain.dialects import openapi, parameters
+from plantain.dialects.deps import SchedulerDep, sent_key
 from plantain.dialects.gemini import convert as gemini_convert
 from plantain.dialects.gemini import errors as gemini_errors
 from plantain.dialects.gemini import routes as gemini_routes
@@ -50,7 +51,6 @@ from plantain.errors import (
 from plantain.scheduler import Scheduler
 from plantain.settings import Settings
 from plantain.storage.batches import BatchStore
-from plantain.usage import key_id
 
 logger = logging.getLogger(__name__)
 
@@ -99,26 +99,26 @@ def render_error(request: Request, error: PlantainError) -> JSONResponse:
 
 def serve_app(app: FastAPI, settings: Settings) -> None:
     """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then drain (see :class:`DrainingServer`)."""
-    _log_to_stderr()
+    _log_to_stderr(settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=logs.uvicorn_log_config(settings.log_format),
         timeout_graceful_shutdown=max(1, round(settings.drain_seconds)),  # open connections, after the drain
     )
     DrainingServer(config, app.state.scheduler).run()
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(settings: Settings) -> None:
     """Plantain's own INFO lines (engines loaded, each URL fetched and the task it became,
-    recoveries) beside uvicorn's access log: without a handler Python shows only warnings."""
+    recoveries), with their task and request ids, beside uvicorn's access log, in
+    ``log_format``: without a handler Python shows only warnings."""
     plantain_logger = logging.getLogger("plantain")
     if plantain_logger.handlers:  # the embedding application configured it
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-    plantain_logger.addHandler(handler)
+    plantain_logger.addHandler(logs.handler(settings.log_format))
     plantain_logger.setLevel(logging.INFO)
 
 
@@ -261,7 +261,7 @@ def _api_key_check(settings: Settings) -> Callable[[Request, Callable[[Request],
     async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
         if keys and path not in UNAUTHENTICATED_PATHS and not path.startswith(UNAUTHENTICATED_PREFIXES):
-            sent = _sent_key(request)
+            sent = sent_key(request)
             if sent is None:
                 error: PlantainError = AuthenticationError(
                     "no API key: send it as x-goog-api-key, ?key= or Authorization: Bearer"
@@ -271,23 +271,14 @@ def _api_key_check(settings: Settings) -> Callable[[Request, Callable[[Request],
                 return render_error(
                     request, PermissionDeniedError("the API key is not valid for this server")
                 )
-            request.state.api_key_id = key_id(sent)  # whose usage this is (usage.caller_key_id)
+            # Let through: routes take whose key it is from deps.caller_key, from the same headers.
         return await call_next(request)
 
     return check
 
 
-def _sent_key(request: Request) -> str | None:
-    header = request.headers.get("x-goog-api-key") or request.query_params.get("key")
-    if header:
-        return header
-    authorization = request.headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 def _include_dialects(app: FastAPI) -> None:
-    """Dialect routers are added here as they land (Gemini, OpenAI, tasks)."""
+    """Every front door's routes: the Gemini, OpenAI and task dialects, usage and provenance."""
     app.include_router(gemini_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(tasks_routes.router)
@@ -300,16 +291,14 @@ def _add_shared_model_routes(app: FastAPI) -> None:
     """``GET /v1/models`` is both Gemini's (google-genai >= 3 defaults to v1) and OpenAI's."""
 
     @app.get("/v1/models", include_in_schema=False)
-    async def list_models(request: Request) -> dict[str, Any]:
-        scheduler = request.app.state.scheduler
+    async def list_models(request: Request, scheduler: SchedulerDep) -> dict[str, Any]:
         provenance = scheduler.provenance.describe()
         if speaks_gemini(request):
             return gemini_convert.list_models_body(scheduler.registry, provenance)
         return openai_convert.models_body(scheduler.registry, provenance)
 
     @app.get("/v1/models/{model:path}", include_in_schema=False)
-    async def get_model(request: Request, model: str) -> dict[str, Any]:
-        scheduler = request.app.state.scheduler
+    async def get_model(request: Request, scheduler: SchedulerDep, model: str) -> dict[str, Any]:
         provenance = scheduler.provenance.describe()
         if speaks_gemini(request):
             return gemini_convert.get_model_body(scheduler.registry, model, provenance)

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Address `plantain serve` listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `plantain serve` listens on.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How `plantain serve` writes its log lines on stderr: `text`, or `json` (one "
+        "object per line, with the task and request ids).",
+    )
     api_keys: list[str] = Field(
         default_factory=list,
         description="API keys the server accepts (JSON list). Empty: no key needed, which "

@@ -133,10 +133,6 @@ class ImageRequest(BaseModel):
             )
         return self
 
-    @property
-    def is_edit(self) -> bool:
-        return bool(self.images)
-
     @classmethod
     def create(cls, **fields: Any) -> ImageRequest:
         """Validate ``fields``; a bad value raises InvalidRequestError naming field and limit."""

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from plantain.types import Cost, Task, TokenUsage, Usage
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
-
     from plantain.settings import Settings
 
 # Output tokens per image as Gemini bills them, by model family and imageSize.
@@ -156,19 +154,12 @@ def key_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:KEY_ID_HEX_DIGITS]
 
 
-def caller_key_id(request: Request) -> str:
-    """The key id the API-key check recorded for this request (``anonymous`` without keys)."""
-    found: Any = getattr(request.state, "api_key_id", ANONYMOUS)
-    return str(found)
-
-
 __all__ = [
     "ANONYMOUS",
     "CHARS_PER_TOKEN",
     "DEFAULT_IMAGE_TOKENS",
     "IMAGE_TOKENS",
     "Price",
-    "caller_key_id",
     "count_tokens",
     "input_image_tokens",
     "key_id",

@@ -12,7 +12,7 @@ from PIL import Image
 from plantain.engines import flux2, tiny
 from plantain.engines.base import Previews
 from plantain.engines.registry import EngineRegistry
-from plantain.errors import CancelledError, InvalidImageError, MissingWeightsError, TooManyImagesError
+from plantain.errors import InvalidImageError, MissingWeightsError, TaskCancelledError, TooManyImagesError
 from plantain.generation import prepare, run_request
 from plantain.settings import Settings
 from plantain.testing import install_in_hub_cache, last_step_preview, make_input
@@ -177,7 +177,7 @@ def test_progress_reports_every_step(registry: EngineRegistry) -> None:
 def test_stop_flag_cancels_at_the_next_step(registry: EngineRegistry) -> None:
     steps: list[int] = []
     request = ImageRequest.create(prompt="a red bicycle", size="512", options={"steps": 4})
-    with pytest.raises(CancelledError, match="cancelled after step 2 of 4") as stopped:
+    with pytest.raises(TaskCancelledError, match="cancelled after step 2 of 4") as stopped:
         run_request(
             request,
             registry.get("tiny"),

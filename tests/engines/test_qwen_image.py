@@ -22,10 +22,10 @@ from plantain.engines.qwen_image import (
     create_qwen_image_edit,
 )
 from plantain.errors import (
-    CancelledError,
     EngineLoadError,
     InvalidImageError,
     MissingWeightsError,
+    TaskCancelledError,
     TooManyImagesError,
     UnsupportedSizeError,
     UnsupportedTaskError,
@@ -161,7 +161,7 @@ def test_qwen_image_cancels_after_the_first_step(t2i_engine: QwenImageEngine) ->
     steps: list[tuple[int, int]] = []
     request = ImageRequest.create(prompt="a fox", size="512", seed=3, options={"steps": 3})
 
-    with pytest.raises(CancelledError, match="after step 2 of 3"):
+    with pytest.raises(TaskCancelledError, match="after step 2 of 3"):
         run_request(request, t2i_engine, lambda done, total: steps.append((done, total)), lambda: bool(steps))
     assert steps == [(1, 3)]
 
@@ -274,7 +274,7 @@ def test_qwen_image_edit_cancels_and_restores_the_conditioning_areas(
         prompt="a fox", images=[make_input()], size="512", seed=3, options={"steps": 3}
     )
 
-    with pytest.raises(CancelledError, match="after step 2 of 3"):
+    with pytest.raises(TaskCancelledError, match="after step 2 of 3"):
         run_request(
             request, edit_engine, lambda done, total: steps.append((done, total)), lambda: bool(steps)
         )

@@ -34,11 +34,11 @@ from plantain.engines.fastpath import (
 )
 from plantain.engines.loading import WeightsSource, WeightsStatus, pick_device
 from plantain.errors import (
-    CancelledError,
     ConfigurationError,
     EngineRunError,
     InvalidImageError,
     PlantainError,
+    TaskCancelledError,
     TooManyImagesError,
     UnsupportedTaskError,
 )
@@ -52,7 +52,7 @@ StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, total steps)."""
 
 StopFlag = Callable[[], bool]
-"""Polled between steps; returning True stops the run with CancelledError."""
+"""Polled between steps; returning True stops the run with TaskCancelledError."""
 
 PreviewCallback = Callable[[int, Image.Image], None]
 """Called with (preview index from 0, image) when a preview of the run's first image is decoded."""
@@ -154,7 +154,22 @@ class Engine(ABC):
         self._load_lock = threading.Lock()  # apart: "is it loaded?" must not wait for a run
         self.fast_path: FastPath | None = None  # what load applied
         capacity = settings.text_embedding_cache
-        self._embeddings = EmbeddingCache(capacity) if capacity else None
+        self._embeddings = EmbeddingCache(capacity) if capacity and self.caches_text_embeddings() else None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # One embedding hook without the other would fail on the first request, not at import.
+        hooks = [hook for hook in _EMBEDDING_HOOKS if getattr(cls, hook) is not getattr(Engine, hook)]
+        if len(hooks) == 1:
+            raise TypeError(
+                f"{cls.__name__} implements {hooks[0]} alone; the text embedding cache needs both"
+            )
+
+    @classmethod
+    def caches_text_embeddings(cls) -> bool:
+        """Whether the family implements the embedding hooks. One that does not runs with the cache
+        off (its pipeline encodes the prompts) rather than failing once the cache is on."""
+        return cls._encode_prompts is not Engine._encode_prompts
 
     # --- weights and loading ---------------------------------------------------------------
 
@@ -357,6 +372,9 @@ class Engine(ABC):
             )
         return self._embedding_kwargs(embeddings)
 
+    # The two embedding hooks: a family implements both or neither (see caches_text_embeddings);
+    # without them the cache is off for it, so these bodies are never reached.
+
     def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
         """Run the text encoder on ``prompts`` as the pipeline would: one embedding each."""
         raise NotImplementedError(f"engine {self.name} does not cache text embeddings")
@@ -400,7 +418,7 @@ class Engine(ABC):
         def callback(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             nonlocal sent
             if should_stop is not None and should_stop():
-                raise CancelledError(
+                raise TaskCancelledError(
                     f"run on engine {self.name} was cancelled after step {step + 1} of {total} "
                     f"({time.monotonic() - started:.1f} s)",
                     step=step + 1,  # the task's `cancelled` event says how far it got
@@ -437,8 +455,12 @@ class Engine(ABC):
             "random_weights": self.random_weights,
             "location": status.location,
             "fast_path": (self.fast_path or self.plan_fast_path()).describe(),
-            "text_embedding_cache": self._embeddings.describe() if self._embeddings else None,
+            # "is None": an empty cache has length 0, so it is falsy
+            "text_embedding_cache": None if self._embeddings is None else self._embeddings.describe(),
         }
+
+
+_EMBEDDING_HOOKS = ("_encode_prompts", "_embedding_kwargs")
 
 
 def _no_callback(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,9 @@ A 12B rectified-flow transformer with CLIP-L and T5-XXL text encoders, timestep-
 steps at guidance 0; its T5 prompt is at most 256 tokens (the pipeline's own defaults are 28 steps
 and 512 tokens, so the preset matters). Text-to-image only. Apache-2.0.
 
-:func:`build_tiny_checkpoint` builds the same architecture at tiny size with random weights, for
-tests and the offline demo: it makes noise, but every size, seed and step runs for real.
+:func:`build_tiny_checkpoint` (the family record's ``build_tiny``) builds the same architecture at
+tiny size with random weights, for tests and CPU benchmarks: it makes noise, but every size, seed
+and step runs for real.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from plantain.engines.base import (
     seed_generators,
 )
 from plantain.engines.checkpoints import save_atomically
+from plantain.engines.family import Family
 from plantain.engines.fastpath import Embedding, rows
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
@@ -64,7 +66,7 @@ class Flux1Engine(Engine):
 
         return load_pipeline(FluxPipeline, self.source, self.settings, default_dtype=self.default_dtype)
 
-    # Copied from plantain.engines.flux2.Flux2KleinEngine._generate, without reference images.
+    # Adapted from Flux2KleinEngine._generate (changes: no reference images).
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
@@ -227,3 +229,6 @@ def _tiny_vae() -> Any:
         shift_factor=0.1159,  # the FLUX.1 VAE's latent statistics
         scaling_factor=0.3611,
     )
+
+
+FAMILIES = (Family("flux1-schnell", create, HUB_ID, build_tiny_checkpoint, TINY_PRESET.call_kwargs),)

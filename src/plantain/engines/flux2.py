@@ -8,6 +8,7 @@ reference images it edits or fuses them. The distilled 4B checkpoint runs 4 step
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from plantain.engines.base import (
     decode_latents,
     seed_generators,
 )
+from plantain.engines.family import Family
 from plantain.engines.fastpath import Embedding, rows
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.settings import Settings
@@ -30,6 +32,10 @@ from plantain.sizes import SizeLimits
 HUB_ID = "black-forest-labs/FLUX.2-klein-4B"
 
 KLEIN_4B_PRESET = Preset(steps=4, guidance=1.0)
+
+# The tiny checkpoint's text encoder has 2 layers, so the pipeline's default hidden layers
+# (9, 18, 27) do not exist there.
+TINY_CALL_KWARGS = {"max_sequence_length": 64, "text_encoder_out_layers": (1, 2)}
 
 # Flux2ImageProcessor.check_image_input refuses reference images under 64 px a side or beyond 8:1.
 FLUX2_INPUTS = InputLimits(min_side=64, max_aspect=8.0)
@@ -108,3 +114,13 @@ def create(name: str, settings: Settings) -> Flux2KleinEngine:
         capabilities=KLEIN_CAPABILITIES,
         preset=KLEIN_4B_PRESET,
     )
+
+
+def build_tiny(directory: Path) -> None:
+    """The served ``tiny`` engine's checkpoint: klein's architecture at tiny size."""
+    from plantain.engines import tiny  # tiny.py builds on this module: imported when called
+
+    tiny.build_checkpoint(directory)
+
+
+FAMILIES = (Family("flux2-klein-4b", create, HUB_ID, build_tiny, TINY_CALL_KWARGS),)

@@ -15,8 +15,8 @@ negative prompt ``" "`` the model cards use when the caller has none.
   constants. An engine may set its own (:class:`ConditioningAreas`, declared by a checkpoint in
   ``plantain_conditioning.json``, as the tiny one does); they are applied for the call only.
 
-``build_tiny_qwen_image`` and ``build_tiny_qwen_image_edit`` build both architectures at tiny
-size with random weights, for tests and the offline demo.
+``build_tiny_qwen_image`` and ``build_tiny_qwen_image_edit`` (the family records' ``build_tiny``)
+build both architectures at tiny size with random weights, for tests and CPU benchmarks.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from plantain.engines.base import (
     seed_generators,
 )
 from plantain.engines.checkpoints import save_atomically
+from plantain.engines.family import Family
 from plantain.engines.fastpath import AttentionMasks, Embedding, stack_padded
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
@@ -517,3 +518,9 @@ def _tiny_vae() -> Any:
         latents_std=[1.0] * _TINY_LATENT_CHANNELS,
     )
     return vae.eval()
+
+
+FAMILIES = (
+    Family("qwen-image-edit", create_qwen_image_edit, QWEN_IMAGE_EDIT_HUB_ID, build_tiny_qwen_image_edit),
+    Family("qwen-image", create_qwen_image, QWEN_IMAGE_HUB_ID, build_tiny_qwen_image),
+)

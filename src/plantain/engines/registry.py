@@ -1,29 +1,30 @@
 """Which engines exist, and the one loaded instance of each.
 
-Adding a model family is one file under ``engines/`` with a ``create(name, settings)`` function,
-one line in ``BUILTIN_ENGINES`` and one tiny-checkpoint test.
+Every family module exports ``FAMILIES`` (see ``engines/family.py``); :data:`FAMILIES` below is
+the one list of them that the registry, the tests and the bench scripts read.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 from plantain.engines import flux1, flux2, qwen_image, tiny, zimage
 from plantain.engines.base import Engine
+from plantain.engines.family import EngineFactory, Family
 from plantain.errors import UnknownEngineError
 from plantain.settings import Settings
 
-EngineFactory = Callable[[str, Settings], Engine]
+__all__ = ["BUILTIN_ENGINES", "FAMILIES", "EngineFactory", "EngineRegistry"]
 
-BUILTIN_ENGINES: dict[str, EngineFactory] = {
-    "flux2-klein-4b": flux2.create,
-    "qwen-image-edit": qwen_image.create_qwen_image_edit,
-    "qwen-image": qwen_image.create_qwen_image,
-    "z-image-turbo": zimage.create,
-    "flux1-schnell": flux1.create,
-    "tiny": tiny.create,
-}
+FAMILIES: tuple[Family, ...] = (
+    *flux2.FAMILIES,
+    *qwen_image.FAMILIES,
+    *zimage.FAMILIES,
+    *flux1.FAMILIES,
+    *tiny.FAMILIES,
+)
+
+BUILTIN_ENGINES: dict[str, EngineFactory] = {entry.engine: entry.create for entry in FAMILIES}
 
 
 class EngineRegistry:

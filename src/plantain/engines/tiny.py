@@ -15,16 +15,14 @@ import torch
 
 from plantain.engines.base import Capabilities, Preset
 from plantain.engines.checkpoints import save_atomically
-from plantain.engines.flux2 import FLUX2_INPUTS, Flux2KleinEngine
+from plantain.engines.family import Family
+from plantain.engines.flux2 import FLUX2_INPUTS, TINY_CALL_KWARGS, Flux2KleinEngine
 from plantain.engines.loading import WeightsSource
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.settings import Settings
 from plantain.sizes import TABLE_1K, TIER_SCALE, SizeLimits
 
-# The text encoder has 2 layers, so the pipeline's default hidden layers (9, 18, 27) do not exist.
-TINY_PRESET = Preset(
-    steps=4, guidance=1.0, call_kwargs={"max_sequence_length": 64, "text_encoder_out_layers": (1, 2)}
-)
+TINY_PRESET = Preset(steps=4, guidance=1.0, call_kwargs=TINY_CALL_KWARGS)
 
 _LARGEST_TABLE_PIXELS = max(width * height for width, height in TABLE_1K.values())
 
@@ -124,3 +122,6 @@ def create(name: str, settings: Settings) -> Flux2KleinEngine:
         preset=TINY_PRESET,
         random_weights=True,
     )
+
+
+FAMILIES = (Family("tiny", create, None, build_checkpoint),)

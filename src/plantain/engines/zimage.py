@@ -4,8 +4,9 @@ A 6B single-stream DiT with a Qwen3-4B text encoder and the FLUX.1 VAE, distille
 passes at guidance 0 (the pipeline's own default is 50 steps at guidance 5, so the preset matters).
 Text-to-image only; strong at Chinese and English text in images. Apache-2.0.
 
-:func:`build_tiny_checkpoint` builds the same architecture at tiny size with random weights, for
-tests and the offline demo: it makes noise, but every size, seed and step runs for real.
+:func:`build_tiny_checkpoint` (the family record's ``build_tiny``) builds the same architecture at
+tiny size with random weights, for tests and CPU benchmarks: it makes noise, but every size, seed
+and step runs for real.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from plantain.engines.base import (
     seed_generators,
 )
 from plantain.engines.checkpoints import save_atomically
+from plantain.engines.family import Family
 from plantain.engines.fastpath import AttentionMasks, Embedding
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
@@ -68,7 +70,8 @@ class ZImageEngine(Engine):
     # Each item is one [image, caption] sequence; in a batch the shorter ones are padded at the end.
     attention_masks: AttentionMasks = "trailing"
 
-    # Copied from plantain.engines.flux2.Flux2KleinEngine._generate, without reference images.
+    # Adapted from Flux2KleinEngine._generate (changes: no reference images; with CFG the prompts go
+    # to the pipeline as text, since it encodes the negative prompt itself).
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
@@ -223,3 +226,6 @@ def _tiny_vae() -> Any:
         shift_factor=0.1159,  # the FLUX.1 VAE's latent statistics, as Z-Image uses that VAE
         scaling_factor=0.3611,
     )
+
+
+FAMILIES = (Family("z-image-turbo", create, HUB_ID, build_tiny_checkpoint, TINY_PRESET.call_kwargs),)

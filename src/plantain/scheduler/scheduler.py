@@ -32,18 +32,19 @@ from typing import IO, Any
 from plantain.engines.base import Engine, EngineJob, PreviewCallback, Previews, StepCallback, inputs_digest
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
-    CancelledError,
     ConfigurationError,
     EngineRunError,
     InvalidRequestError,
     PlantainError,
     QueueFullError,
     ShuttingDownError,
+    TaskCancelledError,
     error_from_code,
 )
 from plantain.fetch import FetchLimits, fetch_inputs
 from plantain.generation import OutputScreen, finish_images, precheck, prepare
 from plantain.limits import Limits
+from plantain.logs import task_context
 from plantain.models import engine_for_model
 from plantain.provenance.policy import ProvenancePolicy
 from plantain.safety import SafetyPolicy
@@ -87,7 +88,7 @@ class Submission:
     fingerprint: str | None = None
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] | None = None
-    api_key_id: str | None = None  # who submits it (usage.caller_key_id); None: anonymous
+    api_key_id: str | None = None  # who submits it (dialects.deps.caller_key); None: anonymous
     # Names the request in the log before it has a task: its URL fetches, then its task(s).
     request_id: str = field(default_factory=lambda: f"req_{secrets.token_hex(8)}")
 
@@ -149,6 +150,7 @@ class Scheduler:
             self._commit,
             workers=self.settings.postprocess_workers,
             backlog=POSTPROCESS_BACKLOG,
+            context=lambda finished: task_context(task_id=finished.member.task.id),
         )
         self._worker = threading.Thread(target=self._work, name="plantain-worker", daemon=True)
         self._worker.start()
@@ -189,9 +191,6 @@ class Scheduler:
         if self._lock_file is not None:
             self._lock_file.close()
 
-    def expire(self) -> int:
-        return self.store.expire()
-
     # --- front doors ---------------------------------------------------------------------------
 
     def engine_name(self, model: str | None) -> str:
@@ -206,6 +205,17 @@ class Scheduler:
         on_preview: PreviewCallback | None = None,
     ) -> tuple[Task, bool]:
         """Check ``request`` and queue it; returns (task, created). Bad input raises here."""
+        with task_context(request_id=submission.request_id):  # its lines before it is a task
+            return await self._submit(request, submission, previews=previews, on_preview=on_preview)
+
+    async def _submit(
+        self,
+        request: ImageRequest,
+        submission: Submission,
+        *,
+        previews: int,
+        on_preview: PreviewCallback | None,
+    ) -> tuple[Task, bool]:
         self.check_open()  # a draining server refuses before it checks: the request may be fine
         if submission.idempotency_key is not None:  # a replay answers its first task, unchecked
             first = self.store.replayed(submission.idempotency_key, submission.fingerprint)
@@ -240,7 +250,8 @@ class Scheduler:
         if any(image.url is not None for image in prechecked.images):
             self.check_capacity()  # a full queue would refuse it after the fetch: refuse it before
             request_id = submission.request_id
-            images = await fetch_inputs(prechecked.images, self.fetch_limits, request_id=request_id)
+            with task_context(request_id=request_id):  # a Gemini batch checks without submit()
+                images = await fetch_inputs(prechecked.images, self.fetch_limits, request_id=request_id)
             prechecked = prechecked.model_copy(update={"images": images})
         engine = self.registry.get(prechecked.engine)
         job = await asyncio.to_thread(prepare, prechecked, engine, self.limits)
@@ -306,7 +317,8 @@ class Scheduler:
         )
         task, created = await asyncio.to_thread(self.store.create, new)
         if created:
-            logger.info("task %s queued for request %s", task.id, submission.request_id)
+            with task_context(task_id=task.id, request_id=submission.request_id):
+                logger.info("task %s queued for request %s", task.id, submission.request_id)
             if previews and on_preview is not None:
                 self._previews[task.id] = (previews, on_preview)
             for event in self.store.events_after(task.id):
@@ -415,7 +427,8 @@ class Scheduler:
                 batch = self._batch_led_by(*claimed)
                 if batch is not None:
                     try:
-                        self._run_batch(batch)
+                        with task_context(task_id=_batch_ids(batch)):  # lines of the shared run
+                            self._run_batch(batch)
                     finally:
                         self._forget(batch.members)
         finally:
@@ -425,6 +438,10 @@ class Scheduler:
     def _batch_led_by(self, task: Task, started: TaskEvent) -> Batch | None:
         """A batch led by the claimed ``task``, with the compatible tasks that joined it; None
         when ``task`` could not be prepared (it has failed)."""
+        with task_context(task_id=task.id):
+            return self._lead(task, started)
+
+    def _lead(self, task: Task, started: TaskEvent) -> Batch | None:
         self._publish(started)
         stop = self._stop_flag(task)
         began = time.perf_counter()  # preparing counts as device time for a task that fails here
@@ -544,7 +561,7 @@ class Scheduler:
                     member.ended = True
                     spent = batch.share(member, time.perf_counter() - started)
                     message = f"stopped after step {done} of {total} of a run it shared"
-                    stopped = CancelledError(message, step=done)
+                    stopped = TaskCancelledError(message, step=done)
                     self._stopped(member.task, stopped, self._used(member.task, spent))
                 else:
                     event = self.store.add_event(member.task.id, "progress", {"step": done, "total": total})
@@ -559,7 +576,8 @@ class Scheduler:
         if isinstance(exc, EngineRunError) and len(live) > 1:
             logger.warning("a run of %d tasks failed (%s); running each alone", len(live), exc.message)
             for member in live:
-                self._run_batch(Batch(batch.engine, [member]))
+                with task_context(task_id=member.task.id):
+                    self._run_batch(Batch(batch.engine, [member]))
             return
         elapsed = time.perf_counter() - started
         for member in live:
@@ -567,7 +585,11 @@ class Scheduler:
 
     def _end(self, task: Task, exc: BaseException, usage: Usage) -> None:
         """End ``task`` by what ``exc`` says: cancelled (or requeued by a drain), or failed."""
-        if isinstance(exc, CancelledError):
+        with task_context(task_id=task.id):  # whichever thread ends it
+            self._end_as(task, exc, usage)
+
+    def _end_as(self, task: Task, exc: BaseException, usage: Usage) -> None:
+        if isinstance(exc, TaskCancelledError):
             self._stopped(task, exc, usage)
         elif isinstance(exc, PlantainError):
             self._failed(task, TaskError.of(exc), usage)
@@ -646,13 +668,14 @@ class Scheduler:
         """The usage of a run that made no images: its wall time so far (decoding included)."""
         return self._used(task, time.perf_counter() - started)
 
-    def _stopped(self, task: Task, exc: CancelledError, usage: Usage | None = None) -> None:
+    def _stopped(self, task: Task, exc: TaskCancelledError, usage: Usage | None = None) -> None:
         """A stopped run's task: queued again by a drain, else cancelled at the step it reached."""
         if self.draining.is_set() and not self.store.get(task.id).cancel_requested:
             self._publish(self.store.requeue(task.id, "the server was shutting down"))
             return
         self._publish(self.store.mark_cancelled(task.id, exc.step, usage))
-        logger.info("task %s cancelled: %s", task.id, exc.message)
+        with task_context(task_id=task.id):  # a step callback of a shared run calls this
+            logger.info("task %s cancelled: %s", task.id, exc.message)
 
     def _failed(self, task: Task, error: TaskError, usage: Usage | None = None) -> None:
         if error.status >= 500:
@@ -677,9 +700,14 @@ class Scheduler:
             logger.exception("expiring old tasks failed")
 
 
+def _batch_ids(batch: Batch) -> str:
+    """What a shared run's lines carry as their task id: its tasks' ids, comma-separated."""
+    return ",".join(member.task.id for member in batch.members)
+
+
 def _error_of(task: Task) -> PlantainError:
     if task.status == "cancelled":
-        return CancelledError(f"task {task.id} was cancelled")
+        return TaskCancelledError(f"task {task.id} was cancelled")
     if task.error is None:
         return EngineRunError(f"task {task.id} ended as {task.status} without a result")
     return error_from_code(task.error.code, task.error.message, task.error.field, task.error.category)

@@ -23,6 +23,7 @@ import httpx
 
 from plantain import __version__
 from plantain.fetch import pinned_request
+from plantain.logs import task_context
 from plantain.netguard import BlockedURLError
 from plantain.settings import Settings
 from plantain.signing import load_or_create_secret, webhook_headers
@@ -151,14 +152,15 @@ class WebhookDeliverer:
         return len(due)
 
     def _deliver(self, message: OutboxMessage) -> None:
-        try:
-            self._record(message, self._attempt(message))
-        except Exception:  # e.g. the store closed at shutdown: the message stays pending
-            logger.exception("recording webhook %s failed", message.id)
-        finally:
-            with self._guard:
-                self._in_flight.discard(message.task_id)
-            self._wakeup.set()  # the task's next message may go now
+        with task_context(task_id=message.task_id):  # a pool thread starts with no context
+            try:
+                self._record(message, self._attempt(message))
+            except Exception:  # e.g. the store closed at shutdown: the message stays pending
+                logger.exception("recording webhook %s failed", message.id)
+            finally:
+                with self._guard:
+                    self._in_flight.discard(message.task_id)
+                self._wakeup.set()  # the task's next message may go now
 
     def _attempt(self, message: OutboxMessage) -> Outcome:
         """One signed POST; never raises."""

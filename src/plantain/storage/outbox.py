@@ -13,8 +13,6 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
-OUTBOX_STATUSES = ("pending", "delivered", "gone", "failed")
-
 
 @dataclass(frozen=True)
 class OutboxMessage:

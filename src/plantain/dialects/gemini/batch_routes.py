@@ -17,14 +17,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from plantain.dialects import openapi
+from plantain.dialects.deps import BatchesDep, CallerKey, SchedulerDep
 from plantain.dialects.gemini import batch_convert
 from plantain.dialects.gemini.protocol import BatchGenerateContentRequest
 from plantain.errors import InvalidRequestError, NotFoundError, PlantainError
 from plantain.scheduler import Scheduler, bulk
 from plantain.scheduler.scheduler import Submission
-from plantain.storage.batches import Batch, BatchStore
+from plantain.storage.batches import Batch
 from plantain.types import ImageRequest, ImageResult, Task
-from plantain.usage import caller_key_id
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100  # a larger pageSize is lowered to it, as Google's list methods do
@@ -34,18 +34,19 @@ LIST_PARAMETERS = openapi.query_parameters(
 )
 
 
-async def batch_generate_content(request: Request, model: str) -> JSONResponse:
-    scheduler = _scheduler(request)
+async def batch_generate_content(
+    request: Request, scheduler: SchedulerDep, batches: BatchesDep, caller: CallerKey, model: str
+) -> JSONResponse:
     engine = scheduler.engine_name(model)  # an unknown model is a 404 before the body is read
     spec = batch_convert.parse_batch(await request.body())
     items = batch_convert.to_image_requests(spec, model=model, engine=engine)
-    submission = Submission(model=model, source="gemini-batch", api_key_id=caller_key_id(request))
+    submission = Submission(model=model, source="gemini-batch", api_key_id=caller)
     checked = await _check_all([image_request for image_request, _ in items], scheduler, submission)
     scheduler.check_capacity(len(items), field=batch_convert.REQUESTS_FIELD)
     tasks = await bulk.enqueue_all(scheduler, checked, submission)
     members = [(task.id, metadata) for task, (_, metadata) in zip(tasks, items, strict=True)]
     try:
-        batch = _batches(request).create(
+        batch = batches.create(
             source="gemini", model=model, display_name=spec.display_name or "", members=members
         )
     except BaseException:
@@ -79,18 +80,16 @@ def _named(index: int) -> Iterator[None]:
         raise batch_convert.at_request(exc, index) from None
 
 
-async def get_batch(request: Request, batch_id: str) -> JSONResponse:
-    batch = _batches(request).get(batch_id)
-    return JSONResponse(await _operation(_scheduler(request), batch))
+async def get_batch(scheduler: SchedulerDep, batches: BatchesDep, batch_id: str) -> JSONResponse:
+    return JSONResponse(await _operation(scheduler, batches.get(batch_id)))
 
 
-async def list_batches(request: Request) -> JSONResponse:
+async def list_batches(request: Request, scheduler: SchedulerDep, store: BatchesDep) -> JSONResponse:
     """Newest first, without outputs (a page of finished batches would carry all their images):
     ``batches.get`` one for its responses."""
     size = _page_size(request.query_params.get("pageSize"))
     token = request.query_params.get("pageToken") or None
-    batches, next_token = _batches(request).page(limit=size, after=token)
-    scheduler = _scheduler(request)
+    batches, next_token = store.page(limit=size, after=token)
     operations = [
         batch_convert.operation(batch, _tasks(scheduler, batch), {}, with_output=False) for batch in batches
     ]
@@ -100,20 +99,19 @@ async def list_batches(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-async def cancel_batch(request: Request, batch_id: str) -> JSONResponse:
+async def cancel_batch(scheduler: SchedulerDep, batches: BatchesDep, batch_id: str) -> JSONResponse:
     """Idempotent; queued requests end at once, a running one at its next step. A batch that had
     already ended stays as it was."""
-    batch = _batches(request).mark_cancelled(batch_id)
-    bulk.cancel_all(_scheduler(request), [member.task_id for member in batch.members])
+    batch = batches.mark_cancelled(batch_id)
+    bulk.cancel_all(scheduler, [member.task_id for member in batch.members])
     return JSONResponse({})
 
 
-async def delete_batch(request: Request, batch_id: str) -> JSONResponse:
+async def delete_batch(scheduler: SchedulerDep, batches: BatchesDep, batch_id: str) -> JSONResponse:
     """Cancel, then forget: the batch is gone (404) and its results are deleted soon after."""
-    store = _batches(request)
-    batch = store.get(batch_id)
-    bulk.cancel_all(_scheduler(request), [member.task_id for member in batch.members])
-    store.delete(batch_id)
+    batch = batches.get(batch_id)
+    bulk.cancel_all(scheduler, [member.task_id for member in batch.members])
+    batches.delete(batch_id)
     return JSONResponse({})
 
 
@@ -158,16 +156,6 @@ def _page_size(value: str | None) -> int:
             field="pageSize",
         )
     return min(size, MAX_PAGE) or DEFAULT_PAGE
-
-
-def _scheduler(request: Request) -> Scheduler:
-    scheduler: Scheduler = request.app.state.scheduler
-    return scheduler
-
-
-def _batches(request: Request) -> BatchStore:
-    store: BatchStore = request.app.state.batches
-    return store
 
 
 def register(router: APIRouter, versions: Sequence[str]) -> None:

@@ -253,8 +253,3 @@ class Operation(Wire):
     name: str
     metadata: GenerateContentBatch
     done: bool
-
-
-class ListOperationsResponse(Wire):
-    operations: list[Operation]
-    next_page_token: str | None = None

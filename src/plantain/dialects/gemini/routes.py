@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects import openapi
+from plantain.dialects.deps import CallerKey, SchedulerDep
 from plantain.dialects.gemini import batch_routes, convert, safety
 from plantain.dialects.gemini.protocol import GenerateContentRequest, GenerateContentResponse
 from plantain.dialects.report import answer_headers
@@ -26,7 +27,6 @@ from plantain.errors import ContentBlockedError, InvalidRequestError
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
 from plantain.types import ImageRequest, ImageResult, Task
-from plantain.usage import caller_key_id
 
 GEMINI_VERSIONS = ("v1", "v1beta", "v1alpha")
 VERTEX_VERSIONS = ("v1", "v1beta1")
@@ -37,11 +37,12 @@ StreamFormat = Annotated[str | None, Query(json_schema_extra={"enum": list(STREA
 router = APIRouter(tags=["gemini"])
 
 
-async def _generate(request: Request, model: str) -> tuple[ImageRequest, Task, ImageResult]:
-    scheduler: Scheduler = request.app.state.scheduler
+async def _generate(
+    request: Request, scheduler: Scheduler, caller: str, model: str
+) -> tuple[ImageRequest, Task, ImageResult]:
     engine = scheduler.engine_name(model)
     image_request = await _image_request(request, scheduler, engine)
-    submission = Submission(model=model, source="gemini", api_key_id=caller_key_id(request))
+    submission = Submission(model=model, source="gemini", api_key_id=caller)
     task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
     return image_request, task, result
 
@@ -53,9 +54,11 @@ async def _image_request(request: Request, scheduler: Scheduler, engine: str) ->
     return convert.to_image_request(body, engine=engine, limits=scheduler.limits)
 
 
-async def generate_content(request: Request, model: str) -> JSONResponse:
+async def generate_content(
+    request: Request, scheduler: SchedulerDep, caller: CallerKey, model: str
+) -> JSONResponse:
     try:
-        image_request, task, result = await _generate(request, model)
+        image_request, task, result = await _generate(request, scheduler, caller, model)
     except ContentBlockedError as blocked:  # Gemini reports a refusal in a 200 answer
         return JSONResponse(_blocked(blocked, model).wire(), status_code=200)
     response = convert.to_response(result, image_request, model, convert.new_response_id())
@@ -63,14 +66,16 @@ async def generate_content(request: Request, model: str) -> JSONResponse:
     return ImageAnswer(response.wire(), status_code=200, headers=headers)
 
 
-async def stream_generate_content(request: Request, model: str, alt: StreamFormat = None) -> Response:
+async def stream_generate_content(
+    request: Request, scheduler: SchedulerDep, caller: CallerKey, model: str, alt: StreamFormat = None
+) -> Response:
     """``?alt=sse``: one ``data:`` event per chunk; otherwise the REST form, a JSON array of chunks.
 
     The run finishes before the first byte, so every error still gets a proper HTTP status.
     """
     sse = _stream_format(alt) == "sse"  # checked before the run
     try:
-        image_request, task, result = await _generate(request, model)
+        image_request, task, result = await _generate(request, scheduler, caller, model)
         chunks = convert.to_stream_chunks(result, image_request, model, convert.new_response_id())
         headers = answer_headers(task, image_request, result)
     except ContentBlockedError as blocked:  # one chunk saying why, as generateContent answers
@@ -102,20 +107,17 @@ def _sse(chunks: list[GenerateContentResponse]) -> Iterator[str]:
         yield f"data: {json.dumps(chunk.wire(), separators=(',', ':'))}\n\n"
 
 
-async def count_tokens(request: Request, model: str) -> JSONResponse:
-    scheduler: Scheduler = request.app.state.scheduler
+async def count_tokens(request: Request, scheduler: SchedulerDep, model: str) -> JSONResponse:
     scheduler.engine_name(model)  # an unknown model is a 404, as for generateContent
     body = convert.parse_request(await request.body())
     return JSONResponse(convert.count_tokens_body(body, model))
 
 
-async def list_models(request: Request) -> JSONResponse:
-    scheduler: Scheduler = request.app.state.scheduler
+async def list_models(scheduler: SchedulerDep) -> JSONResponse:
     return JSONResponse(convert.list_models_body(scheduler.registry, scheduler.provenance.describe()))
 
 
-async def get_model(request: Request, model: str) -> JSONResponse:
-    scheduler: Scheduler = request.app.state.scheduler
+async def get_model(scheduler: SchedulerDep, model: str) -> JSONResponse:
     return JSONResponse(convert.get_model_body(scheduler.registry, model, scheduler.provenance.describe()))
 
 

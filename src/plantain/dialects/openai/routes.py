@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from plantain.dialects import openapi
+from plantain.dialects.deps import CallerKey, SchedulerDep
 from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.dialects.report import answer_headers, report_headers
@@ -30,7 +31,6 @@ from plantain.limits import Limits
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
 from plantain.types import ImageRequest, ImageResult, InputImage, Task, TokenUsage
-from plantain.usage import caller_key_id
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ router = APIRouter(route_class=OpenAIRoute)
 
 
 @router.post("/v1/images/generations", openapi_extra=openapi.json_body(ImageParams))
-async def generations(request: Request) -> Response:
+async def generations(request: Request, scheduler: SchedulerDep, caller: CallerKey) -> Response:
     params = convert.parse_json(await request.body())
-    return await _answer(request, params, (), "image_generation")
+    return await _answer(request, scheduler, caller, params, (), "image_generation")
 
 
 @router.post(
@@ -70,31 +70,34 @@ async def generations(request: Request) -> Response:
         ImageParams, {"image": openapi.BINARY, "image[]": {"type": "array", "items": openapi.BINARY}}, []
     ),
 )
-async def edits(request: Request) -> Response:
-    fields, parts = await _read_edit_form(request)
+async def edits(request: Request, scheduler: SchedulerDep, caller: CallerKey) -> Response:
+    fields, parts = await _read_edit_form(request, scheduler.limits)
     params = convert.parse_params(fields)
     if not parts:
         raise InvalidRequestError(
             "image is required: send one file as image or several as image[]", field="image"
         )
-    return await _answer(request, params, convert.input_images(parts), "image_edit")
+    return await _answer(request, scheduler, caller, params, convert.input_images(parts), "image_edit")
 
 
 @router.get("/v1/files/{file_id}", name="file_content")
 @router.head("/v1/files/{file_id}", name="file_headers", include_in_schema=False)  # curl -I, link checkers
-async def file_content(request: Request, file_id: str) -> Response:
+async def file_content(scheduler: SchedulerDep, file_id: str) -> Response:
     """An output image by its unguessable id (every task's outputs, OpenAI's ``url`` answers)."""
-    scheduler: Scheduler = request.app.state.scheduler
     path, media_type = scheduler.store.file(file_id)
     return Response(await asyncio.to_thread(path.read_bytes), media_type=media_type)
 
 
 async def _answer(
-    request: Request, params: ImageParams, images: tuple[InputImage, ...], endpoint: convert.Endpoint
+    request: Request,
+    scheduler: Scheduler,
+    caller: str,
+    params: ImageParams,
+    images: tuple[InputImage, ...],
+    endpoint: convert.Endpoint,
 ) -> Response:
-    scheduler: Scheduler = request.app.state.scheduler
     image_request = convert.to_image_request(params, scheduler.engine_name(params.model), images)
-    submission = Submission(model=params.model, source="openai", api_key_id=caller_key_id(request))
+    submission = Submission(model=params.model, source="openai", api_key_id=caller)
     if params.stream:
         return await _stream(request, scheduler, Streaming(image_request, params, endpoint, submission))
     task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
@@ -192,7 +195,7 @@ async def _events(
         run.cancel()  # the client went away mid-stream: stop the engine at its next step
 
 
-async def _read_edit_form(request: Request) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+async def _read_edit_form(request: Request, limits: Limits) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
     """Multipart -> (text fields, (file name, bytes) of each image); a mask is refused here."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequestError(
@@ -208,7 +211,7 @@ async def _read_edit_form(request: Request) -> tuple[dict[str, str], list[tuple[
                     uploads.append(value)
                 else:
                     fields[key] = value
-            parts = await _read_uploads(uploads, request.app.state.scheduler.limits)
+            parts = await _read_uploads(uploads, limits)
     except HTTPException as exc:  # starlette's multipart parser: malformed body, too many parts
         raise InvalidRequestError(f"the multipart body could not be read: {exc.detail}") from None
     return fields, parts

@@ -18,9 +18,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from plantain.dialects import openapi
+from plantain.dialects.deps import SchedulerDep
 from plantain.errors import InvalidRequestError
 from plantain.provenance.verify import verify
-from plantain.scheduler import Scheduler
 
 router = APIRouter(tags=["provenance"])
 
@@ -36,8 +36,7 @@ UPLOAD_FIELD = "file"
         raw_types=("image/*", "application/octet-stream"),
     ),
 )
-async def verify_image(request: Request) -> JSONResponse:
-    scheduler: Scheduler = request.app.state.scheduler
+async def verify_image(request: Request, scheduler: SchedulerDep) -> JSONResponse:
     data, label = await _read_image(request)
     report = await asyncio.to_thread(
         verify, data, scheduler.provenance, scheduler.store.marks.find, limits=scheduler.limits, label=label

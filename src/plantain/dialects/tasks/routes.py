@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects import openapi
+from plantain.dialects.deps import CallerKey, SchedulerDep
 from plantain.dialects.tasks import convert
 from plantain.dialects.tasks.protocol import TaskCreate
 from plantain.errors import InvalidRequestError, NotFoundError
@@ -24,7 +25,6 @@ from plantain.netguard import resolve_target
 from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
 from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, Task, TaskEvent
-from plantain.usage import caller_key_id
 
 router = APIRouter(tags=["tasks"])
 
@@ -42,8 +42,7 @@ KEEPALIVE_SECONDS = 15.0  # an SSE comment this often while a task waits or runs
         openapi.header_parameters({"Prefer": {"type": "string"}, "Idempotency-Key": {"type": "string"}}),
     ),
 )
-async def create_task(request: Request) -> Response:
-    scheduler = _scheduler(request)
+async def create_task(request: Request, scheduler: SchedulerDep, caller: CallerKey) -> Response:
     raw = await request.body()
     body, fingerprint = convert.parse_create(raw)
     if body.webhook is not None:
@@ -56,14 +55,14 @@ async def create_task(request: Request) -> Response:
         fingerprint=fingerprint,
         webhook_url=body.webhook,
         webhook_events=tuple(body.webhook_events_filter) if body.webhook_events_filter is not None else None,
-        api_key_id=caller_key_id(request),
+        api_key_id=caller,
     )
     images = convert.image_sources(body.input, scheduler.limits)  # URLs: fetched once the rest passes
     task, created = await scheduler.submit(convert.to_image_request(body.input, images), submission)
     wait = _prefer_wait(request.headers.get("prefer", ""))
     if wait is not None:
         task = await scheduler.wait(task.id, timeout=wait)
-    response = _task_response(request, task, status=201 if task.finished else 202)
+    response = _task_response(request, scheduler, task, status=201 if task.finished else 202)
     if not created:
         response.headers["idempotent-replayed"] = "true"
     return response
@@ -72,6 +71,7 @@ async def create_task(request: Request) -> Response:
 @router.get("/v1/tasks")
 async def list_tasks(
     request: Request,
+    scheduler: SchedulerDep,
     status: Annotated[str | None, Query(json_schema_extra={"enum": list(TASK_STATUSES)})] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,  # out of range: a 400 (dialects/parameters.py)
     cursor: str | None = None,
@@ -81,34 +81,33 @@ async def list_tasks(
             f"status: {status!r} is not a task status; use one of {', '.join(TASK_STATUSES)}", field="status"
         )
     try:
-        tasks, next_cursor = _scheduler(request).store.page(status=status, limit=limit, before=cursor)
+        tasks, next_cursor = scheduler.store.page(status=status, limit=limit, before=cursor)
     except NotFoundError:  # the cursor names no task: expired since, or never a page of this list
         raise InvalidRequestError(
             f"cursor: {cursor!r} is not a page of this list (or its task has expired); send the "
             "next_cursor of the previous page, or none for the first page",
             field="cursor",
         ) from None
-    data = [_body(request, task) for task in tasks]
+    data = [_body(request, scheduler, task) for task in tasks]
     return JSONResponse({"object": "list", "data": data, "next_cursor": next_cursor})
 
 
 @router.get("/v1/tasks/{task_id}")
-async def get_task(request: Request, task_id: str) -> JSONResponse:
-    return _task_response(request, _scheduler(request).store.get(task_id))
+async def get_task(request: Request, scheduler: SchedulerDep, task_id: str) -> JSONResponse:
+    return _task_response(request, scheduler, scheduler.store.get(task_id))
 
 
 @router.post("/v1/tasks/{task_id}/cancel")
-async def cancel_task(request: Request, task_id: str) -> JSONResponse:
+async def cancel_task(request: Request, scheduler: SchedulerDep, task_id: str) -> JSONResponse:
     """Idempotent: a queued task ends at once, a running one at its next step, an ended one stays."""
-    return _task_response(request, _scheduler(request).cancel(task_id), status=202)
+    return _task_response(request, scheduler, scheduler.cancel(task_id), status=202)
 
 
 @router.get(
     "/v1/tasks/{task_id}/events",
     openapi_extra=openapi.header_parameters({"Last-Event-ID": {"type": "integer", "minimum": 0}}),
 )
-async def task_events(request: Request, task_id: str) -> Response:
-    scheduler = _scheduler(request)
+async def task_events(request: Request, scheduler: SchedulerDep, task_id: str) -> Response:
     task = scheduler.store.get(task_id)  # a 404 before the stream starts
     after = _last_event_id(request.headers.get("last-event-id"))
     if task.finished and not scheduler.store.events_after(task_id, after):
@@ -172,22 +171,17 @@ def _prefer_wait(prefer: str) -> float | None:
     return min(float(match.group(1) or MAX_WAIT_SECONDS), MAX_WAIT_SECONDS)
 
 
-def _task_response(request: Request, task: Task, status: int = 200) -> JSONResponse:
+def _task_response(request: Request, scheduler: Scheduler, task: Task, status: int = 200) -> JSONResponse:
     return JSONResponse(
-        _body(request, task), status_code=status, headers={"location": f"/v1/tasks/{task.id}"}
+        _body(request, scheduler, task), status_code=status, headers={"location": f"/v1/tasks/{task.id}"}
     )
 
 
-def _body(request: Request, task: Task) -> dict[str, object]:
-    position = _scheduler(request).store.queue_position(task.id) if task.status == "queued" else None
+def _body(request: Request, scheduler: Scheduler, task: Task) -> dict[str, object]:
+    position = scheduler.store.queue_position(task.id) if task.status == "queued" else None
     base = str(request.base_url).rstrip("/")
     return convert.task_body(task, _file_url(request), base=base, position=position)
 
 
 def _file_url(request: Request) -> convert.FileURL:
     return lambda file_id: str(request.url_for("file_content", file_id=file_id))
-
-
-def _scheduler(request: Request) -> Scheduler:
-    scheduler: Scheduler = request.app.state.scheduler
-    return scheduler

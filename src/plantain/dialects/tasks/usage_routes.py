@@ -14,13 +14,13 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from plantain.dialects.deps import CallerKey, SchedulerDep
 from plantain.errors import InvalidRequestError
-from plantain.scheduler import Scheduler
 from plantain.storage.ledger import Totals
-from plantain.usage import COST_DECIMALS, SECONDS_DECIMALS, caller_key_id
+from plantain.usage import COST_DECIMALS, SECONDS_DECIMALS
 
 router = APIRouter(tags=["usage"])
 
@@ -37,10 +37,12 @@ Time = Annotated[
 
 @router.get("/v1/usage")
 async def get_usage(
-    request: Request, since: Time = None, until: Time = None, group_by: str | None = None
+    scheduler: SchedulerDep,
+    key_id: CallerKey,
+    since: Time = None,
+    until: Time = None,
+    group_by: str | None = None,
 ) -> JSONResponse:
-    scheduler: Scheduler = request.app.state.scheduler
-    key_id = caller_key_id(request)
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if start is not None and end is not None and end < start:
         raise InvalidRequestError(f"until: {until!r} is before since ({since!r})", field="until")
