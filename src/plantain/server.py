@@ -1,9 +1,14 @@
-"""The HTTP server: ``create_app(settings)`` assembles health checks, auth, dialect routers and
-one error renderer per dialect.
+"""The HTTP server: ``create_app(settings)`` assembles health checks, auth and the dialects.
 
 Engines load in the background at start: ``/healthz`` answers at once, ``/readyz`` only once
-the served engines are loaded. Errors raised anywhere below the routes are Plantain errors; this
-module turns them into the envelope of the dialect the caller speaks.
+the served engines are loaded. Errors raised anywhere below the routes are Plantain errors.
+
+Each dialect owns its routes and its error envelope: its router's route class
+(:mod:`plantain.dialects.routing`) renders whatever its routes raise. Adding a dialect is its
+package plus one line in :data:`DIALECTS`. This module's :func:`render_error` answers only what
+no route answers: an unrouted path or method, and the refusals of middleware that runs before
+routing (the API-key check, the body limit). Only there is the dialect guessed from the path and
+headers.
 """
 
 from __future__ import annotations
@@ -12,20 +17,19 @@ import asyncio
 import hmac
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plantain import __version__, logs, metrics
 from plantain.bodylimit import BodyLimit
-from plantain.dialects import openapi, parameters
+from plantain.dialects import files, openapi
 from plantain.dialects.deps import SchedulerDep, sent_key
 from plantain.dialects.gemini import convert as gemini_convert
 from plantain.dialects.gemini import errors as gemini_errors
@@ -33,6 +37,7 @@ from plantain.dialects.gemini import routes as gemini_routes
 from plantain.dialects.openai import convert as openai_convert
 from plantain.dialects.openai import errors as openai_errors
 from plantain.dialects.openai import routes as openai_routes
+from plantain.dialects.routing import DialectRoute, ErrorBody
 from plantain.dialects.tasks import convert as tasks_convert
 from plantain.dialects.tasks import errors as tasks_errors
 from plantain.dialects.tasks import provenance_routes, usage_routes
@@ -87,13 +92,19 @@ def speaks_gemini(request: Request) -> bool:
 PLANTAIN_PATHS = ("/v1/tasks", "/v1/usage", "/v1/provenance", "/metrics")
 
 
-def render_error(request: Request, error: PlantainError) -> JSONResponse:
+def guessed_envelope(request: Request) -> ErrorBody:
+    """The envelope of the dialect a request seems to speak, from its path and headers: for the
+    errors no dialect's route answers (unrouted 404/405, a missing API key, a body too large)."""
     if request.url.path.startswith(PLANTAIN_PATHS):
-        status, body = tasks_errors.error_body(error)
-    elif speaks_gemini(request):
-        status, body = gemini_errors.error_body(error)
-    else:
-        status, body = openai_errors.error_body(error)
+        return tasks_errors.error_body
+    if speaks_gemini(request):
+        return gemini_errors.error_body
+    return openai_errors.error_body
+
+
+def render_error(request: Request, error: PlantainError) -> JSONResponse:
+    """An error no dialect's route answered, in the envelope :func:`guessed_envelope` picks."""
+    status, body = guessed_envelope(request)(error)
     return JSONResponse(body, status_code=status, headers=response_headers(error))
 
 
@@ -191,7 +202,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Fa
     # BaseHTTPMiddleware between them would wrap the error in an exception group: a 500).
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, render=render_error)
     app.middleware("http")(_api_key_check(settings))
-    _include_dialects(app)
+    include_dialects(app)
     metrics.install(app, scheduler.store, settings.price_currency)
     openapi.install(app)
     return app
@@ -226,13 +237,13 @@ def _add_health_routes(app: FastAPI, scheduler: Scheduler) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    """Unrouted requests' errors. A dialect's routes answer their own (``dialects.routing``); the
+    Plantain-error and unexpected-error handlers are a last resort for the routes of no dialect
+    (health checks, ``/metrics``) and for middleware."""
+
     @app.exception_handler(PlantainError)
     async def plantain_error(request: Request, exc: PlantainError) -> JSONResponse:
         return render_error(request, exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return render_error(request, parameters.invalid_parameter(request, exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def routing_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -277,29 +288,48 @@ def _api_key_check(settings: Settings) -> Callable[[Request, Callable[[Request],
     return check
 
 
-def _include_dialects(app: FastAPI) -> None:
-    """Every front door's routes: the Gemini, OpenAI and task dialects, usage and provenance."""
-    app.include_router(gemini_routes.router)
-    app.include_router(openai_routes.router)
-    app.include_router(tasks_routes.router)
-    app.include_router(usage_routes.router)
-    app.include_router(provenance_routes.router)
-    _add_shared_model_routes(app)
+class SharedModelRoute(DialectRoute):
+    """``/v1/models`` speaks Gemini or OpenAI by the caller's headers, its errors included."""
+
+    def envelope(self, request: Request) -> ErrorBody:
+        return gemini_errors.error_body if speaks_gemini(request) else openai_errors.error_body
 
 
-def _add_shared_model_routes(app: FastAPI) -> None:
-    """``GET /v1/models`` is both Gemini's (google-genai >= 3 defaults to v1) and OpenAI's."""
+# ``GET /v1/models`` is both Gemini's (google-genai >= 3 defaults to v1) and OpenAI's.
+shared_models = APIRouter(route_class=SharedModelRoute)
 
-    @app.get("/v1/models", include_in_schema=False)
-    async def list_models(request: Request, scheduler: SchedulerDep) -> dict[str, Any]:
-        provenance = scheduler.provenance.describe()
-        if speaks_gemini(request):
-            return gemini_convert.list_models_body(scheduler.registry, provenance)
-        return openai_convert.models_body(scheduler.registry, provenance)
 
-    @app.get("/v1/models/{model:path}", include_in_schema=False)
-    async def get_model(request: Request, scheduler: SchedulerDep, model: str) -> dict[str, Any]:
-        provenance = scheduler.provenance.describe()
-        if speaks_gemini(request):
-            return gemini_convert.get_model_body(scheduler.registry, model, provenance)
-        return openai_convert.model_body(scheduler.registry, model, provenance)
+@shared_models.get("/v1/models", include_in_schema=False)
+async def list_models(request: Request, scheduler: SchedulerDep) -> dict[str, Any]:
+    provenance = scheduler.provenance.describe()
+    if speaks_gemini(request):
+        return gemini_convert.list_models_body(scheduler.registry, provenance)
+    return openai_convert.models_body(scheduler.registry, provenance)
+
+
+@shared_models.get("/v1/models/{model:path}", include_in_schema=False)
+async def get_model(request: Request, scheduler: SchedulerDep, model: str) -> dict[str, Any]:
+    provenance = scheduler.provenance.describe()
+    if speaks_gemini(request):
+        return gemini_convert.get_model_body(scheduler.registry, model, provenance)
+    return openai_convert.model_body(scheduler.registry, model, provenance)
+
+
+# Every front door, in the order their routes are matched; each router's route class renders its
+# routes' errors. Adding a dialect is its package under plantain/dialects plus one line here.
+DIALECTS: list[APIRouter] = [
+    gemini_routes.router,
+    openai_routes.router,
+    tasks_routes.router,
+    usage_routes.router,
+    provenance_routes.router,
+    files.router,  # /v1/files/{id}: every dialect's output URLs
+    shared_models,  # /v1/models: Gemini's or OpenAI's, by the caller's headers
+]
+
+
+def include_dialects(app: FastAPI, dialects: Sequence[APIRouter] | None = None) -> None:
+    """Every dialect's routes (``DIALECTS`` unless told) on ``app``, each router's errors in its
+    own envelope."""
+    for router in DIALECTS if dialects is None else dialects:
+        app.include_router(router)

@@ -32,7 +32,9 @@ class EngineRegistry:
 
     def __init__(self, settings: Settings, factories: dict[str, EngineFactory] | None = None) -> None:
         self.settings = settings
-        self._factories = dict(BUILTIN_ENGINES if factories is None else factories)
+        if factories is None:  # read when made, so that every engine in FAMILIES is served
+            factories = {entry.engine: entry.create for entry in FAMILIES}
+        self._factories = dict(factories)
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
 

@@ -2,7 +2,7 @@
 ``countTokens``, models, and batch mode (from :mod:`batch_routes`).
 
 Thin on purpose: parse, convert, run on the scheduler (a task the route waits on), convert
-back. Errors are Plantain errors, rendered in the Gemini envelope by the server's handlers.
+back. Errors are Plantain errors, rendered in the Gemini envelope by the router's route class.
 Success is always status 200 (the google-genai SDK raises on anything else). ``GET /v1/models``
 is shared with the OpenAI dialect and is added by the server from
 :func:`convert.list_models_body`, not here.
@@ -19,9 +19,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects import openapi
 from plantain.dialects.deps import CallerKey, SchedulerDep
-from plantain.dialects.gemini import batch_routes, convert, safety
+from plantain.dialects.gemini import batch_routes, convert, errors, safety
 from plantain.dialects.gemini.protocol import GenerateContentRequest, GenerateContentResponse
 from plantain.dialects.report import answer_headers
+from plantain.dialects.routing import dialect_route
 from plantain.dialects.wire import ImageAnswer
 from plantain.errors import ContentBlockedError, InvalidRequestError
 from plantain.scheduler import Scheduler
@@ -34,7 +35,7 @@ MODEL_LISTING_VERSIONS = ("v1beta", "v1alpha")  # /v1/models is shared with Open
 STREAM_FORMATS = ("sse", "json")  # ?alt=; json, a JSON array of chunks, is the default
 StreamFormat = Annotated[str | None, Query(json_schema_extra={"enum": list(STREAM_FORMATS)})]
 
-router = APIRouter(tags=["gemini"])
+router = APIRouter(tags=["gemini"], route_class=dialect_route(errors.error_body))
 
 
 async def _generate(

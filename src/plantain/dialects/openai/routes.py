@@ -1,5 +1,6 @@
-"""OpenAI Images API routes: ``POST /v1/images/generations``, ``POST /v1/images/edits`` and
-``GET /v1/files/{id}`` (the images handed out as URLs). Thin: read, convert, run, convert back.
+"""OpenAI Images API routes: ``POST /v1/images/generations`` and ``POST /v1/images/edits``; the
+images handed out as URLs are served by :mod:`plantain.dialects.files`. Thin: read, convert, run,
+convert back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.routing import APIRoute
 from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -24,6 +24,7 @@ from plantain.dialects.deps import CallerKey, SchedulerDep
 from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.dialects.report import answer_headers, report_headers
+from plantain.dialects.routing import DialectRoute, ErrorBody
 from plantain.dialects.wire import ImageAnswer
 from plantain.errors import InvalidRequestError, PlantainError, response_headers
 from plantain.generation import encode_output
@@ -37,22 +38,26 @@ logger = logging.getLogger(__name__)
 IMAGE_FIELDS = frozenset({"image", "image[]"})  # one file goes as `image`, several as `image[]`
 
 
-class OpenAIRoute(APIRoute):
-    """Tags every answer with ``x-request-id`` (the SDK reports it), errors included."""
+class OpenAIRoute(DialectRoute):
+    """Errors in the OpenAI envelope; every answer tagged with ``x-request-id`` (the SDK reports
+    it), errors included."""
+
+    def envelope(self, request: Request) -> ErrorBody:
+        return errors.error_body
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        handler = super().get_route_handler()  # errors rendered by error_response below
 
         async def route(request: Request) -> Response:
-            request_id = f"req_{secrets.token_hex(16)}"
-            try:
-                response = await handler(request)
-            except PlantainError as error:
-                response = _error_response(error, request, request_id)
+            request.state.request_id = request_id = f"req_{secrets.token_hex(16)}"
+            response = await handler(request)
             response.headers["x-request-id"] = request_id
             return response
 
         return route
+
+    def error_response(self, request: Request, error: PlantainError) -> Response:
+        return _error_response(error, request, request.state.request_id)
 
 
 router = APIRouter(route_class=OpenAIRoute)
@@ -78,14 +83,6 @@ async def edits(request: Request, scheduler: SchedulerDep, caller: CallerKey) ->
             "image is required: send one file as image or several as image[]", field="image"
         )
     return await _answer(request, scheduler, caller, params, convert.input_images(parts), "image_edit")
-
-
-@router.get("/v1/files/{file_id}", name="file_content")
-@router.head("/v1/files/{file_id}", name="file_headers", include_in_schema=False)  # curl -I, link checkers
-async def file_content(scheduler: SchedulerDep, file_id: str) -> Response:
-    """An output image by its unguessable id (every task's outputs, OpenAI's ``url`` answers)."""
-    path, media_type = scheduler.store.file(file_id)
-    return Response(await asyncio.to_thread(path.read_bytes), media_type=media_type)
 
 
 async def _answer(

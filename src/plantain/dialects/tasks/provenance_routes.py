@@ -19,10 +19,12 @@ from starlette.exceptions import HTTPException
 
 from plantain.dialects import openapi
 from plantain.dialects.deps import SchedulerDep
+from plantain.dialects.routing import dialect_route
+from plantain.dialects.tasks import errors
 from plantain.errors import InvalidRequestError
 from plantain.provenance.verify import verify
 
-router = APIRouter(tags=["provenance"])
+router = APIRouter(tags=["provenance"], route_class=dialect_route(errors.error_body))
 
 UPLOAD_FIELD = "file"
 

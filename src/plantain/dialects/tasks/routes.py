@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects import openapi
 from plantain.dialects.deps import CallerKey, SchedulerDep
-from plantain.dialects.tasks import convert
+from plantain.dialects.routing import dialect_route
+from plantain.dialects.tasks import convert, errors
 from plantain.dialects.tasks.protocol import TaskCreate
 from plantain.errors import InvalidRequestError, NotFoundError
 from plantain.netguard import resolve_target
@@ -26,7 +27,7 @@ from plantain.scheduler import Scheduler
 from plantain.scheduler.scheduler import Submission
 from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, Task, TaskEvent
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=dialect_route(errors.error_body))
 
 MAX_WAIT_SECONDS = 60.0  # Prefer: wait caps here, as Replicate's does
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait(?:=(\d+(?:\.\d+)?))?(?:$|[,;\s])")

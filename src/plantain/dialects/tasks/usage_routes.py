@@ -18,11 +18,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from plantain.dialects.deps import CallerKey, SchedulerDep
+from plantain.dialects.routing import dialect_route
+from plantain.dialects.tasks import errors
 from plantain.errors import InvalidRequestError
 from plantain.storage.ledger import Totals
 from plantain.usage import COST_DECIMALS, SECONDS_DECIMALS
 
-router = APIRouter(tags=["usage"])
+router = APIRouter(tags=["usage"], route_class=dialect_route(errors.error_body))
 
 # The names a caller groups by -> the ledger's columns.
 GROUPS = {"model": "model", "engine": "engine", "dialect": "source"}
