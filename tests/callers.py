@@ -7,13 +7,19 @@ images made, or the refusal as the caller's own client reports it (status, code,
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import openai
 from google import genai
 from google.genai import errors, types
+
+from plantain.server import create_app
+from plantain.settings import Settings
+from plantain.testing import LiveServer, free_port
 
 GEMINI_MODEL = "gemini-2.5-flash-image"
 OPENAI_SIZES = {"512": "512x512", "1K": "1024x1024"}
@@ -118,3 +124,14 @@ def envelope(dialect: str, response: httpx.Response) -> Refusal:
     if dialect == "openai":
         return Refusal(response.status_code, error["code"], error["param"], error["message"])
     return Refusal(error["status"], error["code"], error["field"], error["message"])
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[tuple[str, Any]]:
+    """A live server whose public URL is its real one (webhook bodies link to it)."""
+    port = free_port()
+    settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
+    app = create_app(settings)
+    with LiveServer(app, port=port) as server:
+        server.wait_ready()
+        yield server.url, app.state.scheduler

@@ -16,12 +16,13 @@ import httpx
 import pytest
 import uvicorn
 from pydantic import ValidationError
+from tests.callers import serving
 
 from plantain import logs
 from plantain.errors import EngineRunError
-from plantain.server import _log_to_stderr, create_app
+from plantain.server import _log_to_stderr
 from plantain.settings import Settings
-from plantain.testing import LiveServer, WebhookReceiver, free_port
+from plantain.testing import WebhookReceiver
 
 BODY = {"model": "tiny", "input": {"prompt": "a kite", "resolution": "512", "steps": 2}}
 
@@ -55,16 +56,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[tuple[str, Any]]:
-    port = free_port()
-    settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
-    app = create_app(settings)
-    with LiveServer(app, port=port) as server:
-        server.wait_ready()
-        yield server.url, app.state.scheduler
 
 
 def submit(base: str, **extra: Any) -> dict[str, Any]:

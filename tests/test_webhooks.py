@@ -9,34 +9,22 @@ import random
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import standardwebhooks
+from tests.callers import serving
 
 from plantain.scheduler.webhooks import RetryPolicy
-from plantain.server import create_app
 from plantain.settings import Settings
 from plantain.signing import generate_secret
-from plantain.testing import Delivery, LiveServer, WebhookReceiver, free_port
+from plantain.testing import Delivery, WebhookReceiver, free_port
 
 SECRET = generate_secret()
 FAST_RETRIES = {"webhook_retry_seconds": 0.05, "webhook_retry_max_seconds": 0.2}
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[tuple[str, Any]]:
-    """A live server whose public URL is its real one (webhook bodies link to it)."""
-    port = free_port()
-    settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
-    app = create_app(settings)
-    with LiveServer(app, port=port) as server:
-        server.wait_ready()
-        yield server.url, app.state.scheduler
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tests.engines import test_families
 
 from plantain.cli import cli
 from plantain.engines import flux2, registry
-from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, seed_generators
+from plantain.engines.base import Capabilities, Engine, EngineJob, Preset
 from plantain.engines.family import Family
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.generation import run_request
@@ -57,19 +57,7 @@ class ThrowawayEngine(Engine):
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
-        first = jobs[0]
-        output = pipeline(
-            **self._prompt_kwargs(pipeline, [job.prompt for job in jobs for _ in job.seeds]),
-            height=first.height,
-            width=first.width,
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
-            generator=seed_generators(jobs),
-            callback_on_step_end=callback,
-            output_type="pil",
-            **self.preset.call_kwargs,
-        )
-        return list(output.images)
+        return self._call_pipeline(pipeline, jobs, callback)
 
     _encode_prompts = flux2.Flux2KleinEngine._encode_prompts
     _embedding_kwargs = flux2.Flux2KleinEngine._embedding_kwargs

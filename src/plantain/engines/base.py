@@ -351,6 +351,37 @@ class Engine(ABC):
     ) -> list[Image.Image]:
         """Call the pipeline once for all ``jobs``; images in job order, then seed order."""
 
+    def _call_pipeline(
+        self,
+        pipeline: Any,
+        jobs: Sequence[EngineJob],
+        callback: Callable[..., Any],
+        *,
+        prompts: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> list[Image.Image]:
+        """One diffusers ``__call__`` for ``jobs`` (one size and step count: a batch), with the
+        arguments every family passes alike: the prompts (their cached embeddings unless
+        ``prompts`` gives the pipeline's prompt arguments itself), size, steps, guidance, one
+        generator per image, the step callback and the preset's arguments; ``extra`` adds the
+        family's own (reference images)."""
+        first = jobs[0]
+        if prompts is None:
+            prompts = self._prompt_kwargs(pipeline, [job.prompt for job in jobs for _ in job.seeds])
+        output = pipeline(
+            **prompts,
+            **extra,
+            height=first.height,
+            width=first.width,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance,
+            generator=seed_generators(jobs),
+            callback_on_step_end=callback,
+            output_type="pil",
+            **self.preset.call_kwargs,
+        )
+        return list(output.images)
+
     # --- cached text embeddings ----------------------------------------------------------------
 
     def _prompt_kwargs(

@@ -24,7 +24,6 @@ from plantain.engines.base import (
     EngineJob,
     Preset,
     decode_latents,
-    seed_generators,
 )
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.family import Family
@@ -66,23 +65,10 @@ class Flux1Engine(Engine):
 
         return load_pipeline(FluxPipeline, self.source, self.settings, default_dtype=self.default_dtype)
 
-    # Adapted from Flux2KleinEngine._generate (changes: no reference images).
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
-        first = jobs[0]
-        output = pipeline(
-            **self._prompt_kwargs(pipeline, [job.prompt for job in jobs for _ in job.seeds]),
-            height=first.height,
-            width=first.width,
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
-            generator=seed_generators(jobs),
-            callback_on_step_end=callback,
-            output_type="pil",
-            **self.preset.call_kwargs,
-        )
-        return list(output.images)
+        return self._call_pipeline(pipeline, jobs, callback)
 
     def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
         kwargs = self._encoder_kwargs(pipeline, "max_sequence_length")

@@ -21,7 +21,6 @@ from plantain.engines.base import (
     InputLimits,
     Preset,
     decode_latents,
-    seed_generators,
 )
 from plantain.engines.family import Family
 from plantain.engines.fastpath import Embedding, rows
@@ -62,20 +61,8 @@ class Flux2KleinEngine(Engine):
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
-        first = jobs[0]
-        output = pipeline(
-            **self._prompt_kwargs(pipeline, [job.prompt for job in jobs for _ in job.seeds]),
-            image=list(first.images) or None,  # shared by every job in a batch (same digest)
-            height=first.height,
-            width=first.width,
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
-            generator=seed_generators(jobs),
-            callback_on_step_end=callback,
-            output_type="pil",
-            **self.preset.call_kwargs,
-        )
-        return list(output.images)
+        # Reference images are shared by every job in a batch (same inputs digest).
+        return self._call_pipeline(pipeline, jobs, callback, image=list(jobs[0].images) or None)
 
     def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
         kwargs = self._encoder_kwargs(pipeline, "max_sequence_length", "text_encoder_out_layers")

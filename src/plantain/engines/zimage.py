@@ -24,7 +24,6 @@ from plantain.engines.base import (
     EngineJob,
     Preset,
     decode_latents,
-    seed_generators,
 )
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.family import Family
@@ -70,27 +69,14 @@ class ZImageEngine(Engine):
     # Each item is one [image, caption] sequence; in a batch the shorter ones are padded at the end.
     attention_masks: AttentionMasks = "trailing"
 
-    # Adapted from Flux2KleinEngine._generate (changes: no reference images; with CFG the prompts go
-    # to the pipeline as text, since it encodes the negative prompt itself).
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
-        first = jobs[0]
+        # With CFG the pipeline also encodes a negative prompt: the prompts go to it as text, left
+        # uncached (Turbo runs without CFG).
         prompts = [job.prompt for job in jobs for _ in job.seeds]
-        # With CFG the pipeline also encodes a negative prompt: left to it (Turbo runs without CFG).
-        cfg = first.guidance > 1
-        output = pipeline(
-            **({"prompt": prompts} if cfg else self._prompt_kwargs(pipeline, prompts)),
-            height=first.height,
-            width=first.width,
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
-            generator=seed_generators(jobs),
-            callback_on_step_end=callback,
-            output_type="pil",
-            **self.preset.call_kwargs,
-        )
-        return list(output.images)
+        as_text = {"prompt": prompts} if jobs[0].guidance > 1 else None
+        return self._call_pipeline(pipeline, jobs, callback, prompts=as_text)
 
     def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
         kwargs = self._encoder_kwargs(pipeline, "max_sequence_length")
