@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from plantain.engines import tiny
-from plantain.server import create_app
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer, build_once
 

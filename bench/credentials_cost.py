@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from plantain import __version__
-from plantain.images import ENCODE_OPTIONS, MEDIA_TYPES
+from plantain.imaging.codecs import ENCODE_OPTIONS, MEDIA_TYPES
 from plantain.provenance.credentials import Claim, ContentCredentials, Ingredient, read_credentials
 from plantain.provenance.identity import load_identity
 

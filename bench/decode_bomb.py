@@ -23,7 +23,7 @@ def _peak_mib() -> float:
 
 def _run(width: int, height: int, decode_anyway: bool) -> str:
     from plantain.errors import PlantainError
-    from plantain.images import decode_image
+    from plantain.imaging.codecs import decode_image
     from plantain.types import InputImage
 
     buffer = io.BytesIO()

@@ -1,5 +1,5 @@
 """Encode time and size of one 1K image per output format and setting (how ENCODE_OPTIONS and
-plantain.png's settings were chosen; bench/postprocess.py times every other stage around them).
+plantain.imaging.png's settings were chosen; bench/postprocess.py times every other stage around them).
 
     python bench/encode_formats.py --repeats 7
     python bench/encode_formats.py --image noise --only avif
@@ -21,14 +21,14 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from plantain.images import ENCODE_OPTIONS
-from plantain.png import encode_png
+from plantain.imaging.codecs import ENCODE_OPTIONS
+from plantain.imaging.png import encode_png
 
-PLANTAIN_PNG: dict[str, object] = {"format": "PNG", "writer": "plantain.png"}
+PLANTAIN_PNG: dict[str, object] = {"format": "PNG", "writer": "plantain.imaging.png"}
 
 # (label, Pillow save options): the defaults in use, and the neighbours they were picked from.
 CANDIDATES: list[tuple[str, dict[str, object]]] = [
-    ("png plantain.png", PLANTAIN_PNG),  # what RGB/RGBA outputs use; Pillow's levels for comparison
+    ("png plantain.imaging.png", PLANTAIN_PNG),  # what RGB/RGBA outputs use; Pillow's levels for comparison
     ("png level 1", {"format": "PNG", "compress_level": 1}),
     ("png level 4", {"format": "PNG", "compress_level": 4}),
     ("png level 6", {"format": "PNG", "compress_level": 6}),

@@ -38,13 +38,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from plantain import png
 from plantain.dialects.gemini import convert as gemini
 from plantain.dialects.openai import convert as openai
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.dialects.wire import ImageAnswer, decode_base64, encode_base64
 from plantain.generation import encode_output, output_title
-from plantain.images import decode_image, encode_image, media_type
+from plantain.imaging import png
+from plantain.imaging.codecs import decode_image, encode_image, media_type
 from plantain.provenance import watermark
 from plantain.provenance.policy import ProvenancePolicy
 from plantain.scheduler.scheduler import _write_durably

@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from plantain.generation import output_title
-from plantain.images import encode_image, media_type
+from plantain.imaging.codecs import encode_image, media_type
 from plantain.provenance.policy import ProvenancePolicy
 from plantain.settings import Settings
 from plantain.types import ImageRequest, InputImage, OutputFormat

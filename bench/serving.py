@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from plantain.cli import cli
+from plantain.cli.main import cli
 
 if __name__ == "__main__":
     cli(["bench", *sys.argv[1:]], prog_name="plantain")

@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 
 from plantain.engines import tiny
-from plantain.server import create_app
+from plantain.server.app import create_app
 from plantain.settings import Settings
-from plantain.signing import generate_secret
 from plantain.testing import LiveServer, WebhookReceiver, build_once, free_port
+from plantain.webhooks.signing import generate_secret
 
 
 class TimedReceiver(WebhookReceiver):

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from plantain.errors import PlantainError
-from plantain.images import decode_image
+from plantain.imaging.codecs import decode_image
 from plantain.types import InputImage
 
 SEED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "AVIF", "HEIF")

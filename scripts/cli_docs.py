@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from plantain.cli import cli
+from plantain.cli.main import cli
 
 COMMANDS = [
     [],

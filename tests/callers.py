@@ -17,7 +17,7 @@ import openai
 from google import genai
 from google.genai import errors, types
 
-from plantain.server import create_app
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer, free_port
 

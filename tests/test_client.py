@@ -31,7 +31,7 @@ from plantain.errors import (
     ServerUnreachableError,
     TaskCancelledError,
 )
-from plantain.server import create_app
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer, free_port, make_input
 

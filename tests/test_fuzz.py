@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from fuzz.decode import Findings, run
 from plantain.dialects.gemini import convert as gemini
+from plantain.dialects.native import convert as tasks
 from plantain.dialects.openai import convert as openai
-from plantain.dialects.tasks import convert as tasks
 from plantain.errors import PlantainError
-from plantain.sizes import ASPECT_RATIOS
+from plantain.imaging.sizes import ASPECT_RATIOS
 from plantain.testing import make_input
 from plantain.types import ImageRequest, InputImage
 

@@ -20,7 +20,7 @@ from tests.callers import serving
 
 from plantain import logs
 from plantain.errors import EngineRunError
-from plantain.server import _log_to_stderr
+from plantain.server.app import _log_to_stderr
 from plantain.settings import Settings
 from plantain.testing import WebhookReceiver
 
@@ -82,7 +82,7 @@ def test_a_tasks_lines_carry_its_id_from_queued_to_its_webhook(
     queued = [line for line in own if "queued for request" in line["message"]]
     assert len(queued) == 1 and queued[0]["request_id"].startswith("req_")
     assert queued[0]["request_id"] in queued[0]["message"]  # the same request the line names
-    webhook = [line for line in own if line["logger"] == "plantain.scheduler.webhooks"]
+    webhook = [line for line in own if line["logger"] == "plantain.webhooks.delivery"]
     assert webhook and "410" in webhook[0]["message"]  # logged on a delivery thread
 
 
@@ -165,11 +165,11 @@ def test_serve_logs_in_the_configured_format(settings: Settings) -> None:
 
 def test_uvicorn_logs_json_too_when_asked() -> None:
     try:
-        uvicorn.Config("plantain.server:app", log_config=logs.uvicorn_log_config("json"))
+        uvicorn.Config("plantain.server.app:app", log_config=logs.uvicorn_log_config("json"))
         access = logging.getLogger("uvicorn.access").handlers
         assert isinstance(access[0].formatter, logs.JsonFormatter)
     finally:
-        uvicorn.Config("plantain.server:app")  # uvicorn's own lines again, for the tests after
+        uvicorn.Config("plantain.server.app:app")  # uvicorn's own lines again, for the tests after
 
 
 def _raise(error: Exception) -> Callable[..., Any]:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from plantain.cli import cli
+from plantain.cli.main import cli
 from plantain.errors import ConfigurationError
 from plantain.settings import load_settings
 

@@ -19,7 +19,7 @@ from google import genai
 from google.genai import types
 from prometheus_client.parser import text_string_to_metric_families
 
-from plantain.server import create_app
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.storage.db import MIGRATIONS
 from plantain.storage.tasks import TaskStore

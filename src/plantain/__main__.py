@@ -1,3 +1,3 @@
-from plantain.cli import main
+from plantain.cli.main import main
 
 main()

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from plantain.background import apply_background, steered
 from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, StopFlag
-from plantain.images import decode_image, encode_image, media_type
+from plantain.imaging.background import apply_background, steered
+from plantain.imaging.codecs import decode_image, encode_image, media_type
 from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.types import GeneratedImage, ImageRequest, ImageResult, OutputFormat, Provenance
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 SEED_RANGE = 2**32  # random seeds stay in the range every dialect can send back
 
-# Screens a request's output images before they are encoded (safety.py); raises to withhold them.
+# Screens a request's output images before they are encoded (safety/policy.py); raises to withhold them.
 OutputScreen = Callable[[Sequence[Image.Image], ImageRequest], None]
 
 

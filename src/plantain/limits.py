@@ -4,7 +4,7 @@ Each check lives here once and names the setting that sets its limit, so an erro
 caller what was too big and by how much. The checks are cheap (no decoding): the dialects call
 the ones they can make early (an image's byte size before its base64 is decoded or its URL is
 fetched) and :func:`plantain.generation.prepare` makes the rest for every request, the CLI's
-included. Decoding checks (format, pixels, frames) are in :mod:`plantain.images`.
+included. Decoding checks (format, pixels, frames) are in :mod:`plantain.imaging.codecs`.
 """
 
 from __future__ import annotations

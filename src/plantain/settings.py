@@ -13,9 +13,9 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from plantain.errors import ConfigurationError
+from plantain.imaging.sizes import ASPECT_RATIOS, TIERS
 from plantain.limits import INPUT_FORMATS, InputFormat
-from plantain.signing import check_secret
-from plantain.sizes import ASPECT_RATIOS, TIERS
+from plantain.webhooks.signing import check_secret
 
 SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret"})  # never echoed in an error
 
@@ -194,7 +194,7 @@ class Settings(BaseSettings):
         "next engine run.",
     )
 
-    # --- safety (safety.py) ---
+    # --- safety (safety/policy.py) ---
     safety_level: Literal["strict", "standard", "relaxed", "off"] = Field(
         default="standard",
         description="Safety level of a request that asks for none (docs/safety.md has the table of "

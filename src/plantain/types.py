@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from plantain.errors import ContentBlockedError, InvalidRequestError, PlantainError
-from plantain.sizes import ASPECT_RATIOS, TIERS
+from plantain.imaging.sizes import ASPECT_RATIOS, TIERS
 
 MAX_IMAGES_PER_REQUEST = 10
 MAX_SEED = 2**63 - 1 - MAX_IMAGES_PER_REQUEST  # seed + index must stay a valid torch seed
@@ -35,7 +35,7 @@ MEDIA_TYPES: dict[str, str] = {
 # auto: whatever the engine makes (opaque); transparent needs a format with alpha (png, webp, avif).
 Background = Literal["auto", "opaque", "transparent"]
 
-# How strictly the safety stage screens prompts and images (safety.py), strictest first. None in
+# How strictly the safety stage screens prompts and images (safety/policy.py), strictest first. None in
 # a request means the server's default level (setting ``safety_level``).
 SafetyLevel = Literal["strict", "standard", "relaxed", "off"]
 SAFETY_LEVELS: tuple[str, ...] = get_args(SafetyLevel)

@@ -20,9 +20,9 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from plantain.server import create_app
+from plantain.imaging.sizes import ASPECT_RATIOS, TABLE_1K
+from plantain.server.app import create_app
 from plantain.settings import Settings
-from plantain.sizes import ASPECT_RATIOS, TABLE_1K
 from plantain.testing import LiveServer, make_input, same_picture
 
 MODEL = "gemini-2.5-flash-image"

@@ -17,9 +17,9 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from plantain.server import create_app
+from plantain.imaging.sizes import TABLE_1K
+from plantain.server.app import create_app
 from plantain.settings import Settings
-from plantain.sizes import TABLE_1K
 from plantain.testing import LiveServer
 
 MODEL = "gemini-2.5-flash-image"

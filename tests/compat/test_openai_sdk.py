@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from PIL import Image
 
-from plantain.server import create_app
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer, make_input, same_picture
 

@@ -22,14 +22,14 @@ from google import genai
 from google.genai import types
 from PIL import Image, ImageDraw
 
-from plantain.background import STEER_SUFFIX
-from plantain.cli import cli
+from plantain.cli.main import cli
 from plantain.dialects.report import IGNORED_HEADER, SEEDS_HEADER
 from plantain.engines import tiny
 from plantain.engines.base import Engine, EngineJob, Preset
 from plantain.engines.loading import WeightsSource
 from plantain.engines.registry import EngineRegistry
-from plantain.server import create_app
+from plantain.imaging.background import STEER_SUFFIX
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer
 

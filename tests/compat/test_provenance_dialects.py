@@ -24,10 +24,10 @@ from google import genai
 from google.genai import types
 from PIL import Image
 
-from plantain.cli import cli
+from plantain.cli.main import cli
 from plantain.client import Client
 from plantain.dialects.report import PROVENANCE_HEADER
-from plantain.server import create_app
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.storage.tasks import TaskStore
 from plantain.testing import LiveServer

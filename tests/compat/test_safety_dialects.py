@@ -19,8 +19,8 @@ import pytest
 from google import genai
 from google.genai import types
 
-from plantain.engines.tiny_safety import build_classifier
-from plantain.server import create_app
+from plantain.safety.tiny import build_classifier
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer
 

@@ -9,7 +9,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from plantain.server import create_app
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer
 

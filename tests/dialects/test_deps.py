@@ -12,14 +12,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from plantain import server
+import plantain
 from plantain.dialects import deps
-from plantain.server import create_app
+from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer
 
-SOURCE = Path(server.__file__).parent
-# request.state / request.app.state anywhere; app.state in a dialect (server.py creates it)
+SOURCE = Path(plantain.__file__).parent
+APP = SOURCE / "server" / "app.py"
+# request.state / request.app.state anywhere; app.state in a dialect (server/app.py creates it)
 REACH_INS = re.compile(r"\brequest\.(app\.)?state\b")
 DIALECT_REACH_INS = re.compile(r"\bapp\.state\b")
 PROMPT = "a lighthouse on a cliff at dusk, oil paint"
@@ -27,13 +28,13 @@ PROMPT = "a lighthouse on a cliff at dusk, oil paint"
 
 def route_modules() -> list[Path]:
     dialects = sorted((SOURCE / "dialects").rglob("*.py"))
-    return [path for path in dialects if path.name != "deps.py"] + [SOURCE / "server.py"]
+    return [path for path in dialects if path.name != "deps.py"] + [APP]
 
 
 def test_no_route_module_reaches_into_state() -> None:
     found = []
     for path in route_modules():
-        pattern = DIALECT_REACH_INS if path.parent != SOURCE else REACH_INS
+        pattern = DIALECT_REACH_INS if path != APP else REACH_INS
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line):
                 found.append(f"{path.relative_to(SOURCE)}:{number}: {line.strip()}")

@@ -17,7 +17,7 @@ from plantain.dialects.openai.protocol import ImageParams
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidRequestError, TooManyImagesError, UnknownModelError
 from plantain.generation import run_request
-from plantain.images import encode_image
+from plantain.imaging.codecs import encode_image
 from plantain.testing import make_input
 from plantain.types import GeneratedImage, ImageResult, TokenUsage
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi import APIRouter, Query
 
-from plantain import server
 from plantain.dialects.routing import dialect_route
 from plantain.errors import InvalidRequestError, PlantainError
+from plantain.server import app as server
 from plantain.settings import Settings
 from plantain.testing import LiveServer
 

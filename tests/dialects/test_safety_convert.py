@@ -10,9 +10,9 @@ import pytest
 
 from plantain.dialects.gemini import convert as gemini
 from plantain.dialects.gemini.safety import blocked_response
+from plantain.dialects.native import convert as tasks
 from plantain.dialects.openai import convert as openai
 from plantain.dialects.openai.errors import error_body
-from plantain.dialects.tasks import convert as tasks
 from plantain.errors import ContentBlockedError, InvalidRequestError
 
 

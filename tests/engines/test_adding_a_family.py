@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 from tests.engines import test_families
 
-from plantain.cli import cli
+from plantain.cli.main import cli
 from plantain.engines import flux2, registry
 from plantain.engines.base import Capabilities, Engine, EngineJob, Preset
 from plantain.engines.family import Family

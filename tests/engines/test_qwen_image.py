@@ -31,8 +31,8 @@ from plantain.errors import (
     UnsupportedTaskError,
 )
 from plantain.generation import prepare, run_request
+from plantain.imaging.sizes import nearest_aspect_ratio, resolve_size
 from plantain.settings import Settings
-from plantain.sizes import nearest_aspect_ratio, resolve_size
 from plantain.testing import build_once, last_step_preview, make_input
 from plantain.types import ImageRequest, ImageResult
 

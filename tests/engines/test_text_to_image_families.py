@@ -23,8 +23,8 @@ from plantain.errors import (
     UnsupportedTaskError,
 )
 from plantain.generation import run_request
+from plantain.imaging.sizes import resolve_size
 from plantain.settings import Settings
-from plantain.sizes import resolve_size
 from plantain.testing import install_in_hub_cache, last_step_preview, make_input
 from plantain.types import ImageRequest, ImageResult
 

@@ -25,7 +25,7 @@ READY_TIMEOUT = 900.0  # seconds for the engine to load (a full-size checkpoint 
 def serve_engine(settings: Settings, engine: Engine) -> Iterator[str]:
     """Serve ``engine`` (its checkpoint resolved, so a built one is not built again) until the
     block ends; yields the server's URL once its engine has loaded."""
-    from plantain.server import create_app
+    from plantain.server.app import create_app
     from plantain.testing import LiveServer
 
     engine.source.resolve()

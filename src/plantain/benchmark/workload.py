@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from plantain.errors import InvalidRequestError
-from plantain.sizes import ASPECT_RATIOS, TABLE_1K, TIER_SCALE, TIERS
+from plantain.imaging.sizes import ASPECT_RATIOS, TABLE_1K, TIER_SCALE, TIERS
 from plantain.types import ImageRequest, InputImage
 
 DEFAULT_PROMPT = "a red bicycle leaning on a sunlit wall"

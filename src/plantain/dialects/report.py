@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from plantain.images import has_alpha
+from plantain.imaging.codecs import has_alpha
 from plantain.types import GeneratedImage, ImageRequest, ImageResult, Task
 from plantain.usage import usage_headers
 

@@ -42,8 +42,8 @@ from plantain.errors import (
     TooManyImagesError,
     UnsupportedTaskError,
 )
+from plantain.imaging.sizes import SizeLimits, nearest_aspect_ratio, resolve_size
 from plantain.settings import Settings
-from plantain.sizes import SizeLimits, nearest_aspect_ratio, resolve_size
 from plantain.types import ImageRequest
 
 logger = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from plantain.engines.family import Family
 from plantain.engines.fastpath import Embedding, rows
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
+from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
-from plantain.sizes import SizeLimits
 
 if TYPE_CHECKING:
     from transformers import CLIPTokenizer, T5Tokenizer

@@ -25,8 +25,8 @@ from plantain.engines.base import (
 from plantain.engines.family import Family
 from plantain.engines.fastpath import Embedding, rows
 from plantain.engines.loading import WeightsSource, load_pipeline
+from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
-from plantain.sizes import SizeLimits
 
 HUB_ID = "black-forest-labs/FLUX.2-klein-4B"
 

@@ -48,8 +48,8 @@ from plantain.engines.fastpath import AttentionMasks, Embedding, stack_padded
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.errors import EngineLoadError
+from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
-from plantain.sizes import SizeLimits
 
 if TYPE_CHECKING:
     from transformers import Qwen2Tokenizer

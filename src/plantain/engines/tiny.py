@@ -19,8 +19,8 @@ from plantain.engines.family import Family
 from plantain.engines.flux2 import FLUX2_INPUTS, TINY_CALL_KWARGS, Flux2KleinEngine
 from plantain.engines.loading import WeightsSource
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
+from plantain.imaging.sizes import TABLE_1K, TIER_SCALE, SizeLimits
 from plantain.settings import Settings
-from plantain.sizes import TABLE_1K, TIER_SCALE, SizeLimits
 
 TINY_PRESET = Preset(steps=4, guidance=1.0, call_kwargs=TINY_CALL_KWARGS)
 

@@ -30,8 +30,8 @@ from plantain.engines.family import Family
 from plantain.engines.fastpath import AttentionMasks, Embedding
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
+from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
-from plantain.sizes import SizeLimits
 
 if TYPE_CHECKING:
     from transformers import Qwen2Tokenizer

@@ -19,7 +19,7 @@ from PIL import Image
 
 from plantain import __version__
 from plantain.errors import ConfigurationError, InvalidRequestError
-from plantain.images import sniff_media_type
+from plantain.imaging.codecs import sniff_media_type
 from plantain.provenance import watermark
 from plantain.provenance.credentials import Claim, ContentCredentials, Ingredient
 from plantain.provenance.identity import SigningIdentity, load_identity

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from plantain.images import decode_image, sniff_media_type
+from plantain.imaging.codecs import decode_image, sniff_media_type
 from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.provenance import watermark
 from plantain.provenance.credentials import CredentialReport, read_credentials

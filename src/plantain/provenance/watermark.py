@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from plantain.imaging.sizes import table_sizes
 from plantain.provenance.dwtdctsvd import (
     BLOCK,
     Floats,
@@ -41,7 +42,6 @@ from plantain.provenance.dwtdctsvd import (
     scores_of_plane,
     u_plane,
 )
-from plantain.sizes import table_sizes
 
 PAYLOAD_BITS = 64  # 16 server + 32 serial + 16 CRC
 SCALE = 60.0  # quantisation step of s0 (the library: 36); see docs/watermark.md
@@ -99,7 +99,7 @@ def can_carry(width: int, height: int) -> bool:
 
 def generation_sizes() -> list[tuple[int, int]]:
     """Every (width, height) the server can make: the 1K table at every tier, sides rounded to
-    multiples of 16 (:func:`plantain.sizes.table_sizes`)."""
+    multiples of 16 (:func:`plantain.imaging.sizes.table_sizes`)."""
     return table_sizes(16)
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from plantain.engines.base import Engine, EngineJob, PreviewCallback, Previews, StepCallback, inputs_digest
+from plantain.engines.model_names import engine_for_model
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
     ConfigurationError,
@@ -41,17 +42,15 @@ from plantain.errors import (
     TaskCancelledError,
     error_from_code,
 )
-from plantain.fetch import FetchLimits, fetch_inputs
 from plantain.generation import OutputScreen, finish_images, precheck, prepare
 from plantain.limits import Limits
 from plantain.logs import task_context
-from plantain.models import engine_for_model
+from plantain.net.fetch import FetchLimits, fetch_inputs
 from plantain.provenance.policy import ProvenancePolicy
-from plantain.safety import SafetyPolicy
+from plantain.safety.policy import SafetyPolicy
 from plantain.scheduler.batching import SCAN_LIMIT, Batch, BatchLimits, Finished, Member, Processed
 from plantain.scheduler.events import EventBus
 from plantain.scheduler.postprocess import PostProcessor
-from plantain.scheduler.webhooks import RetryPolicy, WebhookDeliverer, webhook_secret
 from plantain.settings import Settings
 from plantain.storage.files import write_durably
 from plantain.storage.tasks import NewTask, TaskStore, WebhookBody
@@ -68,6 +67,7 @@ from plantain.types import (
     Usage,
 )
 from plantain.usage import ANONYMOUS, SECONDS_DECIMALS, Price, task_usage
+from plantain.webhooks.delivery import RetryPolicy, WebhookDeliverer, webhook_secret
 
 logger = logging.getLogger(__name__)
 

@@ -42,11 +42,11 @@ from plantain.dialects.gemini.protocol import GenerateContentResponse as Respons
 from plantain.dialects.gemini.safety import safety_level
 from plantain.dialects.report import ignored
 from plantain.dialects.wire import decode_base64, encode_base64, load_json, validate
+from plantain.engines.model_names import engine_for_model, served_models
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidImageError, InvalidRequestError
-from plantain.images import accepted_formats
+from plantain.imaging.codecs import accepted_formats
 from plantain.limits import DEFAULT_LIMITS, Limits
-from plantain.models import engine_for_model, served_models
 from plantain.types import ImageRequest, ImageResult, InputImage, ProvenanceChoice
 from plantain.usage import count_tokens, input_image_tokens, output_image_tokens, prompt_tokens
 

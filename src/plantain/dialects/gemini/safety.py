@@ -16,7 +16,7 @@ from plantain.dialects.gemini.protocol import (
     SafetySetting,
 )
 from plantain.errors import ContentBlockedError, InvalidRequestError
-from plantain.safety import strictest
+from plantain.safety.policy import strictest
 from plantain.types import SafetyLevel
 
 THRESHOLD_LEVELS: dict[str, SafetyLevel] = {

@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.dialects.report import background_made, ignored
 from plantain.dialects.wire import encode_base64, validation_error
+from plantain.engines.model_names import served_models
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidRequestError, UnknownModelError
-from plantain.models import served_models
-from plantain.sizes import TABLE_1K, TIER_SCALE
+from plantain.imaging.sizes import TABLE_1K, TIER_SCALE
 from plantain.types import (
     GeneratedImage,
     ImageRequest,

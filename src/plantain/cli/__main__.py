@@ -1,0 +1,3 @@
+from plantain.cli.main import main
+
+main()

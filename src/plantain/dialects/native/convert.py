@@ -1,0 +1,239 @@
+"""Pure conversions for the task API: bodies -> ImageRequest, Task -> JSON, events -> SSE."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from plantain.dialects.native.protocol import TaskCreate, TaskInput
+from plantain.dialects.wire import decode_base64, load_json, validation_error
+from plantain.errors import InvalidRequestError
+from plantain.limits import DEFAULT_LIMITS, Limits
+from plantain.types import (
+    EVENT_TYPES,
+    ImageRequest,
+    InputImage,
+    ProvenanceChoice,
+    SafetyLevel,
+    Task,
+    TaskEvent,
+)
+
+FileURL = Callable[[str], str]  # file id -> absolute URL
+
+# Core field names -> the task API's, for errors.
+FIELD_NAMES = {
+    "prompt": "input.prompt",
+    "size": "input.resolution",
+    "num_images": "input.num_images",
+    "images": "input.images",
+    "aspect_ratio": "input.aspect_ratio",
+    "output_format": "input.output_format",
+    "output_quality": "input.output_quality",
+    "seed": "input.seed",
+    "options.steps": "input.steps",
+    "options.guidance": "input.guidance",
+    "background": "input.background",
+}
+
+# input.safety_tolerance (0 strictest, 6 most permissive, as BFL and fal take it) -> level.
+SAFETY_TOLERANCE: tuple[SafetyLevel, ...] = (
+    "strict",  # 0
+    "strict",
+    "standard",  # 2, BFL's default
+    "standard",
+    "relaxed",
+    "relaxed",
+    "off",  # 6
+)
+
+
+def parse_create(raw: bytes) -> tuple[TaskCreate, str]:
+    """The body, and its fingerprint for idempotency: of the JSON values, so key order and
+    spacing do not make two submissions different."""
+    payload = load_json(raw)
+    try:
+        body = TaskCreate.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    _check_events_filter(body.webhook_events_filter)
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return body, hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def image_sources(body: TaskInput, limits: Limits = DEFAULT_LIMITS) -> list[InputImage]:
+    """Each input image: its base64 decoded, or its URL, which the scheduler fetches once the
+    request has passed every other check (this module does no I/O). The input count is checked
+    first, so a request over it decodes nothing."""
+    limits.check_input_count(len(body.images), field=FIELD_NAMES["images"])
+    return [_input_image(value, index, limits) for index, value in enumerate(body.images)]
+
+
+def image_label(index: int) -> str:
+    return f"input.images[{index}]"
+
+
+def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequest:
+    """``body`` with its ``images`` as :func:`image_sources` gave them."""
+    fields: dict[str, Any] = {
+        "prompt": body.prompt,
+        "images": tuple(images),
+        "aspect_ratio": None if (body.aspect_ratio or "auto").lower() == "auto" else body.aspect_ratio,
+        "size": body.resolution,
+        "num_images": body.num_images,
+        "output_format": body.output_format,
+        "output_quality": body.output_quality,
+        "background": body.background,
+        "seed": body.seed,
+        "options": {"steps": body.steps, "guidance": body.guidance},
+        "safety": None if body.safety_tolerance is None else SAFETY_TOLERANCE[body.safety_tolerance],
+        "provenance": ProvenanceChoice(
+            watermark=body.watermark,
+            content_credentials=body.content_credentials,
+            watermark_field="input.watermark",
+            content_credentials_field="input.content_credentials",
+        ),
+    }
+    try:
+        return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
+    except InvalidRequestError as exc:
+        raise exc.renamed(FIELD_NAMES) from None
+
+
+_OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://")
+
+
+def _input_image(value: str, index: int, limits: Limits) -> InputImage:
+    label = image_label(index)
+    if value[:8].lower().startswith(("http://", "https://")):
+        return InputImage(url=value, label=label)
+    if _OTHER_URL.match(value):  # file://, gs://, ftp://…: never read, whatever the scheme
+        raise InvalidRequestError(
+            f"{label}: {value[:60]!r} cannot be fetched; only http(s) URLs are fetched, "
+            "or send the bytes as base64 or a data: URI",
+            field=label,
+        )
+    return InputImage(data=decode_base64(value, label, limits=limits), label=label)
+
+
+def _check_events_filter(events: list[str] | None) -> None:
+    for name in events or ():
+        if name not in EVENT_TYPES:
+            raise InvalidRequestError(
+                f"webhook_events_filter: {name!r} is not an event; use any of {', '.join(EVENT_TYPES)}",
+                field="webhook_events_filter",
+            )
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def task_body(task: Task, file_url: FileURL, *, base: str, position: int | None = None) -> dict[str, Any]:
+    """The task as the API shows it (no input bytes; outputs as URLs)."""
+    return {
+        "id": task.id,
+        "object": "task",
+        "model": task.model,
+        "engine": task.engine,
+        "status": task.status,
+        "input": _input_echo(task),
+        "output": _output(task, file_url),
+        "error": task.error.model_dump(exclude_none=True) if task.error else None,
+        "usage": task.usage.model_dump() if task.usage else None,  # once the task has ended
+        "attempts": task.attempts,
+        "cancel_requested": task.cancel_requested,  # a running task stops at its next step
+        "queue_position": position,
+        "created_at": _iso(task.created_at),
+        "started_at": _iso(task.started_at),
+        "completed_at": _iso(task.completed_at),
+        "expires_at": _iso(task.expires_at),
+        "urls": {
+            "get": f"{base}/v1/tasks/{task.id}",
+            "cancel": f"{base}/v1/tasks/{task.id}/cancel",
+            "events": f"{base}/v1/tasks/{task.id}/events",
+        },
+    }
+
+
+def _input_echo(task: Task) -> dict[str, Any]:
+    request = task.request
+    return {
+        "prompt": request["prompt"],
+        "images": task.input_count,
+        "aspect_ratio": request.get("aspect_ratio") or "auto",
+        "resolution": request.get("size"),
+        "num_images": request.get("num_images"),
+        "output_format": request.get("output_format"),
+        "output_quality": request.get("output_quality"),
+        "background": request.get("background", "auto"),  # as asked; an output's alpha says what was made
+        "seed": request.get("seed"),
+        "ignored": request.get("ignored", []),  # parameters sent by another dialect that nothing used
+        "safety": request.get("safety"),  # the level it ran at, once the server's limits applied
+        "watermark": request.get("provenance", {}).get("watermark"),  # as asked: null is the default
+        "content_credentials": request.get("provenance", {}).get("content_credentials"),
+    }
+
+
+def _output(task: Task, file_url: FileURL) -> dict[str, Any] | None:
+    if task.result is None:
+        return None
+    result = task.result
+    images = [
+        {
+            "url": file_url(out.file_id),
+            "media_type": out.media_type,
+            "width": out.width,
+            "height": out.height,
+            "seed": out.seed,
+            "provenance": out.provenance.model_dump(),
+        }
+        for out in result.outputs
+    ]
+    return {"images": images, "steps": result.steps, "guidance": result.guidance, "seconds": result.seconds}
+
+
+def event_body(event: TaskEvent, file_url: FileURL) -> dict[str, Any]:
+    """One event as SSE and webhooks show it: its type, number and data, outputs with URLs."""
+    data = dict(event.data)
+    if event.type == "completed":
+        data["outputs"] = [{**out, "url": file_url(out["file_id"])} for out in data.get("outputs", [])]
+    return {
+        "type": event.type,
+        "task_id": event.task_id,
+        "seq": event.seq,
+        "created_at": _iso(event.created_at),
+        **data,
+    }
+
+
+def sse(event: TaskEvent, file_url: FileURL) -> str:
+    """One event as SSE; its ``id`` is the event number a reconnect sends as ``Last-Event-ID``."""
+    payload = json.dumps(event_body(event, file_url), separators=(",", ":"))
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {payload}\n\n"
+
+
+def webhook_renderer(base: str) -> Callable[[Task, TaskEvent], str]:
+    """Webhook bodies for a server reached at ``base``, in the Standard Webhooks shape
+    ``{type, timestamp, data}``: ``data`` is the task as GET shows it, plus the ``event``."""
+
+    def file_url(file_id: str) -> str:
+        return f"{base}/v1/files/{file_id}"
+
+    def render(task: Task, event: TaskEvent) -> str:
+        position = event.data.get("position") if event.type == "queued" else None
+        data = task_body(task, file_url, base=base, position=position)
+        data["event"] = event_body(event, file_url)
+        body = {"type": f"task.{event.type}", "timestamp": _iso(event.created_at), "data": data}
+        return json.dumps(body, separators=(",", ":"))
+
+    return render
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()

@@ -1,0 +1,1 @@
+"""Webhooks: delivery from the durable outbox, and Standard Webhooks signatures."""
