@@ -25,8 +25,9 @@ from PIL import Image, ImageDraw
 
 from plantain import __version__
 from plantain.imaging.codecs import ENCODE_OPTIONS, MEDIA_TYPES
-from plantain.provenance.credentials import Claim, ContentCredentials, Ingredient, read_credentials
+from plantain.provenance.credentials import Claim, ContentCredentials, Ingredient
 from plantain.provenance.identity import load_identity
+from plantain.provenance.manifests import read_credentials
 
 
 def picture(size: int = 1024, seed: int = 0) -> Image.Image:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from plantain.engines import qwen_image
+from plantain.engines import qwen_conditioning, qwen_image_tiny
 from plantain.engines.family import EngineFactory, Family
 from plantain.engines.registry import FAMILIES
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
@@ -162,7 +162,7 @@ def build_qwen_edit(tiny: bool) -> Any:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     tokenizer = tiny_qwen2_tokenizer()
-    ids = {name: token_id(tokenizer, f"<|{name}|>") for name in qwen_image._QWEN_TOKENS}
+    ids = {name: token_id(tokenizer, f"<|{name}|>") for name in qwen_image_tiny.QWEN_TOKENS}
     text = dict(TINY["qwen_vl_text"] if tiny else QWEN25_VL_TEXT)
     text |= {
         "vocab_size": max(len(tokenizer), text.get("vocab_size", 0)),
@@ -186,7 +186,7 @@ def build_qwen_edit(tiny: bool) -> Any:
     vae_dims = (
         dict(base_dim=2, z_dim=z_dim, latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim) if tiny else {}
     )
-    processor = qwen_image.no_video_processor_class()(
+    processor = qwen_conditioning.no_video_processor_class()(
         image_processor=Qwen2VLImageProcessorPil(), tokenizer=tokenizer
     )
     return QwenImageEditPlusPipeline(

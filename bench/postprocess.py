@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from plantain.dialects.gemini import convert as gemini
+from plantain.dialects.gemini import render as gemini_render
 from plantain.dialects.openai import convert as openai
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.dialects.wire import ImageAnswer, decode_base64, encode_base64
@@ -199,7 +200,7 @@ def one_image_result(data: bytes, fmt: OutputFormat, image: Image.Image) -> Imag
 
 def gemini_body(result: ImageResult) -> bytes:
     request = ImageRequest.create(prompt="p")
-    return ImageAnswer(gemini.to_response(result, request, MODEL, "id").wire()).body
+    return ImageAnswer(gemini_render.to_response(result, request, MODEL, "id").wire()).body
 
 
 def openai_body(result: ImageResult) -> bytes:

@@ -50,3 +50,13 @@ def test_every_engine_is_documented() -> None:
 
 def test_changelog_has_an_unreleased_section() -> None:
     assert "## [Unreleased]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_the_architecture_map_names_every_package_and_top_level_module() -> None:
+    """docs/architecture.md is the map of src/plantain: a new package or module must appear on it."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    source = ROOT / "src" / "plantain"
+    packages = [f"`{path.name}/`" for path in source.iterdir() if (path / "__init__.py").exists()]
+    modules = [f"`{path.name}`" for path in source.glob("*.py") if not path.name.startswith("_")]
+    missing = [name for name in packages + modules if name not in text]
+    assert not missing, f"docs/architecture.md does not name {', '.join(sorted(missing))}"

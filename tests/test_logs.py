@@ -94,7 +94,7 @@ def test_a_failed_tasks_lines_carry_its_id_on_the_worker_and_post_processing(
         engine.run = _raise(EngineRunError("the device fell over"))  # on the worker thread
         on_worker = submit(base)
         del engine.run
-        scheduler.screen = _raise(RuntimeError("a bug in screening"))  # on post-processing
+        scheduler.finishing.screen = _raise(RuntimeError("a bug in screening"))  # on post-processing
         on_post = submit(base)
     assert on_worker["status"] == on_post["status"] == "failed"
     worker_lines = of_task(out, on_worker["id"])

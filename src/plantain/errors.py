@@ -27,7 +27,7 @@ Messages name the field, the value and the limit, and say what to do where there
     ├── QueueFullError                  429 queue_full        (carries retry_after seconds)
     ├── MissingWeightsError             503 missing_weights   (checkpoint not installed)
     ├── ShuttingDownError               503 shutting_down     (draining after SIGTERM; carries retry_after)
-    ├── ServerUnreachableError          503 server_unreachable (client.py: no answer from the server)
+    ├── ServerUnreachableError          503 server_unreachable (client/: no answer from the server)
     ├── EngineLoadError                 500 engine_load_failed
     ├── EngineRunError                  500 engine_failed
     │   └── AttemptsExhaustedError      500 attempts_exhausted (interrupted by restarts too often)

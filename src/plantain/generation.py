@@ -48,7 +48,7 @@ def prepare(request: ImageRequest, engine: Engine, limits: Limits = DEFAULT_LIMI
     the run (seed included)."""
     precheck(request, engine, limits)  # cheap refusals first: no decoding, no weights
     unfetched = [image.label for image in request.images if image.url is not None]
-    if unfetched:  # a caller's mistake, not a user's: Scheduler.check fetches before it prepares
+    if unfetched:  # a caller's mistake, not a user's: FrontDoor.check fetches before it prepares
         raise ValueError(f"prepare() takes fetched inputs; {', '.join(unfetched)} not fetched")
     images = [decode_image(image, limits) for image in request.images]
     seed = request.seed if request.seed is not None else random_seed()

@@ -1,34 +1,30 @@
 """One Settings object: every knob, read from ``PLANTAIN_*`` environment variables or passed in.
 
-Each field is documented in docs/settings.md (a test checks that none is missing).
+Each field is documented in docs/settings.md (a test checks that none is missing). The checks of
+single fields and the defaults that need code are in :mod:`plantain.settings_checks`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from plantain.errors import ConfigurationError
-from plantain.imaging.sizes import ASPECT_RATIOS, TIERS
 from plantain.limits import INPUT_FORMATS, InputFormat
-from plantain.webhooks.signing import check_secret
-
-SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret"})  # never echoed in an error
-
-# Each compiled block's CUDA graph output is the next block's input, overwritten by its replay.
-REGIONAL_CUDA_GRAPHS = (
-    "CUDA graphs of regionally compiled blocks crash (pytorch/pytorch#152887): with "
-    "torch_compile=regional set cuda_graphs to false, or torch_compile to full or auto"
+from plantain.settings_checks import REGIONAL_CUDA_GRAPHS as REGIONAL_CUDA_GRAPHS
+from plantain.settings_checks import (
+    check_cuda_graphs,
+    check_warmup_sizes,
+    check_webhook_secret,
+    default_data_dir,
+    refuse_hub_kernels,
 )
 
-
-def _default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "plantain"
+SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret"})  # never echoed in an error
+AttentionBackend = Literal["auto", "sdpa", "cudnn", "flash", "flash3", "sage", "xformers", "flex"]
 
 
 class Settings(BaseSettings):
@@ -37,7 +33,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PLANTAIN_", extra="forbid")
 
     data_dir: Path = Field(
-        default_factory=_default_data_dir,
+        default_factory=default_data_dir,
         description="Where Plantain keeps its own files: the tiny checkpoints, the task database and "
         "result files.",
     )
@@ -194,7 +190,7 @@ class Settings(BaseSettings):
         "next engine run.",
     )
 
-    # --- safety (safety/policy.py) ---
+    # --- safety (safety/) ---
     safety_level: Literal["strict", "standard", "relaxed", "off"] = Field(
         default="standard",
         description="Safety level of a request that asks for none (docs/safety.md has the table of "
@@ -295,7 +291,7 @@ class Settings(BaseSettings):
         description="Base URL at which webhook receivers reach this server, used for the links in "
         "webhook bodies (default: http://<host>:<port>).",
     )
-    webhook_secret: str | None = Field(
+    webhook_secret: Annotated[str | None, AfterValidator(check_webhook_secret)] = Field(
         default=None,
         description="Standard Webhooks signing secret (whsec_ and base64). Unset: one is generated "
         "into <data_dir>/webhook_secret on first start and kept; `plantain webhook-secret` prints it.",
@@ -326,20 +322,18 @@ class Settings(BaseSettings):
         "repeated blocks (seconds to a minute), full the whole transformer and the VAE decoder (minutes, "
         "a little faster); auto is regional on a CUDA GPU (full with cuda_graphs) and off elsewhere.",
     )
-    cuda_graphs: bool = Field(
+    cuda_graphs: Annotated[bool, AfterValidator(check_cuda_graphs)] = Field(
         default=False,
         description="Capture the compiled transformer as CUDA graphs (static shapes: one capture per "
         "served size and batch, more GPU memory). Needs a CUDA GPU and torch_compile full or auto "
         "(which is then full).",
     )
-    attention_backend: Literal["auto", "sdpa", "cudnn", "flash", "flash3", "sage", "xformers", "flex"] = (
-        Field(
-            default="auto",
-            description="Attention kernel of the transformer (diffusers' attention backends): auto picks "
-            "FlashAttention 3, then 2, where installed on a CUDA GPU and the model needs no attention "
-            "mask, else PyTorch's scaled dot-product attention (sdpa). For Z-Image, flash, flash3 and "
-            "sage run as their variable-length variants; Qwen-Image takes auto, sdpa, cudnn or flex.",
-        )
+    attention_backend: Annotated[AttentionBackend, BeforeValidator(refuse_hub_kernels)] = Field(
+        default="auto",
+        description="Attention kernel of the transformer (diffusers' attention backends): auto picks "
+        "FlashAttention 3, then 2, where installed on a CUDA GPU and the model needs no attention "
+        "mask, else PyTorch's scaled dot-product attention (sdpa). For Z-Image, flash, flash3 and "
+        "sage run as their variable-length variants; Qwen-Image takes auto, sdpa, cudnn or flex.",
     )
     quantization: Literal["none", "fp8"] = Field(
         default="none",
@@ -360,51 +354,11 @@ class Settings(BaseSettings):
         description="Prompts whose text embeddings each engine keeps on its device (least recently "
         "used dropped first), so a repeated prompt skips the text encoder; 0 turns the cache off.",
     )
-    warmup_sizes: list[str] | None = Field(
+    warmup_sizes: Annotated[list[str] | None, AfterValidator(check_warmup_sizes)] = Field(
         default=None,
         description="Sizes each engine runs once at load, before the server reports ready, as "
         '"TIER:RATIO" (e.g. ["1K:1:1", "1K:16:9"]); unset: ["1K:1:1"] on a CUDA GPU, none elsewhere.',
     )
-
-    @field_validator("warmup_sizes")
-    @classmethod
-    def _valid_warmup_sizes(cls, value: list[str] | None) -> list[str] | None:
-        for entry in value or []:
-            tier, _, ratio = entry.partition(":")
-            if tier not in TIERS or ratio not in ASPECT_RATIOS:
-                raise ValueError(
-                    f'{entry!r} is not "TIER:RATIO"; tiers are {", ".join(TIERS)} and ratios '
-                    f"{', '.join(ASPECT_RATIOS)}, e.g. 1K:1:1"
-                )
-        return value
-
-    @field_validator("cuda_graphs")
-    @classmethod
-    def _graphs_need_full_compile(cls, value: bool, info: ValidationInfo) -> bool:
-        compile_mode = info.data.get("torch_compile")
-        if value and compile_mode == "off":
-            raise ValueError("CUDA graphs are captured by torch.compile: set torch_compile to auto or full")
-        if value and compile_mode == "regional":
-            raise ValueError(REGIONAL_CUDA_GRAPHS)
-        return value
-
-    @field_validator("attention_backend", mode="before")
-    @classmethod
-    def _no_hub_kernels(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.endswith("_hub"):
-            raise ValueError(
-                "diffusers' *_hub backends download their kernel from the Hugging Face Hub when the "
-                "engine loads, and Plantain fetches no code at run time; install the kernel's package "
-                "(flash-attn, flash-attn 3 or sageattention) and use flash, flash3 or sage"
-            )
-        return value
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _valid_secret(cls, value: str | None) -> str | None:
-        if value is not None:
-            check_secret(value)  # a ValueError names what is wrong
-        return value
 
     @property
     def base_url(self) -> str:

@@ -21,6 +21,7 @@ from plantain.errors import ContentBlockedError, InvalidRequestError, PlantainEr
 from plantain.imaging.sizes import ASPECT_RATIOS, TIERS
 
 MAX_IMAGES_PER_REQUEST = 10
+MAX_PREVIEWS = 3  # previews per request: OpenAI's partial_images allows 0-3
 MAX_SEED = 2**63 - 1 - MAX_IMAGES_PER_REQUEST  # seed + index must stay a valid torch seed
 
 OutputFormat = Literal["png", "jpeg", "webp", "avif"]
@@ -68,7 +69,7 @@ def _check_aspect_ratio(value: Any) -> Any:
 class InputImage(BaseModel):
     """An input image as the caller sent it: raw bytes, decoded and checked later; or an http(s)
     ``url`` that the scheduler fetches only once the request has passed every check that needs
-    no bytes (``Scheduler.check``), so that a refused request fetches nothing."""
+    no bytes (``FrontDoor.check``), so that a refused request fetches nothing."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -119,6 +120,9 @@ class ImageRequest(BaseModel):
     engine: str | None = None  # None: the server's default engine
     options: EngineOptions = EngineOptions()
     provenance: ProvenanceChoice = ProvenanceChoice()
+    # Intermediate images to stream while it runs (OpenAI's partial_images): the worker sends
+    # them on the event channel to the caller watching, and records none.
+    previews: int = Field(default=0, ge=0, le=MAX_PREVIEWS)
     # Parameters the caller sent that nothing here uses, as the caller named them: reported back
     # (docs/parameters.md), never applied.
     ignored: tuple[str, ...] = ()

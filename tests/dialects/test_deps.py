@@ -38,7 +38,7 @@ def test_no_route_module_reaches_into_state() -> None:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line):
                 found.append(f"{path.relative_to(SOURCE)}:{number}: {line.strip()}")
-    assert not found, "take deps.SchedulerDep / BatchesDep / CallerKey instead:\n" + "\n".join(found)
+    assert not found, "take deps.FrontDoorDep / BatchesDep / CallerKey instead:\n" + "\n".join(found)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from plantain.dialects.gemini import batch_convert, convert
+from plantain.dialects.gemini import batch_convert, convert, render
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidImageError, InvalidRequestError, UnknownModelError
 from plantain.settings import Settings
@@ -207,7 +207,7 @@ def result_of(count: int) -> ImageResult:
 
 def test_each_image_is_a_candidate_in_standard_base64_with_usage() -> None:
     request = ImageRequest.create(prompt="x" * 40, images=[make_input()], num_images=2)
-    body = convert.to_response(result_of(2), request, "gemini-2.5-flash-image", "rid").wire()
+    body = render.to_response(result_of(2), request, "gemini-2.5-flash-image", "rid").wire()
     assert [c["index"] for c in body["candidates"]] == [0, 1]
     first = body["candidates"][0]
     assert first["finishReason"] == "STOP" and first["content"]["role"] == "model"
@@ -239,12 +239,12 @@ def test_each_image_is_a_candidate_in_standard_base64_with_usage() -> None:
     ],
 )
 def test_output_tokens_follow_the_model_asked_for(model: str, size: str, tokens: int) -> None:
-    assert convert.output_image_tokens(model, size) == tokens
+    assert render.output_image_tokens(model, size) == tokens
 
 
 def test_stream_chunks_hold_one_image_each_and_usage_comes_last() -> None:
     request = ImageRequest.create(prompt="x", num_images=2)
-    chunks = [chunk.wire() for chunk in convert.to_stream_chunks(result_of(2), request, "m", "rid")]
+    chunks = [chunk.wire() for chunk in render.to_stream_chunks(result_of(2), request, "m", "rid")]
     assert [chunk["candidates"][0]["index"] for chunk in chunks] == [0, 1]
     assert "usageMetadata" not in chunks[0] and chunks[1]["usageMetadata"]["candidatesTokenCount"] == 2580
     assert all(chunk["candidates"][0]["finishReason"] == "STOP" for chunk in chunks)
@@ -253,17 +253,17 @@ def test_stream_chunks_hold_one_image_each_and_usage_comes_last() -> None:
 def test_model_listing_shapes(data_dir: Path, hub_cache: Path) -> None:
     registry = EngineRegistry(Settings(data_dir=data_dir, hub_cache=hub_cache, default_engine="tiny"))
     provenance = {"watermark": {"applied": True}}
-    listing = convert.list_models_body(registry, provenance)
+    listing = render.list_models_body(registry, provenance)
     names = [model["name"] for model in listing["models"]]
     assert "models/gemini-2.5-flash-image" in names and "models/tiny" in names
-    model = convert.get_model_body(registry, "models/gemini-3.1-flash-image-preview", provenance)
+    model = render.get_model_body(registry, "models/gemini-3.1-flash-image-preview", provenance)
     assert model["provenance"] == provenance
     assert model["name"] == "models/gemini-3.1-flash-image-preview"
     assert model["supportedGenerationMethods"] == ["generateContent", "streamGenerateContent"]
     assert (model["inputTokenLimit"], model["outputTokenLimit"]) == (131072, 32768)
     assert model["displayName"] == "Nano Banana 2"
     with pytest.raises(UnknownModelError):
-        convert.get_model_body(registry, "gemini-9-ultra", provenance)
+        render.get_model_body(registry, "gemini-9-ultra", provenance)
 
 
 def test_vertex_compression_quality_is_the_output_quality() -> None:

@@ -25,6 +25,7 @@ from plantain.engines import flux2, registry
 from plantain.engines.base import Capabilities, Engine, EngineJob, Preset
 from plantain.engines.family import Family
 from plantain.engines.loading import WeightsSource, load_pipeline
+from plantain.engines.prompts import TextEmbeddingHooks
 from plantain.generation import run_request
 from plantain.settings import Settings
 from plantain.testing import build_once
@@ -43,8 +44,9 @@ TINY_CALL_KWARGS = flux2.TINY_CALL_KWARGS
 CAPABILITIES: Capabilities = flux2.KLEIN_CAPABILITIES
 
 
-class ThrowawayEngine(Engine):
-    """Step 2: subclass ``Engine``; ``_load``, ``_generate`` and both embedding hooks."""
+class ThrowawayEngine(Engine, TextEmbeddingHooks):
+    """Step 2: subclass ``Engine`` (and ``TextEmbeddingHooks``); ``_load``, ``_generate`` and both
+    embedding hooks."""
 
     family = "throwaway"
     pipeline_class = "Flux2KleinPipeline"
@@ -107,6 +109,7 @@ def test_the_doc_describes_the_steps_this_test_follows() -> None:
         "`family` and `pipeline_class`",
         "`_load`",
         "`_generate`",
+        "`TextEmbeddingHooks`",
         "`_encode_prompts`",
         "`_embedding_kwargs`",
         "`create(name, settings)`",

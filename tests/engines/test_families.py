@@ -18,6 +18,7 @@ from plantain.engines import flux2
 from plantain.engines.base import Engine, EngineJob, Preset
 from plantain.engines.family import Family
 from plantain.engines.loading import WeightsSource
+from plantain.engines.prompts import TextEmbeddingHooks, prompt_kwargs
 from plantain.engines.registry import BUILTIN_ENGINES, FAMILIES, EngineRegistry
 from plantain.generation import run_request
 from plantain.settings import Settings
@@ -91,7 +92,7 @@ class _TextOnly(Engine):
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
-        self.calls.append(self._prompt_kwargs(pipeline, [job.prompt for job in jobs]))
+        self.calls.append(prompt_kwargs(self, pipeline, [job.prompt for job in jobs]))
         return [Image.new("RGB", (job.width, job.height)) for job in jobs for _ in job.seeds]
 
 
@@ -106,8 +107,22 @@ def test_an_engine_without_the_embedding_hooks_runs_with_the_cache_off(tmp_path:
 def test_an_engine_with_one_embedding_hook_is_refused_when_defined() -> None:
     with pytest.raises(TypeError, match="_encode_prompts alone"):
 
-        class _Half(_TextOnly):
+        class _Half(_TextOnly, TextEmbeddingHooks):
             def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Any]:
                 return []
 
         del _Half
+
+
+def test_embedding_hooks_without_their_base_class_are_refused(tmp_path: Path) -> None:
+    """Written on a plain ``Engine`` subclass, the hooks would be ignored with the cache off."""
+
+    class _Stray(_TextOnly):
+        def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Any]:
+            return []
+
+        def _embedding_kwargs(self, embeddings: list[Any]) -> dict[str, Any]:
+            return {}
+
+    with pytest.raises(TypeError, match="without subclassing TextEmbeddingHooks"):
+        _Stray("stray", Settings(data_dir=tmp_path))

@@ -120,7 +120,7 @@ def test_the_least_recently_used_prompt_is_dropped(cached: Engine, calls: Encode
 
 def test_load_warms_up_each_configured_size(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     engine = tiny(data_dir, warmup_sizes=["512:1:1", "512:16:9"])
-    with caplog.at_level(logging.INFO, logger="plantain.engines.base"):
+    with caplog.at_level(logging.INFO, logger="plantain.engines.running"):
         engine.load()
     warmed = [record.getMessage() for record in caplog.records if "warmed up" in record.getMessage()]
     assert [message.split(" in ")[0] for message in warmed] == [

@@ -11,15 +11,18 @@ from typing import Any
 
 import pytest
 
-from plantain.engines import qwen_image
 from plantain.engines.checkpoints import install_in_hub_cache
+from plantain.engines.qwen_conditioning import CONDITIONING_FILE, read_conditioning
 from plantain.engines.qwen_image import (
-    CONDITIONING_FILE,
-    TINY_CONDITIONING,
     QwenImageEditEngine,
     QwenImageEngine,
     create_qwen_image,
     create_qwen_image_edit,
+)
+from plantain.engines.qwen_image_tiny import (
+    TINY_CONDITIONING,
+    build_tiny_qwen_image,
+    build_tiny_qwen_image_edit,
 )
 from plantain.errors import (
     EngineLoadError,
@@ -46,13 +49,13 @@ FAST = {"steps": 2}
 
 @pytest.fixture(scope="module")
 def t2i_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_once(qwen_image.build_tiny_qwen_image, tmp_path_factory.mktemp("qwen") / "tiny-qwen-image")
+    return build_once(build_tiny_qwen_image, tmp_path_factory.mktemp("qwen") / "tiny-qwen-image")
 
 
 @pytest.fixture(scope="module")
 def edit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("qwen") / "tiny-qwen-image-edit"
-    return build_once(qwen_image.build_tiny_qwen_image_edit, directory)
+    return build_once(build_tiny_qwen_image_edit, directory)
 
 
 def _settings(tmp: Path, **fields: Any) -> Settings:
@@ -297,8 +300,8 @@ def test_qwen_image_edit_rejects_a_malformed_conditioning_file(tmp_path: Path) -
     (tmp_path / CONDITIONING_FILE).write_text('{"vae_image_area": "big"}')
 
     with pytest.raises(EngineLoadError, match=CONDITIONING_FILE):
-        qwen_image.read_conditioning(tmp_path)
-    assert qwen_image.read_conditioning(tmp_path / "elsewhere") is None
+        read_conditioning(tmp_path)
+    assert read_conditioning(tmp_path / "elsewhere") is None
 
 
 # --- both ---------------------------------------------------------------------------------------

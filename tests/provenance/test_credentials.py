@@ -24,9 +24,9 @@ from plantain.provenance.credentials import (
     Claim,
     ContentCredentials,
     Ingredient,
-    read_credentials,
 )
 from plantain.provenance.identity import SigningIdentity, load_identity
+from plantain.provenance.manifests import read_credentials
 
 FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/avif": "AVIF"}
 # Where each format's compressed pixels start: a byte well past it is image data, not manifest.

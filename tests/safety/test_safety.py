@@ -14,15 +14,9 @@ from PIL import Image
 
 from plantain.engines.checkpoints import install_in_hub_cache
 from plantain.errors import ConfigurationError, ContentBlockedError, MissingWeightsError
-from plantain.safety.policy import (
-    BUILTIN_TERMS,
-    CATEGORY_LEVELS,
-    DEFAULT_THRESHOLDS,
-    SafetyPolicy,
-    Term,
-    TransformersImageClassifier,
-    build_categories,
-)
+from plantain.safety.classifier import TransformersImageClassifier
+from plantain.safety.policy import DEFAULT_THRESHOLDS, SafetyPolicy
+from plantain.safety.terms import BUILTIN_TERMS, CATEGORY_LEVELS, Term, build_categories
 from plantain.safety.tiny import build_classifier
 from plantain.settings import Settings
 from plantain.types import SAFETY_LEVELS, ImageRequest, SafetyLevel

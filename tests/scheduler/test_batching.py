@@ -243,14 +243,14 @@ def test_the_engine_starts_the_next_task_while_the_last_one_is_post_processed(
 ) -> None:
     base, scheduler = batching
     overlapped: list[bool] = []
-    screen: OutputScreen = scheduler.screen
+    screen: OutputScreen = scheduler.finishing.screen
 
     def waits_for_the_next_run(images: Sequence[Image.Image], request: ImageRequest) -> None:
         if request.prompt == "first":  # its post-processing lasts until the engine runs "second"
             overlapped.append(engine.wait_for_call(["second"], timeout=30))
         screen(images, request)
 
-    scheduler.screen = waits_for_the_next_run
+    scheduler.finishing.screen = waits_for_the_next_run
     try:
         with engine.gated() as permits:
             first = submit(base, "first", seed=1)
@@ -259,7 +259,7 @@ def test_the_engine_starts_the_next_task_while_the_last_one_is_post_processed(
             permits.release(2)
             first_story, second_story = events(base, first["id"]), events(base, second["id"])
     finally:
-        scheduler.screen = screen
+        scheduler.finishing.screen = screen
     assert overlapped == [True]
     second_started = next(event for event in second_story if event["type"] == "started")
     assert second_started["seq"] == 2 and first_story[-1]["type"] == "completed"

@@ -13,8 +13,7 @@ import pytest
 
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import ConfigurationError, IdempotencyConflictError, QueueFullError, TaskCancelledError
-from plantain.scheduler import Scheduler
-from plantain.scheduler.scheduler import Submission
+from plantain.scheduler import Scheduler, Submission
 from plantain.settings import Settings
 from plantain.storage.tasks import NewTask, TaskStore
 from plantain.types import ImageRequest, TaskEvent
@@ -48,7 +47,7 @@ def test_concurrent_requests_run_in_arrival_order(tmp_path: Path, registry: Engi
         async with running(tmp_path, registry) as scheduler:
 
             async def one(prompt: str) -> None:
-                task, _ = await scheduler.run(request(prompt), Submission())
+                task, _ = await scheduler.front.run(request(prompt), Submission())
                 assert task.completed_at is not None
                 ended[prompt] = task.completed_at
 
@@ -74,7 +73,7 @@ def test_the_event_loop_stays_free_while_an_engine_runs(tmp_path: Path, registry
     async def main() -> None:
         async with running(tmp_path, registry) as scheduler:
             task = asyncio.create_task(ticker())
-            await scheduler.run(request("busy", steps=4, size="1K"), Submission())
+            await scheduler.front.run(request("busy", steps=4, size="1K"), Submission())
             task.cancel()
 
     asyncio.run(main())
@@ -89,17 +88,17 @@ def test_a_disconnected_caller_cancels_its_queued_and_running_tasks(
 
     async def main() -> tuple[str, str, float]:
         async with running(tmp_path, registry) as scheduler:
-            long_run, _ = await scheduler.submit(request("running", steps=30, size="1K"), Submission())
+            long_run, _ = await scheduler.front.submit(request("running", steps=30, size="1K"), Submission())
             await asyncio.sleep(0.5)  # it has started
             waiting = asyncio.create_task(
-                scheduler.run(request("queued"), Submission(), is_disconnected=gone)
+                scheduler.front.run(request("queued"), Submission(), is_disconnected=gone)
             )
             with pytest.raises(TaskCancelledError):
                 await waiting
-            scheduler.cancel(long_run.id)
-            ended = await scheduler.wait(long_run.id, timeout=30)
+            scheduler.front.cancel(long_run.id)
+            ended = await scheduler.front.wait(long_run.id, timeout=30)
             started = time.monotonic()
-            await scheduler.run(request("after"), Submission())  # the worker is free again
+            await scheduler.front.run(request("after"), Submission())  # the worker is free again
             queued = scheduler.store.page(status="cancelled")[0]
             return (
                 ended.status,
@@ -116,8 +115,8 @@ def test_a_disconnected_caller_cancels_its_queued_and_running_tasks(
 def test_events_tell_the_whole_story_in_order(tmp_path: Path, registry: EngineRegistry) -> None:
     async def main() -> list[TaskEvent]:
         async with running(tmp_path, registry) as scheduler:
-            task, _ = await scheduler.submit(request("story", steps=3), Submission())
-            done = await scheduler.wait(task.id, timeout=60)
+            task, _ = await scheduler.front.submit(request("story", steps=3), Submission())
+            done = await scheduler.front.wait(task.id, timeout=60)
             assert done.status == "succeeded" and done.result is not None
             assert scheduler.store.file(done.result.outputs[0].file_id)[0].read_bytes()[:4] == b"\x89PNG"
             return scheduler.store.events_after(task.id)
@@ -137,7 +136,7 @@ def test_a_task_left_running_by_a_killed_process_runs_again(tmp_path: Path, regi
 
     async def main() -> tuple[str, int, list[str]]:
         async with running(tmp_path, registry) as scheduler:
-            done = await scheduler.wait(task.id, timeout=60)
+            done = await scheduler.front.wait(task.id, timeout=60)
             return done.status, done.attempts, types_of(scheduler.store.events_after(task.id))
 
     status, attempts, events = asyncio.run(main())
@@ -184,12 +183,12 @@ def test_an_idempotency_key_replays_its_task_and_refuses_another_body(
     async def main() -> None:
         async with running(tmp_path, registry) as scheduler:
             keyed = Submission(idempotency_key="k1", fingerprint="body-a")
-            first, created = await scheduler.submit(request("a"), keyed)
-            again, created_again = await scheduler.submit(request("a"), keyed)
+            first, created = await scheduler.front.submit(request("a"), keyed)
+            again, created_again = await scheduler.front.submit(request("a"), keyed)
             assert (created, created_again, again.id) == (True, False, first.id)
             other = Submission(idempotency_key="k1", fingerprint="body-b")
             with pytest.raises(IdempotencyConflictError, match="already used with a different request body"):
-                await scheduler.submit(request("b"), other)
+                await scheduler.front.submit(request("b"), other)
 
     asyncio.run(main())
 
@@ -197,13 +196,13 @@ def test_an_idempotency_key_replays_its_task_and_refuses_another_body(
 def test_a_full_queue_refuses_with_a_retry_hint(tmp_path: Path, registry: EngineRegistry) -> None:
     async def main() -> None:
         async with running(tmp_path, registry, max_queued_tasks=2) as scheduler:
-            first, _ = await scheduler.submit(request("busy", steps=40, size="1K"), Submission())
+            first, _ = await scheduler.front.submit(request("busy", steps=40, size="1K"), Submission())
             await asyncio.sleep(0.3)  # running, not queued
             for prompt in ("q1", "q2"):
-                await scheduler.submit(request(prompt), Submission())
+                await scheduler.front.submit(request(prompt), Submission())
             with pytest.raises(QueueFullError, match="the queue is full \\(2 tasks waiting") as error:
-                await scheduler.submit(request("q3"), Submission())
+                await scheduler.front.submit(request("q3"), Submission())
             assert error.value.retry_after >= 1
-            scheduler.cancel(first.id)
+            scheduler.front.cancel(first.id)
 
     asyncio.run(main())

@@ -134,7 +134,7 @@ def test_plantain_serve_starts_and_becomes_ready(data_dir: Path, hub_cache: Path
     # Plantain's own INFO lines reach the operator, not only uvicorn's access log.
     assert "plantain.server.app: [- -] engines ready: tiny" in stderr  # a line of no task
     task_id = task["id"]
-    queued = rf"plantain\.scheduler\.scheduler: \[{task_id} (req_\w+)\] task {task_id} queued for request \1"
+    queued = rf"plantain\.scheduler\.frontdoor: \[{task_id} (req_\w+)\] task {task_id} queued for request \1"
     assert re.search(queued, stderr)
 
 

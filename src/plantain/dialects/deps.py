@@ -1,7 +1,7 @@
-"""What routes take besides the request: the scheduler (the front door every dialect submits
-to), Gemini's batch store and the caller's key id, as typed FastAPI dependencies.
+"""What routes take besides the request: the front door (what every dialect submits to and
+reads tasks from), Gemini's batch store and the caller's key id, as typed FastAPI dependencies.
 
-Routes declare them as parameters (``scheduler: SchedulerDep``) rather than reaching into
+Routes declare them as parameters (``door: FrontDoorDep``) rather than reaching into
 ``app.state``: what a route uses is in its signature, and a test can swap one for the whole app
 with ``app.dependency_overrides``. This module is the only place that knows where the server
 keeps them. Each is ``async``: FastAPI runs a plain ``def`` dependency on its thread pool, a
@@ -19,14 +19,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
-from plantain.scheduler import Scheduler
+from plantain.scheduler import FrontDoor
 from plantain.storage.batches import BatchStore
 from plantain.usage import ANONYMOUS, key_id
 
 
-async def get_scheduler(request: Request) -> Scheduler:
-    scheduler: Scheduler = request.app.state.scheduler  # put there by server.create_app
-    return scheduler
+async def get_front_door(request: Request) -> FrontDoor:
+    door: FrontDoor = request.app.state.front_door  # put there by server.create_app
+    return door
 
 
 async def get_batches(request: Request) -> BatchStore:
@@ -34,7 +34,7 @@ async def get_batches(request: Request) -> BatchStore:
     return batches
 
 
-SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
+FrontDoorDep = Annotated[FrontDoor, Depends(get_front_door)]
 BatchesDep = Annotated[BatchStore, Depends(get_batches)]
 
 
@@ -48,11 +48,11 @@ def sent_key(connection: HTTPConnection) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def caller_key(request: Request, scheduler: SchedulerDep) -> str:
+async def caller_key(request: Request, door: FrontDoorDep) -> str:
     """Whose usage a request is: the key id of the API key it sent (never the key), or
     ``anonymous`` when the server needs no key. A key the server does not hold never gets here:
     the middleware refused it."""
-    sent = sent_key(request) if scheduler.settings.api_keys else None
+    sent = sent_key(request) if door.settings.api_keys else None
     return ANONYMOUS if sent is None else key_id(sent)
 
 
@@ -61,9 +61,9 @@ CallerKey = Annotated[str, Depends(caller_key)]
 __all__ = [
     "BatchesDep",
     "CallerKey",
-    "SchedulerDep",
+    "FrontDoorDep",
     "caller_key",
     "get_batches",
-    "get_scheduler",
+    "get_front_door",
     "sent_key",
 ]

@@ -10,7 +10,7 @@ import asyncio
 
 from fastapi import APIRouter, Response
 
-from plantain.dialects.deps import SchedulerDep
+from plantain.dialects.deps import FrontDoorDep
 from plantain.dialects.openai import errors as openai_errors
 from plantain.dialects.routing import dialect_route
 
@@ -19,7 +19,7 @@ router = APIRouter(route_class=dialect_route(openai_errors.error_body))
 
 @router.get("/v1/files/{file_id}", name="file_content")
 @router.head("/v1/files/{file_id}", name="file_headers", include_in_schema=False)  # curl -I, link checkers
-async def file_content(scheduler: SchedulerDep, file_id: str) -> Response:
+async def file_content(door: FrontDoorDep, file_id: str) -> Response:
     """An output image by its unguessable id (every task's outputs, OpenAI's ``url`` answers)."""
-    path, media_type = scheduler.store.file(file_id)
+    path, media_type = door.store.file(file_id)
     return Response(await asyncio.to_thread(path.read_bytes), media_type=media_type)

@@ -18,17 +18,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import (
-    Capabilities,
-    Engine,
-    EngineJob,
-    Preset,
-    decode_latents,
-)
+from plantain.engines.base import Engine
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.family import Family
 from plantain.engines.fastpath import Embedding, rows
+from plantain.engines.jobs import Capabilities, EngineJob, Preset
 from plantain.engines.loading import WeightsSource, load_pipeline
+from plantain.engines.prompts import TextEmbeddingHooks, encoder_kwargs
+from plantain.engines.running import decode_latents
 from plantain.engines.tiny_tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
 from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
@@ -56,7 +53,7 @@ SCHNELL_CAPABILITIES = Capabilities(
 TINY_DIR_NAME = "tiny-flux1"
 
 
-class Flux1Engine(Engine):
+class Flux1Engine(Engine, TextEmbeddingHooks):
     family = "flux1"
     pipeline_class = "FluxPipeline"
 
@@ -71,7 +68,7 @@ class Flux1Engine(Engine):
         return self._call_pipeline(pipeline, jobs, callback)
 
     def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
-        kwargs = self._encoder_kwargs(pipeline, "max_sequence_length")
+        kwargs = encoder_kwargs(pipeline, self.preset.call_kwargs, "max_sequence_length")
         embeds, pooled, _text_ids = pipeline.encode_prompt(prompt=prompts, prompt_2=None, **kwargs)
         return rows(embeds, pooled)  # T5 sequence and CLIP pooled vector
 

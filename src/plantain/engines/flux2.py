@@ -14,17 +14,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import (
-    Capabilities,
-    Engine,
-    EngineJob,
-    InputLimits,
-    Preset,
-    decode_latents,
-)
+from plantain.engines.base import Engine
 from plantain.engines.family import Family
 from plantain.engines.fastpath import Embedding, rows
+from plantain.engines.jobs import Capabilities, EngineJob, InputLimits, Preset
 from plantain.engines.loading import WeightsSource, load_pipeline
+from plantain.engines.prompts import TextEmbeddingHooks, encoder_kwargs
+from plantain.engines.running import decode_latents
 from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
 
@@ -49,7 +45,7 @@ KLEIN_CAPABILITIES = Capabilities(
 )
 
 
-class Flux2KleinEngine(Engine):
+class Flux2KleinEngine(Engine, TextEmbeddingHooks):
     family = "flux2-klein"
     pipeline_class = "Flux2KleinPipeline"
 
@@ -65,7 +61,9 @@ class Flux2KleinEngine(Engine):
         return self._call_pipeline(pipeline, jobs, callback, image=list(jobs[0].images) or None)
 
     def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
-        kwargs = self._encoder_kwargs(pipeline, "max_sequence_length", "text_encoder_out_layers")
+        kwargs = encoder_kwargs(
+            pipeline, self.preset.call_kwargs, "max_sequence_length", "text_encoder_out_layers"
+        )
         embeds, _text_ids = pipeline.encode_prompt(prompt=prompts, **kwargs)
         return rows(embeds)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from plantain.engines.base import Capabilities, Preset
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.family import Family
 from plantain.engines.flux2 import FLUX2_INPUTS, TINY_CALL_KWARGS, Flux2KleinEngine
+from plantain.engines.jobs import Capabilities, Preset
 from plantain.engines.loading import WeightsSource
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.imaging.sizes import TABLE_1K, TIER_SCALE, SizeLimits

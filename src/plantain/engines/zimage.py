@@ -18,17 +18,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from plantain.engines.base import (
-    Capabilities,
-    Engine,
-    EngineJob,
-    Preset,
-    decode_latents,
-)
+from plantain.engines.base import Engine
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.family import Family
 from plantain.engines.fastpath import AttentionMasks, Embedding
+from plantain.engines.jobs import Capabilities, EngineJob, Preset
 from plantain.engines.loading import WeightsSource, load_pipeline
+from plantain.engines.prompts import TextEmbeddingHooks, encoder_kwargs
+from plantain.engines.running import decode_latents
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
 from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
@@ -57,7 +54,7 @@ ZIMAGE_CAPABILITIES = Capabilities(
 TINY_DIR_NAME = "tiny-z-image"
 
 
-class ZImageEngine(Engine):
+class ZImageEngine(Engine, TextEmbeddingHooks):
     family = "z-image"
     pipeline_class = "ZImagePipeline"
 
@@ -79,7 +76,7 @@ class ZImageEngine(Engine):
         return self._call_pipeline(pipeline, jobs, callback, prompts=as_text)
 
     def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
-        kwargs = self._encoder_kwargs(pipeline, "max_sequence_length")
+        kwargs = encoder_kwargs(pipeline, self.preset.call_kwargs, "max_sequence_length")
         embeds, _negative = pipeline.encode_prompt(
             prompt=prompts, do_classifier_free_guidance=False, **kwargs
         )

@@ -14,7 +14,7 @@ from typing import Any
 from plantain.imaging.codecs import decode_image, sniff_media_type
 from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.provenance import watermark
-from plantain.provenance.credentials import CredentialReport, read_credentials
+from plantain.provenance.manifests import CredentialReport, read_credentials
 from plantain.provenance.policy import ProvenancePolicy
 from plantain.storage.marks import MarkRecord
 from plantain.types import InputImage

@@ -3,7 +3,8 @@ every output's pixels, read back after re-saving, resizing and cropping (docs/wa
 
 Embedding is invisible-watermark's ``dwtDctSvd`` (:mod:`.dwtdctsvd`) with its own layout: the
 payload is tiled in 32x32-block tiles (256 px), each 8x8-block sub-tile holding every payload bit
-once in a key-dependent order, and each block's bit XORed with a key-dependent chip. Reading:
+once in a key-dependent order, and each block's bit XORed with a key-dependent chip (the payload's
+coding and that layout are in :mod:`.payload`). Reading:
 
 - every block gets a soft score (how far its singular value sits into a 0 or a 1 cell);
 - the scores are folded onto one tile (averaged over the tiles), and each payload bit is the
@@ -20,9 +21,7 @@ ratio (nearest first), then searches the 8x8-pixel grid offset and the 32x32 til
 
 from __future__ import annotations
 
-import binascii
 import functools
-import hashlib
 import itertools
 import math
 from collections.abc import Iterable
@@ -42,11 +41,13 @@ from plantain.provenance.dwtdctsvd import (
     scores_of_plane,
     u_plane,
 )
+from plantain.provenance.payload import PAYLOAD_BITS as PAYLOAD_BITS
+from plantain.provenance.payload import TILE, bit_templates, layout
+from plantain.provenance.payload import Mark as Mark
+from plantain.provenance.payload import codeword as codeword
+from plantain.provenance.payload import read_codeword as read_codeword
 
-PAYLOAD_BITS = 64  # 16 server + 32 serial + 16 CRC
 SCALE = 60.0  # quantisation step of s0 (the library: 36); see docs/watermark.md
-TILE = 32  # tile side in blocks: the phase a crop search has to find
-SUBTILE = 8  # 8x8 blocks (64x64 px) hold every payload bit once
 MIN_SIDE = 64  # one sub-tile: below it some payload bits have no block at all
 MIN_PIXELS = 128 * 128  # 4 blocks per bit: with 1 the presence test has nothing to go on
 ALPHA = 1e-6  # chance that an unmarked image is reported present (per detect call)
@@ -55,23 +56,7 @@ CHASE_BITS, CHASE_FLIPS = 6, 2  # a present mark's payload may have 2 of its 6 l
 ASPECT_TOLERANCE = 0.03  # rescale only to generation sizes within 3 % of the image's aspect
 MAX_RESCALE = 4.0  # nor by more than this factor either way
 SEARCH_WINDOW = 512  # the crop search finds the grid offset in a central window this size
-_KEY = b"plantain watermark v1"
 _FAMILIES = 2  # straight reads (as given, rescaled) and the crop search share ALPHA
-
-
-@dataclass(frozen=True)
-class Mark:
-    """A watermark payload: which server made the image, and which image (the server keeps
-    serial -> task)."""
-
-    server: int  # 0..65535
-    serial: int  # 0..2**32-1
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.server < 1 << 16:
-            raise ValueError(f"Mark.server must be from 0 to 65535, not {self.server}")
-        if not 0 <= self.serial < 1 << 32:
-            raise ValueError(f"Mark.serial must be from 0 to {(1 << 32) - 1}, not {self.serial}")
 
 
 @dataclass(frozen=True)
@@ -112,7 +97,7 @@ def embed(image: Image.Image, mark: Mark) -> Image.Image:
         return image
     rgb = np.asarray(image.convert("RGB") if image.mode == "RGBA" else image)
     rows, cols = rgb.shape[0] // BLOCK, rgb.shape[1] // BLOCK
-    index, chips = (_tiled(array, rows, cols) for array in _layout())
+    index, chips = (_tiled(array, rows, cols) for array in layout())
     marked = Image.fromarray(embed_bits(rgb, codeword(mark)[index] ^ chips, SCALE), "RGB")
     if image.mode == "RGBA":
         marked.putalpha(image.getchannel("A"))
@@ -138,72 +123,6 @@ def detect(image: Image.Image, sizes: Iterable[tuple[int, int]] | None = None) -
         readings.append(_search_crop(u))
     found = next((r for r in readings if r.mark is not None), None)
     return (found or max(readings, key=lambda r: r.evidence)).detection()
-
-
-def codeword(mark: Mark) -> npt.NDArray[np.bool_]:
-    """The 64 embedded bits of ``mark``: server and serial (big-endian), their CRC-16/CCITT,
-    XORed with a fixed key sequence so that no constant bit pattern is a valid codeword."""
-    data = mark.server.to_bytes(2, "big") + mark.serial.to_bytes(4, "big")
-    check = binascii.crc_hqx(data, 0xFFFF).to_bytes(2, "big")
-    bits = np.unpackbits(np.frombuffer(data + check, dtype=np.uint8)).astype(bool)
-    return np.asarray(bits ^ _whitening(), dtype=bool)
-
-
-def read_codeword(bits: npt.NDArray[np.bool_]) -> Mark | None:
-    """The mark whose :func:`codeword` is ``bits``, or None when the CRC does not match."""
-    data = np.packbits((bits ^ _whitening()).astype(np.uint8)).tobytes()
-    if binascii.crc_hqx(data[:6], 0xFFFF).to_bytes(2, "big") != data[6:]:
-        return None
-    return Mark(server=int.from_bytes(data[:2], "big"), serial=int.from_bytes(data[2:6], "big"))
-
-
-# --- the key: whitening and layout, from SHA-256 in counter mode (stable across versions) ---
-
-
-def _key_bytes(label: bytes, count: int) -> bytes:
-    blocks = (count + 31) // 32
-    stream = b"".join(hashlib.sha256(_KEY + label + i.to_bytes(4, "big")).digest() for i in range(blocks))
-    return stream[:count]
-
-
-@functools.cache
-def _whitening() -> npt.NDArray[np.bool_]:
-    raw = np.frombuffer(_key_bytes(b"whitening", PAYLOAD_BITS // 8), dtype=np.uint8)
-    return np.asarray(np.unpackbits(raw).astype(bool), dtype=bool)
-
-
-@functools.cache
-def _layout() -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
-    """(payload bit index, chip) of each of a tile's 32x32 blocks: each 8x8 sub-tile is its own
-    key-dependent permutation of the 64 bits; chips are key bits."""
-    count = (TILE // SUBTILE) ** 2
-    draws = np.frombuffer(_key_bytes(b"layout", 4 * count * PAYLOAD_BITS), dtype=">u4")
-    index = np.empty((TILE, TILE), dtype=np.intp)
-    for sub in range(count):
-        order = _permutation(draws[sub * PAYLOAD_BITS : (sub + 1) * PAYLOAD_BITS])
-        row, col = divmod(sub, TILE // SUBTILE)
-        index[row * SUBTILE : (row + 1) * SUBTILE, col * SUBTILE : (col + 1) * SUBTILE] = order.reshape(
-            SUBTILE, SUBTILE
-        )
-    chips = np.unpackbits(np.frombuffer(_key_bytes(b"chips", TILE * TILE // 8), dtype=np.uint8))
-    return index, chips.astype(bool).reshape(TILE, TILE)
-
-
-def _permutation(draws: npt.NDArray[np.uint32]) -> npt.NDArray[np.intp]:
-    """Fisher-Yates over range(len(draws)) driven by ``draws``."""
-    order = np.arange(len(draws), dtype=np.intp)
-    for i in range(len(draws) - 1, 0, -1):
-        j = int(draws[i]) % (i + 1)
-        order[i], order[j] = order[j], order[i]
-    return order
-
-
-@functools.cache
-def _templates() -> Floats:
-    """(64, 32, 32): for payload bit p, +1 / -1 (the chip's sign) on its cells, 0 elsewhere."""
-    index, chips = _layout()
-    signs = np.where(chips, -1.0, 1.0).astype(np.float32)
-    return np.stack([np.where(index == p, signs, 0).astype(np.float32) for p in range(PAYLOAD_BITS)])
 
 
 def _tiled(array: npt.NDArray[np.generic], rows: int, cols: int) -> npt.NDArray[np.generic]:
@@ -305,7 +224,7 @@ def _resized_ll(u: Floats, size: tuple[int, int]) -> Floats:
 def _read(ll: Floats, straight: int, size: tuple[int, int] | None = None) -> _Reading:
     """The hypothesis that the mark's grid and tile start at the image's top-left corner."""
     folded = _fold(scores_of_ll(ll, SCALE))
-    templates = _templates().reshape(PAYLOAD_BITS, -1)
+    templates = bit_templates().reshape(PAYLOAD_BITS, -1)
     sums = templates @ folded.cells.reshape(-1) / math.sqrt(max(folded.variance, 1e-12))
     counts = np.abs(templates) @ folded.covered.reshape(-1)
     return _Reading(_log10_p(sums, counts, straight), _z(sums, counts), size)
@@ -374,7 +293,7 @@ def _phase_statistics(folded: _Folded) -> tuple[Floats, Floats, Floats]:
 @functools.cache
 def _template_spectra() -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]]:
     """The 2-D spectra of the signed templates and of their supports (for cross-correlation)."""
-    return np.fft.rfft2(_templates()), np.fft.rfft2(np.abs(_templates()))
+    return np.fft.rfft2(bit_templates()), np.fft.rfft2(np.abs(bit_templates()))
 
 
 def _central(u: Floats, side: int) -> Floats:

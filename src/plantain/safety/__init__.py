@@ -1,2 +1,3 @@
-"""The safety stage: policy levels, prompt term lists and the output image classifier (``policy``),
-and the tiny random-weight classifier for tests and CPU runs (``tiny``)."""
+"""The safety stage: policy levels and the screening of requests and outputs (``policy``), prompt
+term lists and their matching (``terms``), the output image classifier (``classifier``), and the
+tiny random-weight classifier for tests and CPU runs (``tiny``)."""

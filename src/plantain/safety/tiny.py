@@ -2,7 +2,7 @@
 
 Built with the real transformers classes and saved with ``save_pretrained`` (model and
 ``ViTImageProcessor`` side by side), it loads through
-:class:`plantain.safety.policy.TransformersImageClassifier`
+:class:`plantain.safety.classifier.TransformersImageClassifier`
 exactly as a downloaded checkpoint such as ``Falconsai/nsfw_image_detection`` does. Its scores
 mean nothing, unless ``nsfw_logit`` pins them: the head then ignores the image and gives every
 image the same ``nsfw`` score (``sigmoid(nsfw_logit)``), which is how tests and the offline demo

@@ -21,7 +21,7 @@ from PIL import Image
 from plantain.engines.base import Engine, EngineJob, Previews
 from plantain.provenance.policy import Stamper
 from plantain.settings import Settings
-from plantain.types import ImageRequest, Task, TaskOutput
+from plantain.types import GeneratedImage, ImageRequest, Task, TaskOutput
 
 SCAN_LIMIT = 64  # queued tasks looked at per scan for joiners (each costs a prepare)
 
@@ -104,7 +104,9 @@ class Finished:
 
 @dataclass(frozen=True)
 class Processed:
-    """One member's stored outputs and the time post-processing them took."""
+    """One member's stored outputs, the time post-processing them took, and the encoded images
+    themselves (for a same-process caller waiting on them)."""
 
     outputs: tuple[TaskOutput, ...]
     seconds: float
+    images: tuple[GeneratedImage, ...] = ()

@@ -29,9 +29,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plantain import __version__, logs
 from plantain.dialects import files, openapi
-from plantain.dialects.deps import SchedulerDep, sent_key
-from plantain.dialects.gemini import convert as gemini_convert
+from plantain.dialects.deps import FrontDoorDep, sent_key
 from plantain.dialects.gemini import errors as gemini_errors
+from plantain.dialects.gemini import render as gemini_render
 from plantain.dialects.gemini import routes as gemini_routes
 from plantain.dialects.native import convert as tasks_convert
 from plantain.dialects.native import errors as tasks_errors
@@ -195,7 +195,8 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Fa
             batches.close()
 
     app = FastAPI(title="Plantain", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.scheduler = scheduler
+    app.state.scheduler = scheduler  # the server's own (serve_app drains it)
+    app.state.front_door = scheduler.front  # what routes take (dialects.deps.FrontDoorDep)
     app.state.batches = batches
     _add_health_routes(app, scheduler)
     _add_error_handlers(app)
@@ -301,19 +302,19 @@ shared_models = APIRouter(route_class=SharedModelRoute)
 
 
 @shared_models.get("/v1/models", include_in_schema=False)
-async def list_models(request: Request, scheduler: SchedulerDep) -> dict[str, Any]:
-    provenance = scheduler.provenance.describe()
+async def list_models(request: Request, door: FrontDoorDep) -> dict[str, Any]:
+    provenance = door.provenance.describe()
     if speaks_gemini(request):
-        return gemini_convert.list_models_body(scheduler.registry, provenance)
-    return openai_convert.models_body(scheduler.registry, provenance)
+        return gemini_render.list_models_body(door.registry, provenance)
+    return openai_convert.models_body(door.registry, provenance)
 
 
 @shared_models.get("/v1/models/{model:path}", include_in_schema=False)
-async def get_model(request: Request, scheduler: SchedulerDep, model: str) -> dict[str, Any]:
-    provenance = scheduler.provenance.describe()
+async def get_model(request: Request, door: FrontDoorDep, model: str) -> dict[str, Any]:
+    provenance = door.provenance.describe()
     if speaks_gemini(request):
-        return gemini_convert.get_model_body(scheduler.registry, model, provenance)
-    return openai_convert.model_body(scheduler.registry, model, provenance)
+        return gemini_render.get_model_body(door.registry, model, provenance)
+    return openai_convert.model_body(door.registry, model, provenance)
 
 
 # Every front door, in the order their routes are matched; each router's route class renders its

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from plantain.dialects.gemini import convert, safety
+from plantain.dialects.gemini import convert, render, safety
 from plantain.dialects.gemini.errors import RPC_CODE, rpc_code
 from plantain.dialects.gemini.protocol import (
     BatchGenerateContentRequest,
@@ -103,7 +103,7 @@ def _inlined(batch: BatchSpec) -> list[InlinedRequest]:
 
 def _request_body(raw: dict[str, Any], model: str) -> GenerateContentRequest:
     named = raw.get("model")
-    if named is not None and convert.model_id(str(named)) != convert.model_id(model):
+    if named is not None and render.model_id(str(named)) != render.model_id(model):
         raise InvalidRequestError(
             f"model: {named!r} differs from the batch's model {model!r}; a batch runs on one "
             "model, so leave it out or make it the same",
@@ -149,7 +149,7 @@ def operation(
         output = BatchOutput(inlined_responses=InlinedResponses(inlined_responses=entries))
     metadata = GenerateContentBatch(
         name=f"batches/{batch.id}",
-        model=f"models/{convert.model_id(batch.model)}",
+        model=f"models/{render.model_id(batch.model)}",
         display_name=batch.display_name,
         state=state,
         create_time=_timestamp(batch.created_at),
@@ -185,17 +185,17 @@ def _entry(
         return InlinedResponse(error=error, metadata=member.metadata)
     result = results.get(task.id)
     if result is not None:
-        usage = convert.usage_of(
+        usage = render.usage_of(
             task.request.get("prompt", ""),
             task.input_count,
             task.request.get("size", "1K"),
             len(result.images),
             batch.model,
         )
-        response = convert.response_with_usage(result, usage, batch.model, response_id=task.id)
+        response = render.response_with_usage(result, usage, batch.model, response_id=task.id)
         return InlinedResponse(response=response, metadata=member.metadata)
     if task.error is not None and task.error.code == ContentBlockedError.code:  # an output was blocked
-        blocked = safety.image_blocked(task.error.message, convert.model_id(batch.model), task.id)
+        blocked = safety.image_blocked(task.error.message, render.model_id(batch.model), task.id)
         return InlinedResponse(response=blocked, metadata=member.metadata)
     return InlinedResponse(error=_error(task), metadata=member.metadata)
 

@@ -17,12 +17,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from plantain.dialects import openapi
-from plantain.dialects.deps import BatchesDep, CallerKey, SchedulerDep
+from plantain.dialects.deps import BatchesDep, CallerKey, FrontDoorDep
 from plantain.dialects.gemini import batch_convert
 from plantain.dialects.gemini.protocol import BatchGenerateContentRequest
 from plantain.errors import InvalidRequestError, NotFoundError, PlantainError
-from plantain.scheduler import Scheduler, bulk
-from plantain.scheduler.scheduler import Submission
+from plantain.scheduler import FrontDoor, bulk
+from plantain.scheduler.frontdoor import Checked, Submission
 from plantain.storage.batches import Batch
 from plantain.types import ImageRequest, ImageResult, Task
 
@@ -35,39 +35,37 @@ LIST_PARAMETERS = openapi.query_parameters(
 
 
 async def batch_generate_content(
-    request: Request, scheduler: SchedulerDep, batches: BatchesDep, caller: CallerKey, model: str
+    request: Request, door: FrontDoorDep, batches: BatchesDep, caller: CallerKey, model: str
 ) -> JSONResponse:
-    engine = scheduler.engine_name(model)  # an unknown model is a 404 before the body is read
+    engine = door.engine_name(model)  # an unknown model is a 404 before the body is read
     spec = batch_convert.parse_batch(await request.body())
     items = batch_convert.to_image_requests(spec, model=model, engine=engine)
     submission = Submission(model=model, source="gemini-batch", api_key_id=caller)
-    checked = await _check_all([image_request for image_request, _ in items], scheduler, submission)
-    scheduler.check_capacity(len(items), field=batch_convert.REQUESTS_FIELD)
-    tasks = await bulk.enqueue_all(scheduler, checked, submission)
+    checked = await _check_all([image_request for image_request, _ in items], door, submission)
+    door.check_capacity(len(items), field=batch_convert.REQUESTS_FIELD)
+    tasks = await bulk.enqueue_all(door, checked, submission)
     members = [(task.id, metadata) for task, (_, metadata) in zip(tasks, items, strict=True)]
     try:
         batch = batches.create(
             source="gemini", model=model, display_name=spec.display_name or "", members=members
         )
     except BaseException:
-        bulk.cancel_all(scheduler, [task.id for task in tasks])
+        bulk.cancel_all(door, [task.id for task in tasks])
         raise
-    return JSONResponse(await _operation(scheduler, batch))
+    return JSONResponse(await _operation(door, batch))
 
 
-async def _check_all(
-    requests: list[ImageRequest], scheduler: Scheduler, submission: Submission
-) -> list[ImageRequest]:
-    """Every request checked as :meth:`Scheduler.check` checks one, but each step for all of them
+async def _check_all(requests: list[ImageRequest], door: FrontDoor, submission: Submission) -> list[Checked]:
+    """Every request checked as :meth:`FrontDoor.check` checks one, but each step for all of them
     before the next: every prompt is screened before any image is decoded."""
     prechecked = []
     for index, image_request in enumerate(requests):
         with _named(index):
-            prechecked.append(await asyncio.to_thread(scheduler.precheck, image_request, submission))
+            prechecked.append(await asyncio.to_thread(door.precheck, image_request, submission))
     checked = []
     for index, image_request in enumerate(prechecked):
         with _named(index):
-            checked.append(await scheduler.check_inputs(image_request, submission))
+            checked.append(await door.check_inputs(image_request, submission))
     return checked
 
 
@@ -80,18 +78,18 @@ def _named(index: int) -> Iterator[None]:
         raise batch_convert.at_request(exc, index) from None
 
 
-async def get_batch(scheduler: SchedulerDep, batches: BatchesDep, batch_id: str) -> JSONResponse:
-    return JSONResponse(await _operation(scheduler, batches.get(batch_id)))
+async def get_batch(door: FrontDoorDep, batches: BatchesDep, batch_id: str) -> JSONResponse:
+    return JSONResponse(await _operation(door, batches.get(batch_id)))
 
 
-async def list_batches(request: Request, scheduler: SchedulerDep, store: BatchesDep) -> JSONResponse:
+async def list_batches(request: Request, door: FrontDoorDep, store: BatchesDep) -> JSONResponse:
     """Newest first, without outputs (a page of finished batches would carry all their images):
     ``batches.get`` one for its responses."""
     size = _page_size(request.query_params.get("pageSize"))
     token = request.query_params.get("pageToken") or None
     batches, next_token = store.page(limit=size, after=token)
     operations = [
-        batch_convert.operation(batch, _tasks(scheduler, batch), {}, with_output=False) for batch in batches
+        batch_convert.operation(batch, _tasks(door, batch), {}, with_output=False) for batch in batches
     ]
     body: dict[str, object] = {"operations": operations}
     if next_token is not None:
@@ -99,46 +97,46 @@ async def list_batches(request: Request, scheduler: SchedulerDep, store: Batches
     return JSONResponse(body)
 
 
-async def cancel_batch(scheduler: SchedulerDep, batches: BatchesDep, batch_id: str) -> JSONResponse:
+async def cancel_batch(door: FrontDoorDep, batches: BatchesDep, batch_id: str) -> JSONResponse:
     """Idempotent; queued requests end at once, a running one at its next step. A batch that had
     already ended stays as it was."""
     batch = batches.mark_cancelled(batch_id)
-    bulk.cancel_all(scheduler, [member.task_id for member in batch.members])
+    bulk.cancel_all(door, [member.task_id for member in batch.members])
     return JSONResponse({})
 
 
-async def delete_batch(scheduler: SchedulerDep, batches: BatchesDep, batch_id: str) -> JSONResponse:
+async def delete_batch(door: FrontDoorDep, batches: BatchesDep, batch_id: str) -> JSONResponse:
     """Cancel, then forget: the batch is gone (404) and its results are deleted soon after."""
     batch = batches.get(batch_id)
-    bulk.cancel_all(scheduler, [member.task_id for member in batch.members])
+    bulk.cancel_all(door, [member.task_id for member in batch.members])
     batches.delete(batch_id)
     return JSONResponse({})
 
 
-async def _operation(scheduler: Scheduler, batch: Batch) -> dict[str, object]:
-    tasks = _tasks(scheduler, batch)
-    results = await asyncio.to_thread(_results, scheduler, tasks) if batch_convert.ended(tasks) else {}
+async def _operation(door: FrontDoor, batch: Batch) -> dict[str, object]:
+    tasks = _tasks(door, batch)
+    results = await asyncio.to_thread(_results, door, tasks) if batch_convert.ended(tasks) else {}
     return batch_convert.operation(batch, tasks, results)
 
 
-def _tasks(scheduler: Scheduler, batch: Batch) -> list[Task | None]:
+def _tasks(door: FrontDoor, batch: Batch) -> list[Task | None]:
     tasks: list[Task | None] = []
     for member in batch.members:
         try:
-            tasks.append(scheduler.store.get(member.task_id))
+            tasks.append(door.store.get(member.task_id))
         except NotFoundError:
             tasks.append(None)
     return tasks
 
 
-def _results(scheduler: Scheduler, tasks: Sequence[Task | None]) -> dict[str, ImageResult]:
+def _results(door: FrontDoor, tasks: Sequence[Task | None]) -> dict[str, ImageResult]:
     """The images of every succeeded task that can still be read (one that cannot is reported as
     an error entry rather than failing the whole answer)."""
     results = {}
     for task in tasks:
         if task is not None and task.status == "succeeded":
             with contextlib.suppress(PlantainError, OSError):
-                results[task.id] = scheduler.result_of(task)
+                results[task.id] = door.result_of(task)
     return results
 
 

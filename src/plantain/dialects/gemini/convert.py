@@ -1,6 +1,6 @@
-"""Pure conversions between the Gemini API and Plantain's core types.
+"""Gemini requests -> Plantain's core :class:`~plantain.types.ImageRequest` (pure conversions).
 
-Request → :class:`~plantain.types.ImageRequest`:
+The way back, results -> Gemini responses, usage and model listings, is :mod:`render`'s.
 
 - The prompt is the text of the **last user turn**, with the ``systemInstruction`` text (if any)
   prepended and separated by a blank line, so a standing instruction ("You are an image editor")
@@ -11,44 +11,31 @@ Request → :class:`~plantain.types.ImageRequest`:
   An image is ``inlineData`` (base64 in either alphabet) or ``fileData`` with an http(s)
   ``fileUri``, which becomes an input the scheduler fetches once the request has passed every
   other check (a batch refuses it: :mod:`batch_convert`).
-- Several images are answered as several **candidates**, one image each, as Gemini does for
-  ``candidateCount`` > 1: ``response.parts`` (= ``candidates[0].content.parts``) then shows the first
-  image, and a client that asked for more reads ``response.candidates``.
 - Only images are made: text parts are never returned, and ``responseModalities`` without IMAGE is
   refused rather than answered with nothing.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
 from plantain.dialects.gemini.protocol import (
     Blob,
-    Candidate,
     Content,
     FileData,
     GenerateContentRequest,
     GenerationConfig,
     ImageConfig,
-    ListModelsResponse,
-    ModalityTokenCount,
-    Model,
     Part,
-    UsageMetadata,
 )
-from plantain.dialects.gemini.protocol import GenerateContentResponse as Response
 from plantain.dialects.gemini.safety import safety_level
 from plantain.dialects.report import ignored
-from plantain.dialects.wire import decode_base64, encode_base64, load_json, validate
-from plantain.engines.model_names import engine_for_model, served_models
-from plantain.engines.registry import EngineRegistry
+from plantain.dialects.wire import decode_base64, load_json, validate
 from plantain.errors import InvalidImageError, InvalidRequestError
 from plantain.imaging.codecs import accepted_formats
 from plantain.limits import DEFAULT_LIMITS, Limits
-from plantain.types import ImageRequest, ImageResult, InputImage, ProvenanceChoice
-from plantain.usage import count_tokens, input_image_tokens, output_image_tokens, prompt_tokens
+from plantain.types import ImageRequest, InputImage, ProvenanceChoice
 
 # ImageRequest field -> the Gemini field a caller set it with, so core errors name the caller's field.
 FIELD_NAMES: dict[str, str] = {
@@ -256,160 +243,8 @@ def _create(**fields: Any) -> ImageRequest:
         raise exc.renamed(FIELD_NAMES) from None
 
 
-# --- response ---------------------------------------------------------------------------------
-
-
-def new_response_id() -> str:
-    return secrets.token_urlsafe(16)
-
-
-def to_response(result: ImageResult, request: ImageRequest, model: str, response_id: str) -> Response:
-    """One candidate per image, each finished with STOP; images in standard base64."""
-    return response_with_usage(result, usage(request, result, model), model, response_id)
-
-
-def response_with_usage(
-    result: ImageResult, usage_metadata: UsageMetadata, model: str, response_id: str
-) -> Response:
-    """:func:`to_response` with the usage already counted (a batch counts it from a stored task)."""
-    candidates = [_candidate(result, index) for index in range(len(result.images))]
-    return Response(
-        candidates=candidates,
-        usage_metadata=usage_metadata,
-        model_version=model_id(model),
-        response_id=response_id,
-    )
-
-
-def to_stream_chunks(
-    result: ImageResult, request: ImageRequest, model: str, response_id: str
-) -> list[Response]:
-    """One chunk per image (an image never splits); the last chunk also carries usageMetadata."""
-    chunks = [
-        Response(
-            candidates=[_candidate(result, index)],
-            model_version=model_id(model),
-            response_id=response_id,
-        )
-        for index in range(len(result.images))
-    ]
-    chunks[-1].usage_metadata = usage(request, result, model)
-    return chunks
-
-
-def _candidate(result: ImageResult, index: int) -> Candidate:
-    image = result.images[index]
-    blob = Blob(mime_type=image.media_type, data=encode_base64(image.data))
-    return Candidate(
-        content=Content(role="model", parts=[Part(inline_data=blob)]),
-        finish_reason="STOP",
-        index=index,
-    )
-
-
-def usage(request: ImageRequest, result: ImageResult, model: str) -> UsageMetadata:
-    """Token counts as Gemini reports them for ``model`` (plantain.usage; the prompt is estimated)."""
-    return usage_of(request.prompt, len(request.images), request.size, len(result.images), model)
-
-
-def usage_of(prompt: str, input_images: int, size: str, output_images: int, model: str) -> UsageMetadata:
-    """:func:`usage` from its parts: a stored task keeps how many input images it had, not them.
-    The counting is the core's (plantain.usage), so every dialect reports the same tokens."""
-    tokens = count_tokens(prompt, input_images, size, output_images, model_id(model))
-    return UsageMetadata(
-        prompt_token_count=tokens.input,
-        candidates_token_count=tokens.output,
-        total_token_count=tokens.total,
-        prompt_tokens_details=_prompt_details(tokens.input_text, tokens.input_image),
-        candidates_tokens_details=[ModalityTokenCount(modality="IMAGE", token_count=tokens.output)],
-    )
-
-
-def count_tokens_body(body: GenerateContentRequest, model: str) -> dict[str, Any]:
-    """``countTokens``: the estimate ``usageMetadata`` makes of a prompt, over every turn and the
-    system instruction (what a model that reads the whole conversation would be sent)."""
-    contents = [*body.contents, *([body.system_instruction] if body.system_instruction else [])]
-    parts = [part for content in contents for part in content.parts]
-    text_tokens = prompt_tokens("".join(part.text or "" for part in parts))
-    image_tokens = input_image_tokens(model) * sum(1 for part in parts if part.inline_data or part.file_data)
-    details = [detail.wire() for detail in _prompt_details(text_tokens, image_tokens)]
-    return {"totalTokens": text_tokens + image_tokens, "promptTokensDetails": details}
-
-
-def _prompt_details(text_tokens: int, image_tokens: int) -> list[ModalityTokenCount]:
-    details = [ModalityTokenCount(modality="TEXT", token_count=text_tokens)]
-    if image_tokens:
-        details.append(ModalityTokenCount(modality="IMAGE", token_count=image_tokens))
-    return details
-
-
-def model_id(model: str) -> str:
-    """``models/<id>`` or ``<id>`` -> ``<id>``."""
-    return model.removeprefix("models/")
-
-
-# --- models.list / models.get -----------------------------------------------------------------
-
-DISPLAY_NAMES: dict[str, str] = {
-    "gemini-2.5-flash-image": "Nano Banana",
-    "gemini-2.5-flash-image-preview": "Nano Banana (preview)",
-    "nano-banana": "Nano Banana",
-    "gemini-3-pro-image-preview": "Nano Banana Pro",
-    "gemini-3.1-flash-image-preview": "Nano Banana 2",
-}
-
-# (input, output) token limits from Google's model pages; 32768 each where none is published.
-TOKEN_LIMITS: dict[str, tuple[int, int]] = {
-    "gemini-3-pro-image-preview": (65536, 32768),
-    "gemini-3.1-flash-image-preview": (131072, 32768),
-}
-DEFAULT_TOKEN_LIMITS = (32768, 32768)
-
-GENERATION_METHODS = ["generateContent", "streamGenerateContent"]
-
-
-def list_models_body(registry: EngineRegistry, provenance: dict[str, Any]) -> dict[str, Any]:
-    """The body of ``GET /v1beta/models``: every name a caller may pass as ``model``, with the
-    ``provenance`` marks its images get."""
-    models = [
-        _model_entry(name, engine_for_model(registry, name), provenance) for name in served_models(registry)
-    ]
-    return ListModelsResponse(models=models).wire()
-
-
-def get_model_body(registry: EngineRegistry, model: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    """The body of ``GET /v1beta/models/{model}``; UnknownModelError (404) for a name not served."""
-    name = model_id(model)
-    return _model_entry(name, engine_for_model(registry, name), provenance).wire()
-
-
-def _model_entry(name: str, engine: str, provenance: dict[str, Any]) -> Model:
-    input_limit, output_limit = TOKEN_LIMITS.get(name, DEFAULT_TOKEN_LIMITS)
-    return Model(
-        name=f"models/{name}",
-        base_model_id=name,
-        version="001",
-        display_name=DISPLAY_NAMES.get(name, name),
-        description=f"Image generation and editing, served by Plantain's {engine} engine.",
-        input_token_limit=input_limit,
-        output_token_limit=output_limit,
-        supported_generation_methods=list(GENERATION_METHODS),
-        provenance=provenance,
-    )
-
-
 __all__ = [
     "decode_base64",
-    "get_model_body",
-    "list_models_body",
-    "model_id",
-    "new_response_id",
-    "output_image_tokens",
     "parse_request",
-    "response_with_usage",
     "to_image_request",
-    "to_response",
-    "to_stream_chunks",
-    "usage",
-    "usage_of",
 ]

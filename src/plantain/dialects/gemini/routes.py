@@ -1,11 +1,11 @@
 """Gemini API and Vertex AI routes: ``generateContent``, ``streamGenerateContent``,
 ``countTokens``, models, and batch mode (from :mod:`batch_routes`).
 
-Thin on purpose: parse, convert, run on the scheduler (a task the route waits on), convert
+Thin on purpose: parse, convert, run on the door (a task the route waits on), convert
 back. Errors are Plantain errors, rendered in the Gemini envelope by the router's route class.
 Success is always status 200 (the google-genai SDK raises on anything else). ``GET /v1/models``
 is shared with the OpenAI dialect and is added by the server from
-:func:`convert.list_models_body`, not here.
+:func:`render.list_models_body`, not here.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects import openapi
-from plantain.dialects.deps import CallerKey, SchedulerDep
-from plantain.dialects.gemini import batch_routes, convert, errors, safety
+from plantain.dialects.deps import CallerKey, FrontDoorDep
+from plantain.dialects.gemini import batch_routes, convert, errors, render, safety
 from plantain.dialects.gemini.protocol import GenerateContentRequest, GenerateContentResponse
 from plantain.dialects.report import answer_headers
 from plantain.dialects.routing import dialect_route
 from plantain.dialects.wire import ImageAnswer
 from plantain.errors import ContentBlockedError, InvalidRequestError
-from plantain.scheduler import Scheduler
-from plantain.scheduler.scheduler import Submission
+from plantain.scheduler import FrontDoor
+from plantain.scheduler.frontdoor import Submission
 from plantain.types import ImageRequest, ImageResult, Task
 
 GEMINI_VERSIONS = ("v1", "v1beta", "v1alpha")
@@ -39,36 +39,36 @@ router = APIRouter(tags=["gemini"], route_class=dialect_route(errors.error_body)
 
 
 async def _generate(
-    request: Request, scheduler: Scheduler, caller: str, model: str
+    request: Request, door: FrontDoor, caller: str, model: str
 ) -> tuple[ImageRequest, Task, ImageResult]:
-    engine = scheduler.engine_name(model)
-    image_request = await _image_request(request, scheduler, engine)
+    engine = door.engine_name(model)
+    image_request = await _image_request(request, door, engine)
     submission = Submission(model=model, source="gemini", api_key_id=caller)
-    task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
+    task, result = await door.run(image_request, submission, is_disconnected=request.is_disconnected)
     return image_request, task, result
 
 
-async def _image_request(request: Request, scheduler: Scheduler, engine: str) -> ImageRequest:
-    """The body as a core request; its ``fileData`` images are fetched by the scheduler, once
+async def _image_request(request: Request, door: FrontDoor, engine: str) -> ImageRequest:
+    """The body as a core request; its ``fileData`` images are fetched by the door, once
     everything else has been checked."""
     body = convert.parse_request(await request.body())
-    return convert.to_image_request(body, engine=engine, limits=scheduler.limits)
+    return convert.to_image_request(body, engine=engine, limits=door.limits)
 
 
 async def generate_content(
-    request: Request, scheduler: SchedulerDep, caller: CallerKey, model: str
+    request: Request, door: FrontDoorDep, caller: CallerKey, model: str
 ) -> JSONResponse:
     try:
-        image_request, task, result = await _generate(request, scheduler, caller, model)
+        image_request, task, result = await _generate(request, door, caller, model)
     except ContentBlockedError as blocked:  # Gemini reports a refusal in a 200 answer
         return JSONResponse(_blocked(blocked, model).wire(), status_code=200)
-    response = convert.to_response(result, image_request, model, convert.new_response_id())
+    response = render.to_response(result, image_request, model, render.new_response_id())
     headers = answer_headers(task, image_request, result)
     return ImageAnswer(response.wire(), status_code=200, headers=headers)
 
 
 async def stream_generate_content(
-    request: Request, scheduler: SchedulerDep, caller: CallerKey, model: str, alt: StreamFormat = None
+    request: Request, door: FrontDoorDep, caller: CallerKey, model: str, alt: StreamFormat = None
 ) -> Response:
     """``?alt=sse``: one ``data:`` event per chunk; otherwise the REST form, a JSON array of chunks.
 
@@ -76,8 +76,8 @@ async def stream_generate_content(
     """
     sse = _stream_format(alt) == "sse"  # checked before the run
     try:
-        image_request, task, result = await _generate(request, scheduler, caller, model)
-        chunks = convert.to_stream_chunks(result, image_request, model, convert.new_response_id())
+        image_request, task, result = await _generate(request, door, caller, model)
+        chunks = render.to_stream_chunks(result, image_request, model, render.new_response_id())
         headers = answer_headers(task, image_request, result)
     except ContentBlockedError as blocked:  # one chunk saying why, as generateContent answers
         chunks, headers = [_blocked(blocked, model)], {}
@@ -100,7 +100,7 @@ def _stream_format(alt: str | None) -> str:
 def _blocked(error: ContentBlockedError, model: str) -> GenerateContentResponse:
     renamed = error.renamed(convert.FIELD_NAMES)  # "contents: refused …", the field the caller wrote
     blocked = renamed if isinstance(renamed, ContentBlockedError) else error
-    return safety.blocked_response(blocked, convert.model_id(model), convert.new_response_id())
+    return safety.blocked_response(blocked, render.model_id(model), render.new_response_id())
 
 
 def _sse(chunks: list[GenerateContentResponse]) -> Iterator[str]:
@@ -108,18 +108,18 @@ def _sse(chunks: list[GenerateContentResponse]) -> Iterator[str]:
         yield f"data: {json.dumps(chunk.wire(), separators=(',', ':'))}\n\n"
 
 
-async def count_tokens(request: Request, scheduler: SchedulerDep, model: str) -> JSONResponse:
-    scheduler.engine_name(model)  # an unknown model is a 404, as for generateContent
+async def count_tokens(request: Request, door: FrontDoorDep, model: str) -> JSONResponse:
+    door.engine_name(model)  # an unknown model is a 404, as for generateContent
     body = convert.parse_request(await request.body())
-    return JSONResponse(convert.count_tokens_body(body, model))
+    return JSONResponse(render.count_tokens_body(body, model))
 
 
-async def list_models(scheduler: SchedulerDep) -> JSONResponse:
-    return JSONResponse(convert.list_models_body(scheduler.registry, scheduler.provenance.describe()))
+async def list_models(door: FrontDoorDep) -> JSONResponse:
+    return JSONResponse(render.list_models_body(door.registry, door.provenance.describe()))
 
 
-async def get_model(scheduler: SchedulerDep, model: str) -> JSONResponse:
-    return JSONResponse(convert.get_model_body(scheduler.registry, model, scheduler.provenance.describe()))
+async def get_model(door: FrontDoorDep, model: str) -> JSONResponse:
+    return JSONResponse(render.get_model_body(door.registry, model, door.provenance.describe()))
 
 
 METHODS: dict[str, Callable[..., Awaitable[Response]]] = {

@@ -16,7 +16,7 @@ from plantain.dialects.gemini.protocol import (
     SafetySetting,
 )
 from plantain.errors import ContentBlockedError, InvalidRequestError
-from plantain.safety.policy import strictest
+from plantain.safety.terms import strictest
 from plantain.types import SafetyLevel
 
 THRESHOLD_LEVELS: dict[str, SafetyLevel] = {

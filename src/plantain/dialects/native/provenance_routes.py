@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from plantain.dialects import openapi
-from plantain.dialects.deps import SchedulerDep
+from plantain.dialects.deps import FrontDoorDep
 from plantain.dialects.native import errors
 from plantain.dialects.routing import dialect_route
 from plantain.errors import InvalidRequestError
@@ -38,10 +38,10 @@ UPLOAD_FIELD = "file"
         raw_types=("image/*", "application/octet-stream"),
     ),
 )
-async def verify_image(request: Request, scheduler: SchedulerDep) -> JSONResponse:
+async def verify_image(request: Request, door: FrontDoorDep) -> JSONResponse:
     data, label = await _read_image(request)
     report = await asyncio.to_thread(
-        verify, data, scheduler.provenance, scheduler.store.marks.find, limits=scheduler.limits, label=label
+        verify, data, door.provenance, door.store.marks.find, limits=door.limits, label=label
     )
     body: dict[str, Any] = {"object": "provenance.verification", **report.to_json()}
     return JSONResponse(body)

@@ -1,6 +1,6 @@
 """The task API: ``/v1/tasks`` (submit, get, list, cancel) and ``/v1/tasks/{id}/events`` (SSE).
 
-Submissions go to the same scheduler as every dialect. ``Prefer: wait[=N]`` holds the answer
+Submissions go to the same door as every dialect. ``Prefer: wait[=N]`` holds the answer
 until the task ends (201) or N seconds pass (202, the task as it is); without it the answer is
 202 at once. ``Idempotency-Key`` with the same body answers the first task again.
 """
@@ -17,14 +17,15 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects import openapi
-from plantain.dialects.deps import CallerKey, SchedulerDep
+from plantain.dialects.deps import CallerKey, FrontDoorDep
 from plantain.dialects.native import convert, errors
 from plantain.dialects.native.protocol import TaskCreate
 from plantain.dialects.routing import dialect_route
 from plantain.errors import InvalidRequestError, NotFoundError
 from plantain.net.guard import resolve_target
-from plantain.scheduler import Scheduler
-from plantain.scheduler.scheduler import Submission
+from plantain.scheduler import FrontDoor
+from plantain.scheduler.channel import Subscription
+from plantain.scheduler.frontdoor import Submission
 from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, Task, TaskEvent
 
 router = APIRouter(tags=["tasks"], route_class=dialect_route(errors.error_body))
@@ -43,11 +44,11 @@ KEEPALIVE_SECONDS = 15.0  # an SSE comment this often while a task waits or runs
         openapi.header_parameters({"Prefer": {"type": "string"}, "Idempotency-Key": {"type": "string"}}),
     ),
 )
-async def create_task(request: Request, scheduler: SchedulerDep, caller: CallerKey) -> Response:
+async def create_task(request: Request, door: FrontDoorDep, caller: CallerKey) -> Response:
     raw = await request.body()
     body, fingerprint = convert.parse_create(raw)
     if body.webhook is not None:
-        allowed = scheduler.settings.allowed_hosts
+        allowed = door.settings.allowed_hosts
         await asyncio.to_thread(resolve_target, body.webhook, field="webhook", allow=allowed)
     submission = Submission(
         model=body.model,
@@ -58,12 +59,12 @@ async def create_task(request: Request, scheduler: SchedulerDep, caller: CallerK
         webhook_events=tuple(body.webhook_events_filter) if body.webhook_events_filter is not None else None,
         api_key_id=caller,
     )
-    images = convert.image_sources(body.input, scheduler.limits)  # URLs: fetched once the rest passes
-    task, created = await scheduler.submit(convert.to_image_request(body.input, images), submission)
+    images = convert.image_sources(body.input, door.limits)  # URLs: fetched once the rest passes
+    task, created = await door.submit(convert.to_image_request(body.input, images), submission)
     wait = _prefer_wait(request.headers.get("prefer", ""))
     if wait is not None:
-        task = await scheduler.wait(task.id, timeout=wait)
-    response = _task_response(request, scheduler, task, status=201 if task.finished else 202)
+        task = await door.wait(task.id, timeout=wait)
+    response = _task_response(request, door, task, status=201 if task.finished else 202)
     if not created:
         response.headers["idempotent-replayed"] = "true"
     return response
@@ -72,7 +73,7 @@ async def create_task(request: Request, scheduler: SchedulerDep, caller: CallerK
 @router.get("/v1/tasks")
 async def list_tasks(
     request: Request,
-    scheduler: SchedulerDep,
+    door: FrontDoorDep,
     status: Annotated[str | None, Query(json_schema_extra={"enum": list(TASK_STATUSES)})] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,  # out of range: a 400 (dialects/parameters.py)
     cursor: str | None = None,
@@ -82,53 +83,51 @@ async def list_tasks(
             f"status: {status!r} is not a task status; use one of {', '.join(TASK_STATUSES)}", field="status"
         )
     try:
-        tasks, next_cursor = scheduler.store.page(status=status, limit=limit, before=cursor)
+        tasks, next_cursor = door.store.page(status=status, limit=limit, before=cursor)
     except NotFoundError:  # the cursor names no task: expired since, or never a page of this list
         raise InvalidRequestError(
             f"cursor: {cursor!r} is not a page of this list (or its task has expired); send the "
             "next_cursor of the previous page, or none for the first page",
             field="cursor",
         ) from None
-    data = [_body(request, scheduler, task) for task in tasks]
+    data = [_body(request, door, task) for task in tasks]
     return JSONResponse({"object": "list", "data": data, "next_cursor": next_cursor})
 
 
 @router.get("/v1/tasks/{task_id}")
-async def get_task(request: Request, scheduler: SchedulerDep, task_id: str) -> JSONResponse:
-    return _task_response(request, scheduler, scheduler.store.get(task_id))
+async def get_task(request: Request, door: FrontDoorDep, task_id: str) -> JSONResponse:
+    return _task_response(request, door, door.store.get(task_id))
 
 
 @router.post("/v1/tasks/{task_id}/cancel")
-async def cancel_task(request: Request, scheduler: SchedulerDep, task_id: str) -> JSONResponse:
+async def cancel_task(request: Request, door: FrontDoorDep, task_id: str) -> JSONResponse:
     """Idempotent: a queued task ends at once, a running one at its next step, an ended one stays."""
-    return _task_response(request, scheduler, scheduler.cancel(task_id), status=202)
+    return _task_response(request, door, door.cancel(task_id), status=202)
 
 
 @router.get(
     "/v1/tasks/{task_id}/events",
     openapi_extra=openapi.header_parameters({"Last-Event-ID": {"type": "integer", "minimum": 0}}),
 )
-async def task_events(request: Request, scheduler: SchedulerDep, task_id: str) -> Response:
-    task = scheduler.store.get(task_id)  # a 404 before the stream starts
+async def task_events(request: Request, door: FrontDoorDep, task_id: str) -> Response:
+    task = door.store.get(task_id)  # a 404 before the stream starts
     after = _last_event_id(request.headers.get("last-event-id"))
-    if task.finished and not scheduler.store.events_after(task_id, after):
+    if task.finished and not door.store.events_after(task_id, after):
         # Resumed at or past the end: 204 is how SSE tells a client (EventSource, which
         # reconnects after every close) that there is nothing more, so it stops reconnecting.
         return Response(status_code=204)
     file_url = _file_url(request)
-    return StreamingResponse(_events(scheduler, task_id, after, file_url), media_type="text/event-stream")
+    return StreamingResponse(_events(door, task_id, after, file_url), media_type="text/event-stream")
 
 
-async def _events(
-    scheduler: Scheduler, task_id: str, after: int, file_url: convert.FileURL
-) -> AsyncIterator[str]:
+async def _events(door: FrontDoor, task_id: str, after: int, file_url: convert.FileURL) -> AsyncIterator[str]:
     """Stored events after ``after``, then live ones, until the task's last event; at once when
     that is at or before ``after`` (a resume past the end of a task that ended meanwhile)."""
-    with scheduler.bus.subscribe(task_id) as live:  # subscribe first: nothing falls in between
-        ended = scheduler.store.get(task_id).finished  # read after subscribing: a later end comes live
+    with door.subscribe(task_id) as live:  # subscribe first: nothing falls in between
+        ended = door.store.get(task_id).finished  # read after subscribing: a later end comes live
         last = after
         while True:
-            for event in scheduler.store.events_after(task_id, last):  # the store fills any gap
+            for event in door.store.events_after(task_id, last):  # the store fills any gap
                 yield convert.sse(event, file_url)
                 last = event.seq
                 if event.type in TERMINAL_EVENTS:
@@ -142,7 +141,7 @@ async def _events(
                 ended = arrived.type in TERMINAL_EVENTS
 
 
-async def _next_live(live: asyncio.Queue[TaskEvent]) -> TaskEvent | None:
+async def _next_live(live: Subscription) -> TaskEvent | None:
     """The next live event, or None once ``KEEPALIVE_SECONDS`` pass without one."""
     try:
         return await asyncio.wait_for(live.get(), KEEPALIVE_SECONDS)
@@ -172,14 +171,14 @@ def _prefer_wait(prefer: str) -> float | None:
     return min(float(match.group(1) or MAX_WAIT_SECONDS), MAX_WAIT_SECONDS)
 
 
-def _task_response(request: Request, scheduler: Scheduler, task: Task, status: int = 200) -> JSONResponse:
+def _task_response(request: Request, door: FrontDoor, task: Task, status: int = 200) -> JSONResponse:
     return JSONResponse(
-        _body(request, scheduler, task), status_code=status, headers={"location": f"/v1/tasks/{task.id}"}
+        _body(request, door, task), status_code=status, headers={"location": f"/v1/tasks/{task.id}"}
     )
 
 
-def _body(request: Request, scheduler: Scheduler, task: Task) -> dict[str, object]:
-    position = scheduler.store.queue_position(task.id) if task.status == "queued" else None
+def _body(request: Request, door: FrontDoor, task: Task) -> dict[str, object]:
+    position = door.store.queue_position(task.id) if task.status == "queued" else None
     base = str(request.base_url).rstrip("/")
     return convert.task_body(task, _file_url(request), base=base, position=position)
 

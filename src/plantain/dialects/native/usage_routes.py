@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from plantain.dialects.deps import CallerKey, SchedulerDep
+from plantain.dialects.deps import CallerKey, FrontDoorDep
 from plantain.dialects.native import errors
 from plantain.dialects.routing import dialect_route
 from plantain.errors import InvalidRequestError
@@ -39,7 +39,7 @@ Time = Annotated[
 
 @router.get("/v1/usage")
 async def get_usage(
-    scheduler: SchedulerDep,
+    door: FrontDoorDep,
     key_id: CallerKey,
     since: Time = None,
     until: Time = None,
@@ -50,10 +50,10 @@ async def get_usage(
         raise InvalidRequestError(f"until: {until!r} is before since ({since!r})", field="until")
     columns = parse_group_by(group_by)
     totals = await asyncio.to_thread(
-        scheduler.store.ledger.totals, key_id=key_id, since=start, until=end, group_by=columns
+        door.store.ledger.totals, key_id=key_id, since=start, until=end, group_by=columns
     )
     if not totals and not columns:  # nothing yet: the totals are zero, in today's currency
-        totals = [Totals(group={}, currency=scheduler.price.currency)]
+        totals = [Totals(group={}, currency=door.price.currency)]
     body = {
         "object": "usage",
         "key_id": key_id,

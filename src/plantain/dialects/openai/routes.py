@@ -20,7 +20,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from plantain.dialects import openapi
-from plantain.dialects.deps import CallerKey, SchedulerDep
+from plantain.dialects.deps import CallerKey, FrontDoorDep
 from plantain.dialects.openai import convert, errors
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.dialects.report import answer_headers, report_headers
@@ -29,8 +29,8 @@ from plantain.dialects.wire import ImageAnswer
 from plantain.errors import InvalidRequestError, PlantainError, response_headers
 from plantain.generation import encode_output
 from plantain.limits import Limits
-from plantain.scheduler import Scheduler
-from plantain.scheduler.scheduler import Submission
+from plantain.scheduler import FrontDoor
+from plantain.scheduler.frontdoor import Submission
 from plantain.types import ImageRequest, ImageResult, InputImage, Task, TokenUsage
 
 logger = logging.getLogger(__name__)
@@ -64,9 +64,9 @@ router = APIRouter(route_class=OpenAIRoute)
 
 
 @router.post("/v1/images/generations", openapi_extra=openapi.json_body(ImageParams))
-async def generations(request: Request, scheduler: SchedulerDep, caller: CallerKey) -> Response:
+async def generations(request: Request, door: FrontDoorDep, caller: CallerKey) -> Response:
     params = convert.parse_json(await request.body())
-    return await _answer(request, scheduler, caller, params, (), "image_generation")
+    return await _answer(request, door, caller, params, (), "image_generation")
 
 
 @router.post(
@@ -75,29 +75,29 @@ async def generations(request: Request, scheduler: SchedulerDep, caller: CallerK
         ImageParams, {"image": openapi.BINARY, "image[]": {"type": "array", "items": openapi.BINARY}}, []
     ),
 )
-async def edits(request: Request, scheduler: SchedulerDep, caller: CallerKey) -> Response:
-    fields, parts = await _read_edit_form(request, scheduler.limits)
+async def edits(request: Request, door: FrontDoorDep, caller: CallerKey) -> Response:
+    fields, parts = await _read_edit_form(request, door.limits)
     params = convert.parse_params(fields)
     if not parts:
         raise InvalidRequestError(
             "image is required: send one file as image or several as image[]", field="image"
         )
-    return await _answer(request, scheduler, caller, params, convert.input_images(parts), "image_edit")
+    return await _answer(request, door, caller, params, convert.input_images(parts), "image_edit")
 
 
 async def _answer(
     request: Request,
-    scheduler: Scheduler,
+    door: FrontDoor,
     caller: str,
     params: ImageParams,
     images: tuple[InputImage, ...],
     endpoint: convert.Endpoint,
 ) -> Response:
-    image_request = convert.to_image_request(params, scheduler.engine_name(params.model), images)
+    image_request = convert.to_image_request(params, door.engine_name(params.model), images)
     submission = Submission(model=params.model, source="openai", api_key_id=caller)
     if params.stream:
-        return await _stream(request, scheduler, Streaming(image_request, params, endpoint, submission))
-    task, result = await scheduler.run(image_request, submission, is_disconnected=request.is_disconnected)
+        return await _stream(request, door, Streaming(image_request, params, endpoint, submission))
+    task, result = await door.run(image_request, submission, is_disconnected=request.is_disconnected)
     urls = _urls(request, task) if params.response_format == "url" else None
     body = convert.response_body(result, params, int(time.time()), urls, counted=_tokens(task))
     return ImageAnswer(body, headers=answer_headers(task, image_request, result))
@@ -117,7 +117,7 @@ class Streaming:
 Preview = tuple[int, Image.Image]
 
 
-async def _stream(request: Request, scheduler: Scheduler, streaming: Streaming) -> Response:
+async def _stream(request: Request, door: FrontDoor, streaming: Streaming) -> Response:
     """Previews as the engine decodes them (``partial_images``), then the images.
 
     The response starts only with its first event, so every error up to then — a bad input,
@@ -130,11 +130,10 @@ async def _stream(request: Request, scheduler: Scheduler, streaming: Streaming) 
         loop.call_soon_threadsafe(previews.put_nowait, (index, image))
 
     run = asyncio.create_task(
-        scheduler.run(
-            streaming.request,
+        door.run(
+            streaming.request.model_copy(update={"previews": streaming.params.partial_images or 0}),
             streaming.submission,
             is_disconnected=request.is_disconnected,
-            previews=streaming.params.partial_images or 0,
             on_preview=on_preview,
         )
     )

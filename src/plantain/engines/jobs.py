@@ -1,0 +1,99 @@
+"""What an engine declares and what it runs: capabilities, presets, jobs, callbacks and previews.
+
+Plain values with no torch in them, shared by the engine contract (``engines/base.py``), the
+scheduler that batches jobs and the family modules that declare their limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from plantain.imaging.sizes import SizeLimits
+from plantain.types import ImageRequest
+
+StepCallback = Callable[[int, int], None]
+"""Called after each denoising step with (steps done, total steps)."""
+
+StopFlag = Callable[[], bool]
+"""Polled between steps; returning True stops the run with TaskCancelledError."""
+
+PreviewCallback = Callable[[int, Image.Image], None]
+"""Called with (preview index from 0, image) when a preview of the run's first image is decoded."""
+
+
+@dataclass(frozen=True)
+class Previews:
+    """Intermediate images of a run (OpenAI's ``partial_images``): after which steps to decode the
+    first image's latents, and where to send each preview. Each costs one VAE decode."""
+
+    at_steps: frozenset[int]
+    on_preview: PreviewCallback
+
+    @classmethod
+    def spread(cls, count: int, total_steps: int, on_preview: PreviewCallback) -> Previews:
+        """Up to ``count`` previews spread evenly over the run, never after the last step (that
+        one is the image itself), so short runs give fewer previews than asked for."""
+        steps = {max(1, round(total_steps * (i + 1) / (count + 1))) for i in range(count)}
+        return cls(frozenset(step for step in steps if step < total_steps), on_preview)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sampler settings a checkpoint is meant to run with (pipeline defaults are not model defaults)."""
+
+    steps: int
+    guidance: float
+    call_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra pipeline arguments
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """The shapes a pipeline takes as input images (FLUX.2's processor: sides >= 64, up to 8:1)."""
+
+    min_side: int = 1  # smaller inputs are enlarged to it, aspect kept
+    max_aspect: float = float("inf")  # longer inputs are refused, naming the input
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    text_to_image: bool
+    edit: bool
+    max_input_images: int  # 0 for text-to-image-only engines
+    sizes: SizeLimits
+    batchable: bool = True  # several compatible jobs can share one pipeline call
+    inputs: InputLimits = InputLimits()
+
+    def tasks(self) -> list[str]:
+        return [name for name, ok in (("text-to-image", self.text_to_image), ("edit", self.edit)) if ok]
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """One request resolved for one engine: everything the pipeline call needs."""
+
+    prompt: str
+    images: tuple[Image.Image, ...]
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seeds: tuple[int, ...]
+    inputs_digest: str  # identifies the input images, so only jobs with the same ones batch
+
+    def batch_key(self) -> tuple[object, ...]:
+        """Jobs with equal keys can run in one pipeline call (prompts and seeds may differ)."""
+        return (self.width, self.height, self.steps, self.guidance, self.inputs_digest)
+
+
+def inputs_digest(request: ImageRequest) -> str:
+    """What identifies ``request``'s input images (their bytes as sent): jobs batch only when
+    theirs are equal, and this is known without decoding them."""
+    digest = hashlib.sha256()
+    for image in request.images:
+        digest.update(hashlib.sha256(image.data).digest())
+    return digest.hexdigest()

@@ -1,0 +1,151 @@
+"""Turning a request into an :class:`~plantain.engines.jobs.EngineJob` for one engine.
+
+Everything here is checked against the engine's declared :class:`~plantain.engines.jobs.Capabilities`
+before any weights load: the task (text-to-image or edit, how many inputs), the output size, the
+input images' shapes. The numbers the run needs (size, steps, guidance, seeds) are fixed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from plantain.engines.jobs import EngineJob, inputs_digest
+from plantain.errors import (
+    ConfigurationError,
+    InvalidImageError,
+    PlantainError,
+    TooManyImagesError,
+    UnsupportedTaskError,
+)
+from plantain.imaging.sizes import nearest_aspect_ratio, resolve_size
+from plantain.types import ImageRequest
+
+if TYPE_CHECKING:
+    from plantain.engines.base import Engine
+
+
+def plan_job(
+    engine: Engine,
+    request: ImageRequest,
+    images: Sequence[Image.Image],
+    seed: int,
+    max_output_pixels: int | None,
+) -> EngineJob:
+    """``request`` checked against ``engine``'s capabilities, with every number the run needs."""
+    check_task(engine, request)
+    aspect_ratio = request.aspect_ratio or _default_aspect_ratio(engine, images)
+    width, height = output_size(engine, aspect_ratio, request.size, max_output_pixels)
+    options = request.options
+    return EngineJob(
+        prompt=request.prompt,
+        images=_fit_inputs(engine, request, images),
+        width=width,
+        height=height,
+        steps=options.steps if options.steps is not None else engine.preset.steps,
+        guidance=options.guidance if options.guidance is not None else engine.preset.guidance,
+        seeds=tuple(seed + i for i in range(request.num_images)),
+        inputs_digest=inputs_digest(request),
+    )
+
+
+def check_size(engine: Engine, request: ImageRequest, max_output_pixels: int | None) -> None:
+    """Refuse an output size ``engine`` cannot make, where it is known without decoding an input:
+    an edit that asks for no aspect ratio takes its input's shape, checked by :func:`plan_job`."""
+    if request.aspect_ratio is None and request.images:
+        return
+    aspect_ratio = request.aspect_ratio or _default_aspect_ratio(engine, ())
+    output_size(engine, aspect_ratio, request.size, max_output_pixels)
+
+
+def check_task(engine: Engine, request: ImageRequest) -> None:
+    """Refuse what ``engine`` cannot do, before any input is decoded or weights loaded."""
+    caps = engine.capabilities
+    count = len(request.images)
+    if count == 0 and not caps.text_to_image:
+        raise UnsupportedTaskError(
+            f"engine {engine.name} only edits images; send at least one input image "
+            f"(up to {caps.max_input_images})",
+            field="images",
+        )
+    if count > 0 and not caps.edit:
+        raise UnsupportedTaskError(
+            f"engine {engine.name} makes images from text only and takes no input images; got {count}",
+            field="images",
+        )
+    if count > caps.max_input_images:
+        raise TooManyImagesError(
+            f"engine {engine.name} takes at most {caps.max_input_images} input images; got {count}",
+            field="images",
+        )
+
+
+def output_size(
+    engine: Engine, aspect_ratio: str, tier: str, max_output_pixels: int | None
+) -> tuple[int, int]:
+    sizes = engine.capabilities.sizes.capped(max_output_pixels)
+    return resolve_size(aspect_ratio, tier, sizes, engine.name)
+
+
+def warmup_job(engine: Engine, entry: str) -> EngineJob:
+    """The job that warms up one ``warmup_sizes`` entry (``"TIER:RATIO"``) at two steps."""
+    tier, _, ratio = entry.partition(":")
+    try:
+        width, height = output_size(engine, ratio, tier, engine.settings.max_output_pixels)
+    except PlantainError as exc:
+        raise ConfigurationError(
+            f"setting warmup_sizes (PLANTAIN_WARMUP_SIZES): {entry}: {exc.message}", field="warmup_sizes"
+        ) from exc
+    # An edit-only engine warms up on one grey input of the output's shape.
+    text_only = engine.capabilities.text_to_image
+    images = () if text_only else (Image.new("RGB", (width, height), "gray"),)
+    return EngineJob(
+        prompt="warm-up",
+        images=images,
+        width=width,
+        height=height,
+        steps=min(2, engine.preset.steps),  # enough to compile and capture; shapes do not depend on it
+        guidance=engine.preset.guidance,
+        seeds=(0,),
+        inputs_digest="warm-up",
+    )
+
+
+def _fit_inputs(
+    engine: Engine, request: ImageRequest, images: Sequence[Image.Image]
+) -> tuple[Image.Image, ...]:
+    """Inputs the pipeline will take: small ones enlarged, too elongated ones refused (a
+    pipeline's own refusal would surface as a 500 after the queue wait)."""
+    limits = engine.capabilities.inputs
+    fitted = []
+    for source, image in zip(request.images, images, strict=True):
+        width, height = image.size
+        if max(width / height, height / width) > limits.max_aspect:
+            raise InvalidImageError(
+                f"{source.label} is {width}x{height}, longer than {limits.max_aspect:g}:1; engine "
+                f"{engine.name} takes input images up to {limits.max_aspect:g}:1, so crop it first",
+                field="images",
+            )
+        fitted.append(_enlarge_to(image, limits.min_side))
+    return tuple(fitted)
+
+
+def _default_aspect_ratio(engine: Engine, images: Sequence[Image.Image]) -> str:
+    """An edit keeps its (first) input's shape; a generation is square."""
+    if not images:
+        return "1:1"
+    width, height = images[0].size
+    return nearest_aspect_ratio(width, height, engine.capabilities.sizes)
+
+
+def _enlarge_to(image: Image.Image, min_side: int) -> Image.Image:
+    """``image`` with its shorter side at least ``min_side`` (aspect kept; Nano Banana takes
+    small inputs as they are)."""
+    short = min(image.size)
+    if short >= min_side:
+        return image
+    scale = min_side / short
+    size = (max(min_side, round(image.width * scale)), max(min_side, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)

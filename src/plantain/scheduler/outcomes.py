@@ -1,0 +1,64 @@
+"""How a task's end is recorded and announced, for the worker and finishing alike: the store
+first (the record), then the channel (the news), then the webhook outbox's sender woken."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from plantain.errors import EngineRunError, PlantainError, TaskCancelledError
+from plantain.logs import task_context
+from plantain.scheduler.channel import EventChannel, Images
+from plantain.storage.tasks import TaskStore
+from plantain.types import Task, TaskError, TaskEvent, Usage
+from plantain.usage import Price, task_usage
+
+logger = logging.getLogger(__name__)
+
+
+class Outcomes:
+    def __init__(
+        self, store: TaskStore, channel: EventChannel, price: Price, wake_webhooks: Callable[[], None]
+    ) -> None:
+        self.store = store
+        self.channel = channel
+        self.price = price
+        self._wake_webhooks = wake_webhooks
+
+    def publish(self, event: TaskEvent | None, images: Images | None = None) -> None:
+        """Announce an event the store recorded (None: the store changed nothing)."""
+        if event is not None:
+            self.channel.publish(event, images)
+            self._wake_webhooks()
+
+    def used(self, task: Task, device_seconds: float) -> Usage:
+        """The usage of a run that made no images for ``task``."""
+        return task_usage(task, images=0, device_seconds=device_seconds, price=self.price)
+
+    def end(self, task: Task, exc: BaseException, usage: Usage, *, draining: bool = False) -> None:
+        """End ``task`` by what ``exc`` says: cancelled (or queued again by a drain), or failed."""
+        with task_context(task_id=task.id):  # whichever thread ends it
+            if isinstance(exc, TaskCancelledError):
+                self.stopped(task, exc, usage, draining=draining)
+            elif isinstance(exc, PlantainError):
+                self.failed(task, TaskError.of(exc), usage)
+            else:  # a bug must fail one task, not the worker
+                logger.error("task %s failed unexpectedly", task.id, exc_info=exc)
+                error = EngineRunError(f"internal error: {type(exc).__name__}: {exc}")
+                self.failed(task, TaskError.of(error), usage)
+
+    def stopped(
+        self, task: Task, exc: TaskCancelledError, usage: Usage | None = None, *, draining: bool = False
+    ) -> None:
+        """A stopped run's task: queued again by a drain, else cancelled at the step it reached."""
+        if draining and not self.store.get(task.id).cancel_requested:
+            self.publish(self.store.requeue(task.id, "the server was shutting down"))
+            return
+        self.publish(self.store.mark_cancelled(task.id, exc.step, usage))
+        with task_context(task_id=task.id):  # a step callback of a shared run calls this
+            logger.info("task %s cancelled: %s", task.id, exc.message)
+
+    def failed(self, task: Task, error: TaskError, usage: Usage | None = None) -> None:
+        if error.status >= 500:
+            logger.error("task %s failed: %s", task.id, error.message)
+        self.publish(self.store.fail(task.id, error, usage))
