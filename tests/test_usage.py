@@ -251,7 +251,7 @@ def _expire_everything(data_dir: Path) -> None:
     """What the server does once retention has passed, with the clock moved a day on."""
     store = TaskStore(data_dir, retention_seconds=60, clock=lambda: time.time() + 86400)
     try:
-        assert store.expire() == 4
+        assert store.runs.expire() == 4
     finally:
         store.close()
 

@@ -326,7 +326,7 @@ def test_an_image_names_its_task_after_the_task_expired(
         image = first.image(task)
     store = TaskStore(settings.data_dir, retention_seconds=60, clock=lambda: time.time() + 86400)
     try:
-        assert store.expire() == 1  # the task, its events and its file are gone
+        assert store.runs.expire() == 1  # the task, its events and its file are gone
         assert store.marks.reserve(task["id"], 1) == store.marks.reserve(task["id"], 1)  # a rerun's
     finally:
         store.close()

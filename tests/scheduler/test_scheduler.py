@@ -131,7 +131,7 @@ def test_a_task_left_running_by_a_killed_process_runs_again(tmp_path: Path, regi
     # A process that claimed a task and died: the row says running, nothing finished it.
     store = TaskStore(tmp_path, retention_seconds=3600)
     task, _ = store.create(NewTask(request=request("again"), model="tiny", engine="tiny", source="tasks"))
-    assert store.claim_next() is not None
+    assert store.runs.claim_next() is not None
     store.close()
 
     async def main() -> tuple[str, int, list[str]]:
@@ -151,9 +151,9 @@ def test_a_task_interrupted_too_often_fails_instead_of_looping(
     store = TaskStore(tmp_path, retention_seconds=3600)
     task, _ = store.create(NewTask(request=request("doomed"), model="tiny", engine="tiny", source="tasks"))
     for _ in range(2):
-        assert store.claim_next() is not None
-        store.requeue(task.id, "killed")
-    assert store.claim_next() is not None  # the third run is also killed
+        assert store.runs.claim_next() is not None
+        store.runs.requeue(task.id, "killed")
+    assert store.runs.claim_next() is not None  # the third run is also killed
     store.close()
 
     async def main() -> str:

@@ -57,18 +57,18 @@ def test_ended_requests_wait_for_the_last_then_all_expire_together_with_the_batc
     ids = queue(tasks, 3)
     batch = batches.create(source="gemini", model="m", display_name="b", members=[(i, None) for i in ids])
     clock.now = 100
-    tasks.fail(ids[0], ERROR)
+    tasks.runs.fail(ids[0], ERROR)
     clock.now = 200
     tasks.cancel(ids[1])
     assert expiries(tasks, ids) == [None, None, None]  # the third has not ended: nothing expires
     clock.now = 300
-    tasks.fail(ids[2], ERROR)
+    tasks.runs.fail(ids[2], ERROR)
     assert expiries(tasks, ids) == [300 + RETENTION] * 3
 
     clock.now = 300 + RETENTION - 1
-    assert tasks.expire() == 0 and batches.get(batch.id).members
+    assert tasks.runs.expire() == 0 and batches.get(batch.id).members
     clock.now = 300 + RETENTION
-    assert tasks.expire() == 3
+    assert tasks.runs.expire() == 3
     with pytest.raises(NotFoundError, match="deleted, or its results expired"):
         batches.get(batch.id)
 
@@ -79,7 +79,7 @@ def test_a_batch_of_requests_that_had_already_ended_expires_with_the_latest(
     ids = queue(tasks, 2)
     for when, task_id in zip((10, 20), ids, strict=True):
         clock.now = when
-        tasks.fail(task_id, ERROR)
+        tasks.runs.fail(task_id, ERROR)
     batches.create(source="gemini", model="m", display_name="b", members=[(i, {"key": i}) for i in ids])
     assert expiries(tasks, ids) == [20 + RETENTION] * 2
 
@@ -90,10 +90,10 @@ def test_deleting_a_batch_expires_its_ended_requests_now(
     ids = queue(tasks, 2)
     batch = batches.create(source="gemini", model="m", display_name="b", members=[(i, None) for i in ids])
     clock.now = 50
-    tasks.fail(ids[0], ERROR)
+    tasks.runs.fail(ids[0], ERROR)
     batches.delete(batch.id)
     assert expiries(tasks, ids) == [50, None]  # the one still queued keeps its own expiry when it ends
-    assert tasks.expire() == 1
+    assert tasks.runs.expire() == 1
     with pytest.raises(NotFoundError):
         batches.get(batch.id)
 

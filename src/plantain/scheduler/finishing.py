@@ -64,7 +64,7 @@ class Finishing:
         self.store.files_dir.mkdir(parents=True, exist_ok=True)
         outputs = []
         for image in images:
-            file_id = self.store.new_file_id()
+            file_id = self.store.runs.new_file_id()
             write_durably(self.store.files_dir / file_id, image.data)
             outputs.append(_output(file_id, image))
         return Processed(tuple(outputs), time.perf_counter() - started, tuple(images))
@@ -100,7 +100,7 @@ class Finishing:
             "postprocess_seconds": round(processed.seconds, SECONDS_DECIMALS),
             "batch": {"tasks": finished.batch_tasks, "images": finished.batch_images},
         }
-        event = self.store.succeed(member.task.id, stored, data, usage)
+        event = self.store.runs.succeed(member.task.id, stored, data, usage)
         self.outcomes.publish(event, processed.images)
 
 

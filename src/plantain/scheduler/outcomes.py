@@ -52,13 +52,13 @@ class Outcomes:
     ) -> None:
         """A stopped run's task: queued again by a drain, else cancelled at the step it reached."""
         if draining and not self.store.get(task.id).cancel_requested:
-            self.publish(self.store.requeue(task.id, "the server was shutting down"))
+            self.publish(self.store.runs.requeue(task.id, "the server was shutting down"))
             return
-        self.publish(self.store.mark_cancelled(task.id, exc.step, usage))
+        self.publish(self.store.runs.mark_cancelled(task.id, exc.step, usage))
         with task_context(task_id=task.id):  # a step callback of a shared run calls this
             logger.info("task %s cancelled: %s", task.id, exc.message)
 
     def failed(self, task: Task, error: TaskError, usage: Usage | None = None) -> None:
         if error.status >= 500:
             logger.error("task %s failed: %s", task.id, error.message)
-        self.publish(self.store.fail(task.id, error, usage))
+        self.publish(self.store.runs.fail(task.id, error, usage))

@@ -85,12 +85,12 @@ class Scheduler:
         """Take the data directory, recover what a dead process left, start the worker."""
         self._lock_file = _lock_data_dir(self.settings)
         self.channel.bind(loop)
-        requeued, failed = self.store.recover(self.settings.max_attempts)
+        requeued, failed = self.store.runs.recover(self.settings.max_attempts)
         if requeued or failed:
             logger.warning(
                 "recovered after a stop: %d task(s) queued again, %d failed", len(requeued), len(failed)
             )
-        self.store.sweep_orphan_files()
+        self.store.runs.sweep_orphan_files()
         self.webhooks = WebhookDeliverer(
             self.store.outbox,
             webhook_secret(self.settings),

@@ -109,7 +109,7 @@ class Worker:
                 if time.monotonic() - last_expiry > EXPIRY_INTERVAL_SECONDS:
                     last_expiry = time.monotonic()
                     _expire_quietly(self.outcomes)
-                claimed = self.store.claim_next()
+                claimed = self.store.runs.claim_next()
                 if claimed is None:
                     self._wakeup.wait(IDLE_POLL_SECONDS)
                     self._wakeup.clear()
@@ -150,7 +150,7 @@ class Worker:
         deadline = batch.members[0].task.created_at + self.batching.window_seconds
         seen: set[str] = set()
         while batch.images < self.batching.max_images and not self.draining.is_set():
-            for task_id in self.store.queued_ids(batch.engine.name, SCAN_LIMIT):
+            for task_id in self.store.runs.queued_ids(batch.engine.name, SCAN_LIMIT):
                 if task_id not in seen and batch.images < self.batching.max_images:
                     seen.add(task_id)
                     self._try_join(batch, task_id)
@@ -172,7 +172,7 @@ class Worker:
             return
         if not batch.takes(job, self.batching.max_images):
             return
-        claimed = self.store.claim(task_id)
+        claimed = self.store.runs.claim(task_id)
         if claimed is None:  # cancelled meanwhile
             return
         task, started = claimed
@@ -255,7 +255,9 @@ class Worker:
                     usage = self.outcomes.used(member.task, spent)
                     self.outcomes.stopped(member.task, stopped, usage, draining=self.draining.is_set())
                 else:
-                    event = self.store.add_event(member.task.id, "progress", {"step": done, "total": total})
+                    event = self.store.runs.add_event(
+                        member.task.id, "progress", {"step": done, "total": total}
+                    )
                     self.outcomes.publish(event)
 
         return on_step
@@ -283,7 +285,7 @@ def _batch_ids(batch: Batch) -> str:
 
 def _expire_quietly(outcomes: Outcomes) -> None:
     try:
-        expired = outcomes.store.expire()
+        expired = outcomes.store.runs.expire()
         if expired:
             logger.info("expired %d finished task(s)", expired)
     except Exception:  # retention must never stop the worker

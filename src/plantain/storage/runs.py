@@ -1,0 +1,198 @@
+"""The worker's side of the task store: claiming queued tasks, recording their steps and ends,
+recovery after a crash, and retention. Every state change is one transaction with its event."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from plantain.storage.db import transaction
+from plantain.storage.ledger import UsageLedger
+from plantain.storage.task_rows import TaskRows, position
+from plantain.types import Task, TaskError, TaskEvent, TaskResult, Usage
+from plantain.usage import no_usage
+
+
+class TaskRuns:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        lock: threading.RLock,
+        rows: TaskRows,
+        ledger: UsageLedger,
+        files_dir: Path,
+        currency: str,
+    ) -> None:
+        self._db = db
+        self._lock = lock
+        self._rows = rows
+        self._ledger = ledger
+        self._files_dir = files_dir
+        self._currency = currency  # of the zero cost of a task that never ran
+
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db, self._lock)
+
+    def claim_next(self) -> tuple[Task, TaskEvent] | None:
+        """The oldest queued task, now running (its attempt counted), with its 'started' event."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id FROM tasks WHERE status = 'queued' ORDER BY queue_order LIMIT 1"
+            ).fetchone()
+            return None if row is None else self._claim(db, row["id"])
+
+    def claim(self, task_id: str) -> tuple[Task, TaskEvent] | None:
+        """``task_id`` as :meth:`claim_next` claims it, if it is still queued (else None): a
+        task joining a batch that an older task leads."""
+        with self._transaction() as db:
+            return self._claim(db, task_id)
+
+    def queued_ids(self, engine: str, limit: int) -> list[str]:
+        """Up to ``limit`` queued tasks for ``engine``, oldest first (candidates to join a batch)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM tasks WHERE status = 'queued' AND engine = ? ORDER BY queue_order LIMIT ?",
+                (engine, limit),
+            ).fetchall()
+        return [row["id"] for row in rows]
+
+    def add_event(self, task_id: str, type_: str, data: dict[str, Any]) -> TaskEvent:
+        with self._transaction() as db:
+            return self._rows.append_event(db, task_id, type_, data)
+
+    def new_file_id(self) -> str:
+        return secrets.token_urlsafe(24)
+
+    def succeed(
+        self, task_id: str, result: TaskResult, event_data: dict[str, Any], usage: Usage
+    ) -> TaskEvent | None:
+        """running -> succeeded with its files and usage recorded; None (and nothing written) if the
+        task is no longer running, so a result can never be recorded twice."""
+        with self._transaction() as db:
+            if not self.finish(db, task_id, "succeeded", usage, result=result.model_dump_json()):
+                return None
+            now = self._rows.clock()
+            db.executemany(
+                "INSERT INTO files (id, task_id, media_type, created_at) VALUES (?, ?, ?, ?)",
+                [(out.file_id, task_id, out.media_type, now) for out in result.outputs],
+            )
+            return self._rows.append_event(db, task_id, "completed", event_data)
+
+    def fail(self, task_id: str, error: TaskError, usage: Usage | None = None) -> TaskEvent | None:
+        """queued/running -> failed, with the device time its run used; None if it had already ended."""
+        with self._transaction() as db:
+            if not self.finish(
+                db, task_id, "failed", usage, error=error.model_dump_json(), allow_queued=True
+            ):
+                return None
+            return self._rows.append_event(db, task_id, "failed", error.model_dump())
+
+    def mark_cancelled(self, task_id: str, step: int | None, usage: Usage | None = None) -> TaskEvent | None:
+        """running -> cancelled, by the worker that stopped it (with the device time it used)."""
+        with self._transaction() as db:
+            if not self.finish(db, task_id, "cancelled", usage):
+                return None
+            return self._rows.append_event(db, task_id, "cancelled", {"while": "running", "step": step})
+
+    def requeue(self, task_id: str, reason: str) -> TaskEvent | None:
+        """running -> queued, keeping its place at the head of the queue (a drain or a restart)."""
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE tasks SET status = 'queued', started_at = NULL WHERE id = ? AND status = 'running'",
+                (task_id,),
+            ).rowcount
+            if not changed:
+                return None
+            data = {"position": position(db, task_id), "requeued": reason}
+            return self._rows.append_event(db, task_id, "queued", data)
+
+    def recover(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        """At start: tasks left running by a process that died run again, or fail once they have
+        used ``max_attempts``. Returns (requeued ids, failed ids)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, attempts FROM tasks WHERE status = 'running' ORDER BY queue_order"
+            ).fetchall()
+        requeued, failed = [], []
+        for row in rows:
+            if row["attempts"] < max_attempts:
+                self.requeue(row["id"], "the server stopped during the run")
+                requeued.append(row["id"])
+            else:
+                self.fail(row["id"], _exhausted(row["attempts"]))
+                failed.append(row["id"])
+        return requeued, failed
+
+    def expire(self) -> int:
+        """Delete tasks whose results have expired, with their events, inputs and files."""
+        with self._transaction() as db:
+            now = self._rows.clock()
+            rows = db.execute(
+                "SELECT id FROM files WHERE task_id IN (SELECT id FROM tasks WHERE expires_at <= ?)", (now,)
+            ).fetchall()
+            count = db.execute("DELETE FROM tasks WHERE expires_at <= ?", (now,)).rowcount
+        for row in rows:
+            (self._files_dir / row["id"]).unlink(missing_ok=True)
+        self._rows.outbox.expire()
+        return int(count)
+
+    def sweep_orphan_files(self) -> int:
+        """Delete output files no task records (written by a run that died before committing)."""
+        if not self._files_dir.is_dir():
+            return 0
+        with self._lock:
+            known = {row["id"] for row in self._db.execute("SELECT id FROM files")}
+        orphans = [path for path in self._files_dir.iterdir() if path.name not in known]
+        for path in orphans:
+            path.unlink(missing_ok=True)
+        return len(orphans)
+
+    def finish(
+        self,
+        db: sqlite3.Connection,
+        task_id: str,
+        status: str,
+        usage: Usage | None,
+        *,
+        allow_queued: bool = False,
+        **columns: str,
+    ) -> bool:
+        """End the task in ``db``'s transaction (and record its usage in the ledger; none given:
+        it never ran). False when it was not in a state it may end from."""
+        allowed = ("running", "queued") if allow_queued else ("running",)
+        now = self._rows.clock()
+        assignments = "".join(f", {name} = ?" for name in columns)
+        expires = now + self._rows.retention_seconds
+        changed = db.execute(
+            f"UPDATE tasks SET status = ?, completed_at = ?, expires_at = ?{assignments} "
+            f"WHERE id = ? AND status IN ({', '.join('?' for _ in allowed)})",
+            (status, now, expires, *columns.values(), task_id, *allowed),
+        ).rowcount
+        if changed:  # inputs are not needed once a task has ended
+            db.execute("DELETE FROM task_inputs WHERE task_id = ?", (task_id,))
+            self._ledger.record(db, task_id, usage or no_usage(self._currency), now)
+        return bool(changed)
+
+    def _claim(self, db: sqlite3.Connection, task_id: str) -> tuple[Task, TaskEvent] | None:
+        changed = db.execute(
+            "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ? "
+            "WHERE id = ? AND status = 'queued'",
+            (self._rows.clock(), task_id),
+        ).rowcount
+        if not changed:
+            return None
+        task = self._rows.task(db, task_id)
+        return task, self._rows.append_event(db, task.id, "started", {"attempt": task.attempts})
+
+
+def _exhausted(attempts: int) -> TaskError:
+    return TaskError(
+        code="attempts_exhausted",
+        message=f"the task was interrupted {attempts} times (the server stopped while it ran); "
+        "it is not retried again",
+        status=500,
+    )
