@@ -8,6 +8,12 @@ one-way hand-off of a finished run's images to finishing, which needs them in me
                                                                          │ Finishing.submit
     route <── FrontDoor.wait <── "completed" event (images attached) <── Finishing encodes, stores
 
+The thread hand-offs of a synchronous request, in order: the event loop (route, fetch) → a
+thread for the prechecks → a thread for decoding and planning → a thread for the store insert →
+the worker thread (claim, engine run) → a post-processing thread (screen, mark, encode, sign,
+write) → the commit thread (record the end) → the event loop (``call_soon_threadsafe``). Each
+carries the task's log context (``logs.py``).
+
 Only one server process may use a data directory (a lock file says so): at start, tasks left
 running by a killed process are queued again (or failed once they have used ``max_attempts``).
 """

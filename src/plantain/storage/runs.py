@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,9 @@ class TaskRuns:
         self._files_dir = files_dir
         self._currency = currency  # of the zero cost of a task that never ran
 
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db, self._lock)
-
     def claim_next(self) -> tuple[Task, TaskEvent] | None:
         """The oldest queued task, now running (its attempt counted), with its 'started' event."""
-        with self._transaction() as db:
+        with transaction(self._db, self._lock) as db:
             row = db.execute(
                 "SELECT id FROM tasks WHERE status = 'queued' ORDER BY queue_order LIMIT 1"
             ).fetchone()
@@ -48,7 +44,7 @@ class TaskRuns:
     def claim(self, task_id: str) -> tuple[Task, TaskEvent] | None:
         """``task_id`` as :meth:`claim_next` claims it, if it is still queued (else None): a
         task joining a batch that an older task leads."""
-        with self._transaction() as db:
+        with transaction(self._db, self._lock) as db:
             return self._claim(db, task_id)
 
     def queued_ids(self, engine: str, limit: int) -> list[str]:
@@ -61,7 +57,7 @@ class TaskRuns:
         return [row["id"] for row in rows]
 
     def add_event(self, task_id: str, type_: str, data: dict[str, Any]) -> TaskEvent:
-        with self._transaction() as db:
+        with transaction(self._db, self._lock) as db:
             return self._rows.append_event(db, task_id, type_, data)
 
     def new_file_id(self) -> str:
@@ -72,7 +68,7 @@ class TaskRuns:
     ) -> TaskEvent | None:
         """running -> succeeded with its files and usage recorded; None (and nothing written) if the
         task is no longer running, so a result can never be recorded twice."""
-        with self._transaction() as db:
+        with transaction(self._db, self._lock) as db:
             if not self.finish(db, task_id, "succeeded", usage, result=result.model_dump_json()):
                 return None
             now = self._rows.clock()
@@ -84,7 +80,7 @@ class TaskRuns:
 
     def fail(self, task_id: str, error: TaskError, usage: Usage | None = None) -> TaskEvent | None:
         """queued/running -> failed, with the device time its run used; None if it had already ended."""
-        with self._transaction() as db:
+        with transaction(self._db, self._lock) as db:
             if not self.finish(
                 db, task_id, "failed", usage, error=error.model_dump_json(), allow_queued=True
             ):
@@ -93,14 +89,14 @@ class TaskRuns:
 
     def mark_cancelled(self, task_id: str, step: int | None, usage: Usage | None = None) -> TaskEvent | None:
         """running -> cancelled, by the worker that stopped it (with the device time it used)."""
-        with self._transaction() as db:
+        with transaction(self._db, self._lock) as db:
             if not self.finish(db, task_id, "cancelled", usage):
                 return None
             return self._rows.append_event(db, task_id, "cancelled", {"while": "running", "step": step})
 
     def requeue(self, task_id: str, reason: str) -> TaskEvent | None:
         """running -> queued, keeping its place at the head of the queue (a drain or a restart)."""
-        with self._transaction() as db:
+        with transaction(self._db, self._lock) as db:
             changed = db.execute(
                 "UPDATE tasks SET status = 'queued', started_at = NULL WHERE id = ? AND status = 'running'",
                 (task_id,),
@@ -129,7 +125,7 @@ class TaskRuns:
 
     def expire(self) -> int:
         """Delete tasks whose results have expired, with their events, inputs and files."""
-        with self._transaction() as db:
+        with transaction(self._db, self._lock) as db:
             now = self._rows.clock()
             rows = db.execute(
                 "SELECT id FROM files WHERE task_id IN (SELECT id FROM tasks WHERE expires_at <= ?)", (now,)
