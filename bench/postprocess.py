@@ -48,8 +48,8 @@ from plantain.imaging import png
 from plantain.imaging.codecs import decode_image, encode_image, media_type
 from plantain.provenance import watermark
 from plantain.provenance.policy import ProvenancePolicy
-from plantain.scheduler.scheduler import _write_durably
 from plantain.settings import Settings
+from plantain.storage.files import write_durably
 from plantain.types import GeneratedImage, ImageRequest, ImageResult, InputImage, OutputFormat, TokenUsage
 
 BUDGET_MS = 50.0
@@ -156,7 +156,7 @@ def output_stages(
             )
     data = encode_image(marked, "png")
     yield measure("store write", lambda: (store / "plain").write_bytes(data), args.repeats)
-    yield measure("store write + fsync", lambda: _write_durably(store / "durable", data), args.repeats)
+    yield measure("store write + fsync", lambda: write_durably(store / "durable", data), args.repeats)
 
 
 def format_stages(
@@ -214,7 +214,7 @@ def answer(image: Image.Image, fmt: OutputFormat, policy: ProvenancePolicy, stor
     request = ImageRequest.create(prompt="p", output_format=fmt)
     stamper = policy.stamper(request, model=MODEL, engine="tiny", serials=[7])
     generated = encode_output(image, 7, request, stamper)
-    _write_durably(store / "answer", generated.data)
+    write_durably(store / "answer", generated.data)
     gemini_body(ImageResult(engine="tiny", images=(generated,), steps=4, guidance=0.0, seconds=0.3))
 
 

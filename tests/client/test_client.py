@@ -331,7 +331,7 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
 
 
 def test_the_readme_example_runs(base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     example = re.search(r"```python\n(from pathlib import Path\nfrom plantain import .*?)```", text, re.S)
     assert example is not None
     monkeypatch.setenv("PLANTAIN_SERVER", base)
@@ -342,7 +342,7 @@ def test_the_readme_example_runs(base: str, tmp_path: Path, monkeypatch: pytest.
 
 
 def test_the_docs_example_runs(base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (Path(__file__).resolve().parent.parent / "docs" / "client.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text()
     example = re.search(r"```python\n(.*?)```", text, re.S)
     assert example is not None
     monkeypatch.setenv("PLANTAIN_SERVER", base)
