@@ -6,8 +6,9 @@ The environment is set before anything imports huggingface_hub, which reads it a
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ for _name in [name for name in os.environ if name.startswith("PLANTAIN_")]:
     del os.environ[_name]
 
 import pytest  # noqa: E402
+from tests.services import ACCESS_KEY, SECRET_KEY, SeaweedFS  # noqa: E402
 
 from plantain.engines import tiny  # noqa: E402
 from plantain.engines.registry import EngineRegistry  # noqa: E402
@@ -72,3 +74,30 @@ def server_settings(
         return Settings(**{**base, **fields})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3-compatible server (SeaweedFS) for the session, started on first use."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3: SeaweedFS) -> str:
+    """A new, empty bucket on :func:`s3`."""
+    return s3.bucket(f"plantain-{secrets.token_hex(6)}")
+
+
+@pytest.fixture
+def s3_settings(s3: SeaweedFS, bucket: str) -> dict[str, Any]:
+    """The settings that put a server's files in :func:`bucket`, under the prefix ``outputs``."""
+    return {
+        "storage_url": f"s3://{bucket}/outputs",
+        "s3_endpoint_url": s3.endpoint,
+        "s3_access_key_id": ACCESS_KEY,
+        "s3_secret_access_key": SECRET_KEY,
+    }

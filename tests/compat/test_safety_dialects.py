@@ -22,6 +22,7 @@ from google.genai import types
 from plantain.safety.tiny import build_classifier
 from plantain.server.app import create_app
 from plantain.settings import Settings
+from plantain.storage.blobs import Blobs
 from plantain.testing import LiveServer
 
 MODEL = "gemini-2.5-flash-image"
@@ -43,7 +44,7 @@ ONLY_HIGH = [
 
 
 class Server:
-    def __init__(self, url: str, files: Path) -> None:
+    def __init__(self, url: str, files: Blobs) -> None:
         self.url = url
         self.files = files  # where output images are stored
         self.gemini = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=url))
@@ -57,7 +58,7 @@ class Server:
         return len(httpx.get(f"{self.url}/v1/tasks", params={"limit": 100}).json()["data"])
 
     def stored_files(self) -> set[str]:
-        return {path.name for path in self.files.glob("*")} if self.files.exists() else set()
+        return set(self.files.keys())
 
 
 def classifier(tmp_path_factory: pytest.TempPathFactory, nsfw_logit: float) -> Path:
@@ -70,7 +71,7 @@ def serve(settings: Settings) -> Iterator[Server]:
     app = create_app(settings)
     with LiveServer(app) as live:
         live.wait_ready()
-        yield Server(live.url, app.state.scheduler.store.files_dir)
+        yield Server(live.url, app.state.scheduler.store.blobs)
 
 
 @pytest.fixture(scope="module")

@@ -126,8 +126,10 @@ def test_a_synchronous_caller_gets_its_images_without_reading_the_files_back(
                 task, result = await scheduler.front.run(edit(), Submission())
             assert task.result is not None
             (output,) = task.result.outputs
-            path, _ = scheduler.store.file(output.file_id)
-            assert result.images[0].data == path.read_bytes()  # the file holds what was answered
+            # the file holds what was answered
+            assert result.images[0].data == scheduler.store.blobs.get(
+                output.file_id
+            )  # the file holds what was answered
 
     asyncio.run(main())
 

@@ -118,7 +118,7 @@ def test_events_tell_the_whole_story_in_order(tmp_path: Path, registry: EngineRe
             task, _ = await scheduler.front.submit(request("story", steps=3), Submission())
             done = await scheduler.front.wait(task.id, timeout=60)
             assert done.status == "succeeded" and done.result is not None
-            assert scheduler.store.file(done.result.outputs[0].file_id)[0].read_bytes()[:4] == b"\x89PNG"
+            assert scheduler.store.blobs.get(done.result.outputs[0].file_id)[:4] == b"\x89PNG"
             return scheduler.store.events_after(task.id)
 
     events = asyncio.run(main())

@@ -20,7 +20,6 @@ from plantain.logs import task_context
 from plantain.scheduler.batching import Finished, Processed
 from plantain.scheduler.outcomes import Outcomes
 from plantain.scheduler.postprocess import PostProcessor
-from plantain.storage.files import write_durably
 from plantain.types import GeneratedImage, TaskOutput, TaskResult
 from plantain.usage import SECONDS_DECIMALS, task_usage
 
@@ -61,11 +60,10 @@ class Finishing:
         started = time.perf_counter()
         member = finished.member
         images = finish_images(finished.images, member.request, member.job, self.screen, member.stamper)
-        self.store.files_dir.mkdir(parents=True, exist_ok=True)
         outputs = []
         for image in images:
             file_id = self.store.runs.new_file_id()
-            write_durably(self.store.files_dir / file_id, image.data)
+            self.store.blobs.put(file_id, image.data, image.media_type)
             outputs.append(_output(file_id, image))
         return Processed(tuple(outputs), time.perf_counter() - started, tuple(images))
 

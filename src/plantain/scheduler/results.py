@@ -28,11 +28,10 @@ def images_of(task: Task, store: TaskStore) -> tuple[GeneratedImage, ...]:
         raise error_of(task)
     images = []
     for output in task.result.outputs:
-        path, media_type = store.file(output.file_id)
         images.append(
             GeneratedImage(
-                data=path.read_bytes(),
-                media_type=media_type,
+                data=store.blobs.get(output.file_id),
+                media_type=output.media_type,
                 width=output.width,
                 height=output.height,
                 seed=output.seed,

@@ -37,6 +37,7 @@ from plantain.scheduler.frontdoor import FrontDoor
 from plantain.scheduler.outcomes import Outcomes
 from plantain.scheduler.worker import Worker
 from plantain.settings import Settings
+from plantain.storage.blobs import open_blobs
 from plantain.storage.tasks import TaskStore, WebhookBody
 from plantain.webhooks.delivery import RetryPolicy, WebhookDeliverer, webhook_secret
 
@@ -59,6 +60,7 @@ class Scheduler:
             retention_seconds=settings.retention_seconds,
             webhook_body=webhook_body,
             currency=settings.price_currency,
+            blobs=open_blobs(settings),
         )
         self.channel = channel or LocalChannel()
         self.safety = SafetyPolicy.from_settings(settings)
@@ -89,6 +91,7 @@ class Scheduler:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take the data directory, recover what a dead process left, start the worker."""
+        self.store.blobs.check()  # a bucket that cannot take the outputs stops the start, not each task
         self._lock_file = _lock_data_dir(self.settings)
         self.channel.bind(loop)
         requeued, failed = self.store.runs.recover(self.settings.max_attempts)

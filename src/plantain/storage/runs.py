@@ -6,9 +6,9 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
-from pathlib import Path
 from typing import Any
 
+from plantain.storage.blobs import Blobs
 from plantain.storage.db import transaction
 from plantain.storage.ledger import UsageLedger
 from plantain.storage.task_rows import TaskRows, position
@@ -23,14 +23,14 @@ class TaskRuns:
         lock: threading.RLock,
         rows: TaskRows,
         ledger: UsageLedger,
-        files_dir: Path,
+        blobs: Blobs,
         currency: str,
     ) -> None:
         self._db = db
         self._lock = lock
         self._rows = rows
         self._ledger = ledger
-        self._files_dir = files_dir
+        self._blobs = blobs
         self._currency = currency  # of the zero cost of a task that never ran
 
     def claim_next(self) -> tuple[Task, TaskEvent] | None:
@@ -132,19 +132,20 @@ class TaskRuns:
             ).fetchall()
             count = db.execute("DELETE FROM tasks WHERE expires_at <= ?", (now,)).rowcount
         for row in rows:
-            (self._files_dir / row["id"]).unlink(missing_ok=True)
+            self._blobs.delete(row["id"])
         self._rows.outbox.expire()
         return int(count)
 
     def sweep_orphan_files(self) -> int:
-        """Delete output files no task records (written by a run that died before committing)."""
-        if not self._files_dir.is_dir():
-            return 0
+        """Delete output files no task records (written by a run that died before committing).
+        Only for a store no other process writes to: in a cluster, another worker's file may be
+        written but not yet recorded."""
+        stored = self._blobs.keys()
         with self._lock:
             known = {row["id"] for row in self._db.execute("SELECT id FROM files")}
-        orphans = [path for path in self._files_dir.iterdir() if path.name not in known]
-        for path in orphans:
-            path.unlink(missing_ok=True)
+        orphans = [key for key in stored if key not in known]
+        for key in orphans:
+            self._blobs.delete(key)
         return len(orphans)
 
     def finish(

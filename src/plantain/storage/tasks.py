@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from plantain.errors import IdempotencyConflictError, NotFoundError
+from plantain.storage.blobs import Blobs, LocalBlobs
 from plantain.storage.db import connect, transaction
 from plantain.storage.ledger import UsageLedger
 from plantain.storage.marks import ImageMarks
@@ -63,9 +64,10 @@ class TaskStore:
         webhook_body: WebhookBody | None = None,
         clock: Callable[[], float] = time.time,
         currency: str = "USD",
+        blobs: Blobs | None = None,
     ) -> None:
         self.path = data_dir / "plantain.db"
-        self.files_dir = data_dir / "files"
+        self.blobs: Blobs = blobs or LocalBlobs(data_dir / "files")  # output files, by file id
         self.retention_seconds = retention_seconds
         self._clock = clock
         self._lock = threading.RLock()
@@ -76,7 +78,7 @@ class TaskStore:
         self._rows = TaskRows(
             self.outbox, retention_seconds=retention_seconds, webhook_body=webhook_body, clock=clock
         )
-        self.runs = TaskRuns(self._db, self._lock, self._rows, self.ledger, self.files_dir, currency)
+        self.runs = TaskRuns(self._db, self._lock, self._rows, self.ledger, self.blobs, currency)
 
     def close(self) -> None:
         with self._lock:
@@ -175,8 +177,9 @@ class TaskStore:
                 self._db.execute("SELECT COUNT(*) FROM tasks WHERE status = ?", (status,)).fetchone()[0]
             )
 
-    def file(self, file_id: str) -> tuple[Path, str]:
-        """(path, media type) of a stored output file, or NotFoundError."""
+    def file(self, file_id: str) -> str:
+        """The media type of a stored output file (its bytes: ``blobs.get(file_id)``), or
+        NotFoundError."""
         with self._lock:
             row = self._db.execute("SELECT media_type FROM files WHERE id = ?", (file_id,)).fetchone()
         if row is None:
@@ -185,7 +188,7 @@ class TaskStore:
                 f"{self.retention_seconds:g} seconds after their task ends",
                 field="file_id",
             )
-        return self.files_dir / file_id, str(row["media_type"])
+        return str(row["media_type"])
 
     def cancel(self, task_id: str) -> TaskEvent | None:
         """A queued task is cancelled at once (its event returned); a running one is flagged, and

@@ -1,7 +1,8 @@
 """One Settings object: every knob, read from ``PLANTAIN_*`` environment variables or passed in.
 
 Each field is documented in docs/settings.md (a test checks that none is missing). The checks of
-single fields and the defaults that need code are in :mod:`plantain.settings_checks`.
+single fields and the defaults that need code are in :mod:`plantain.settings.checks`; the
+scale-out settings are in :mod:`plantain.settings.scaleout`.
 """
 
 from __future__ import annotations
@@ -10,24 +11,26 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import SettingsConfigDict, SettingsError
 
 from plantain.errors import ConfigurationError
 from plantain.limits import INPUT_FORMATS, InputFormat
-from plantain.settings_checks import REGIONAL_CUDA_GRAPHS as REGIONAL_CUDA_GRAPHS
-from plantain.settings_checks import (
+from plantain.settings.checks import REGIONAL_CUDA_GRAPHS as REGIONAL_CUDA_GRAPHS
+from plantain.settings.checks import (
     check_cuda_graphs,
     check_warmup_sizes,
     check_webhook_secret,
     default_data_dir,
     refuse_hub_kernels,
 )
+from plantain.settings.scaleout import ScaleOutSettings
 
-SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret"})  # never echoed in an error
+# Never echoed in an error.
+SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret", "s3_secret_access_key"})
 AttentionBackend = Literal["auto", "sdpa", "cudnn", "flash", "flash3", "sage", "xformers", "flex"]
 
 
-class Settings(BaseSettings):
+class Settings(ScaleOutSettings):
     """Server and CLI configuration."""
 
     model_config = SettingsConfigDict(env_prefix="PLANTAIN_", extra="forbid")

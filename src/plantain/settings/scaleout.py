@@ -1,0 +1,56 @@
+"""The settings of scale-out (docs/deploy.md): where output files live when they are not on this
+machine's disk. A base of :class:`~plantain.settings.model.Settings`, so they are ordinary
+``PLANTAIN_*`` settings; unset, nothing of the cluster path is imported."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, SecretStr
+from pydantic_settings import BaseSettings
+
+
+def check_storage_url(value: str | None) -> str | None:
+    """``s3://bucket`` or ``s3://bucket/prefix``, or unset (local files)."""
+    if value is None:
+        return None
+    scheme, _, rest = value.partition("://")
+    bucket = rest.split("/", 1)[0]
+    if scheme != "s3" or not bucket:
+        raise ValueError(
+            "it must be s3://BUCKET or s3://BUCKET/PREFIX (any S3-compatible server: set "
+            "s3_endpoint_url for one that is not AWS), or unset for files under <data_dir>/files"
+        )
+    return value.rstrip("/")
+
+
+class ScaleOutSettings(BaseSettings):
+    storage_url: Annotated[str | None, AfterValidator(check_storage_url)] = Field(
+        default=None,
+        description="Where output files are kept: unset, <data_dir>/files on this machine; "
+        "s3://BUCKET/PREFIX, an S3-compatible bucket shared by every server (needs "
+        "`pip install plantain[cluster]`).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3-compatible server's URL, e.g. http://seaweedfs:8333 or "
+        "https://ACCOUNT.r2.cloudflarestorage.com; unset: AWS S3.",
+    )
+    s3_region: str = Field(default="us-east-1", description="The bucket's region (signing needs one).")
+    s3_access_key_id: str | None = Field(
+        default=None,
+        description="S3 access key id; unset: boto3's own lookup (AWS_ACCESS_KEY_ID, ~/.aws, an "
+        "instance role).",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret access key, with s3_access_key_id."
+    )
+    file_downloads: Literal["proxy", "redirect"] = Field(
+        default="proxy",
+        description="How GET /v1/files/{id} answers when files are in a bucket: proxy sends the "
+        "bytes through this server; redirect answers 307 to a presigned bucket URL valid for "
+        "presigned_url_seconds (the client must reach the bucket). Local files are always sent.",
+    )
+    presigned_url_seconds: int = Field(
+        default=300, ge=10, le=7 * 86400, description="How long a redirect's presigned URL works."
+    )
