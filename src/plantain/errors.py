@@ -25,6 +25,7 @@ Messages name the field, the value and the limit, and say what to do where there
     ├── PayloadTooLargeError            413 payload_too_large (request body over max_body_bytes)
     ├── IdempotencyConflictError        422 idempotency_conflict (a key reused with another body)
     ├── QueueFullError                  429 queue_full        (carries retry_after seconds)
+    ├── QuotaExceededError              429 quota_exceeded    (a key's quota; carries retry_after)
     ├── MissingWeightsError             503 missing_weights   (checkpoint not installed)
     ├── ShuttingDownError               503 shutting_down     (draining after SIGTERM; carries retry_after)
     ├── ServerUnreachableError          503 server_unreachable (client/: no answer from the server)
@@ -168,6 +169,18 @@ class QueueFullError(PlantainError):
         self.retry_after = retry_after
 
 
+class QuotaExceededError(PlantainError):
+    """A key has used up one of its quotas (requests per minute, concurrent tasks, images per
+    day); the caller should retry after ``retry_after`` s. Not a full queue: other keys go on."""
+
+    code = "quota_exceeded"
+    status = 429
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
 class MissingWeightsError(PlantainError):
     code = "missing_weights"
     status = 503
@@ -244,6 +257,6 @@ def _subclasses(cls: type[PlantainError]) -> list[type[PlantainError]]:
 def response_headers(error: PlantainError) -> dict[str, str]:
     """HTTP headers an error's answer carries in every dialect (a 429 or a 503 while shutting
     down says when to retry)."""
-    if isinstance(error, QueueFullError | ShuttingDownError):
+    if isinstance(error, QueueFullError | QuotaExceededError | ShuttingDownError):
         return {"Retry-After": str(error.retry_after), "retry-after-ms": str(error.retry_after * 1000)}
     return {}

@@ -34,6 +34,7 @@ from plantain.net.fetch import FetchLimits, fetch_inputs
 from plantain.provenance.policy import ProvenancePolicy
 from plantain.safety.policy import SafetyPolicy
 from plantain.scheduler.channel import EventChannel, Images, Signal, Subscription
+from plantain.scheduler.quotas import Quotas
 from plantain.scheduler.results import error_of, images_of, result_from
 from plantain.settings import Settings
 from plantain.storage.tasks import NewTask, TaskStore
@@ -92,6 +93,7 @@ class FrontDoor:
         self.price = Price.from_settings(settings)
         self.limits = Limits.from_settings(settings)  # what every door and the worker check
         self.fetch_limits = FetchLimits.from_settings(settings)  # image URLs, whichever door
+        self.quotas = Quotas(settings)  # per API key, from the shared store
         self.closed = threading.Event()  # a drain has begun: new requests are refused
 
     def engine_name(self, model: str | None) -> str:
@@ -105,6 +107,8 @@ class FrontDoor:
                 first = self.store.replayed(submission.idempotency_key, submission.fingerprint)
                 if first is not None:
                     return first, False
+            key_id = submission.api_key_id or ANONYMOUS
+            self.check_capacity(key_id=key_id, images=request.num_images)  # before any work on it
             checked = await self.check(request, submission)
             self.check_capacity()
             return await self.enqueue(checked, submission)
@@ -147,10 +151,16 @@ class FrontDoor:
         if self.closed.is_set():
             raise _shutting_down(self.settings.drain_seconds)
 
-    def check_capacity(self, count: int = 1, *, field: str | None = None) -> None:
+    def check_capacity(
+        self, count: int = 1, *, field: str | None = None, key_id: str | None = None, images: int = 0
+    ) -> None:
         """Room for ``count`` more tasks, or QueueFullError (429, with a retry hint); a group larger
-        than the whole queue can never fit, so it is a 400 naming ``field``."""
+        than the whole queue can never fit, so it is a 400 naming ``field``. With ``key_id``, room
+        in that key's quotas too for ``count`` requests asking for ``images``, or
+        QuotaExceededError (429, with a retry hint)."""
         self.check_open()
+        if key_id is not None and (admit := self.quotas.admit(key_id, count, images)) is not None:
+            admit(self.store.quota_use(key_id))
         limit = self.settings.max_queued_tasks
         if count > limit:
             raise InvalidRequestError(
@@ -158,7 +168,7 @@ class FrontDoor:
                 f"{limit}); send at most {limit} at once",
                 field=field,
             )
-        queued = self.store.queued_count()
+        queued = self.store.count("queued")
         if queued + count > limit:
             raise _queue_full(queued, count, limit)
 
@@ -179,7 +189,8 @@ class FrontDoor:
             webhook_events=submission.webhook_events,
             api_key_id=submission.api_key_id or ANONYMOUS,
         )
-        task, created = await asyncio.to_thread(self.store.create, new)
+        admit = self.quotas.admit(new.api_key_id, 1, request.num_images)  # checked again as it is queued
+        task, created = await asyncio.to_thread(self.store.create, new, admit)
         if created:
             with task_context(task_id=task.id, request_id=submission.request_id):
                 logger.info("task %s queued for request %s", task.id, submission.request_id)

@@ -1,12 +1,13 @@
 """The settings of scale-out (docs/deploy.md): where output files live when they are not on this
-machine's disk. A base of :class:`~plantain.settings.model.Settings`, so they are ordinary
-``PLANTAIN_*`` settings; unset, nothing of the cluster path is imported."""
+machine's disk, and the per-key quotas every front door enforces from the shared store. A base of
+:class:`~plantain.settings.model.Settings`, so they are ordinary ``PLANTAIN_*`` settings; unset,
+nothing of the cluster path is imported and no quota applies."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings
 
 
@@ -22,6 +23,16 @@ def check_storage_url(value: str | None) -> str | None:
             "s3_endpoint_url for one that is not AWS), or unset for files under <data_dir>/files"
         )
     return value.rstrip("/")
+
+
+class KeyQuota(BaseModel):
+    """One key's quotas; a field left out takes the server-wide default, ``null`` is no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    concurrent_tasks: int | None = Field(default=None, ge=1)
+    images_per_day: int | None = Field(default=None, ge=1)
 
 
 class ScaleOutSettings(BaseSettings):
@@ -53,4 +64,26 @@ class ScaleOutSettings(BaseSettings):
     )
     presigned_url_seconds: int = Field(
         default=300, ge=10, le=7 * 86400, description="How long a redirect's presigned URL works."
+    )
+    quota_requests_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests each API key may submit in any 60 s (unset: no limit); more get 429 "
+        "quota_exceeded with Retry-After.",
+    )
+    quota_concurrent_tasks: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tasks each API key may have queued or running at once (unset: no limit).",
+    )
+    quota_images_per_day: int | None = Field(
+        default=None,
+        ge=1,
+        description="Images each API key may ask for per UTC day, counted when a request is "
+        "accepted (unset: no limit).",
+    )
+    key_quotas: dict[str, KeyQuota] = Field(
+        default_factory=dict,
+        description='Quotas of single keys by key id (as GET /v1/usage shows it), e.g. {"3f2a9c1b": '
+        '{"requests_per_minute": 600, "images_per_day": null}}; a field left out takes the default.',
     )

@@ -202,6 +202,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX marks_by_task ON image_marks (task_id, position);
     """,
+    # 6: per-key quotas (storage/quotas.py). Requests per minute and concurrent tasks are counted
+    # from the tasks themselves; images per day in their own rows, which outlive expired tasks.
+    """
+    ALTER TABLE tasks ADD COLUMN images INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX tasks_by_key ON tasks (api_key_id, created_at);
+    CREATE TABLE quota_days (
+        api_key_id TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        images INTEGER NOT NULL,
+        PRIMARY KEY (api_key_id, day)
+    );
+    """,
 )
 
 

@@ -30,12 +30,16 @@ from plantain.storage.db import connect, transaction
 from plantain.storage.ledger import UsageLedger
 from plantain.storage.marks import ImageMarks
 from plantain.storage.outbox import Outbox
+from plantain.storage.quotas import QuotaUse, count_images, quota_use
 from plantain.storage.runs import TaskRuns
 from plantain.storage.task_rows import TaskRows, WebhookBody, event_of, position
 from plantain.types import ImageRequest, InputImage, Task, TaskEvent
 from plantain.usage import ANONYMOUS
 
-__all__ = ["NewTask", "TaskStore", "WebhookBody"]
+__all__ = ["Admit", "NewTask", "TaskStore", "WebhookBody"]
+
+Admit = Callable[[QuotaUse], None]
+"""Sees a key's quota use as a request is queued; raises to refuse it."""
 
 
 @dataclass(frozen=True)
@@ -87,16 +91,21 @@ class TaskStore:
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return transaction(self._db, self._lock)
 
-    def create(self, new: NewTask) -> tuple[Task, bool]:
+    def create(self, new: NewTask, admit: Admit | None = None) -> tuple[Task, bool]:
         """Queue ``new``; returns (task, created). A reused idempotency key with the same
-        fingerprint returns the first task; with another, IdempotencyConflictError."""
+        fingerprint returns the first task; with another, IdempotencyConflictError. ``admit``
+        sees the key's quota use in the same transaction and raises to refuse the request."""
         with self._transaction() as db:
             if new.idempotency_key is not None:
                 first = self._replayed(db, new.idempotency_key, new.fingerprint)
                 if first is not None:
                     return first, False
+            now = self._clock()
+            if admit is not None:
+                admit(quota_use(db, new.api_key_id, now))
             task_id = f"task_{secrets.token_urlsafe(18)}"
-            _insert(db, task_id, new, self._clock())
+            _insert(db, task_id, new, now)
+            count_images(db, new.api_key_id, now, new.request.num_images)
             self._rows.append_event(db, task_id, "queued", {"position": position(db, task_id)})
             return self._rows.task(db, task_id), True
 
@@ -163,13 +172,15 @@ class TaskStore:
             ).fetchall()
         return [event_of(row) for row in rows]
 
+    def quota_use(self, key_id: str) -> QuotaUse:
+        """What ``key_id`` has used of its quotas now."""
+        with self._lock:
+            return quota_use(self._db, key_id, self._clock())
+
     def queue_position(self, task_id: str) -> int | None:
         """1 for the next task to run; None once it is no longer queued."""
         with self._lock:
             return position(self._db, task_id)
-
-    def queued_count(self) -> int:
-        return self.count("queued")
 
     def count(self, status: str) -> int:
         with self._lock:
@@ -210,8 +221,8 @@ def _insert(db: sqlite3.Connection, task_id: str, new: NewTask, now: float) -> N
     fields["input_labels"] = [image.label for image in new.request.images]  # the bytes go away later
     db.execute(
         "INSERT INTO tasks (id, queue_order, status, model, engine, source, request, "
-        "idempotency_key, fingerprint, webhook_url, webhook_events, created_at, api_key_id) "
-        "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "idempotency_key, fingerprint, webhook_url, webhook_events, created_at, api_key_id, images) "
+        "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             task_id,
             order,
@@ -225,6 +236,7 @@ def _insert(db: sqlite3.Connection, task_id: str, new: NewTask, now: float) -> N
             json.dumps(new.webhook_events) if new.webhook_events is not None else None,
             now,
             new.api_key_id,
+            new.request.num_images,
         ),
     )
     db.executemany(

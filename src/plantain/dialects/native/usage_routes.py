@@ -4,7 +4,7 @@ A caller sees only the totals of the API key it sends (its key id); with no keys
 every caller is ``anonymous`` and sees everything. ``since``/``until`` (unix seconds or ISO 8601)
 pick the tasks that ended in [since, until); ``group_by`` splits the totals by ``model``,
 ``engine`` and/or ``dialect``. Costs in different currencies are never added: each currency is
-its own entry.
+its own entry. ``quota`` says what the key has used of its quotas and what remains.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ async def get_usage(
         "until": _iso(end),
         "group_by": [WIRE_NAMES[column] for column in columns],
         "data": [usage_entry(entry) for entry in totals],
+        # What the key may still do (docs/usage.md, "Quotas"): a limit of null is no limit.
+        "quota": door.quotas.allowance(key_id, await asyncio.to_thread(door.store.quota_use, key_id)),
     }
     return JSONResponse(body)
 
