@@ -28,6 +28,16 @@ ensure_python() {
   fi
 }
 
+# Servers the tests start themselves (tests/services.py). PostgreSQL comes from Debian's packages
+# (the S3 server, SeaweedFS, from the lock); as root, the tests run it as the postgres user.
+ensure_services() {
+  if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null && ! command -v pg_ctl >/dev/null; then
+    echo "installing postgresql (the tests start a throwaway server)…" >&2
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq postgresql >/dev/null
+  fi
+}
+
 check_lock() {
   "$PYTHON" scripts/lockcheck.py
 }
@@ -85,6 +95,7 @@ case "${1:-}" in
   lock) shift; lock "$@" ;;
   test)
     setup
+    ensure_services
     lint
     shift
     exec "$VENV/bin/python" -m pytest -m "not gpu" "$@"

