@@ -176,9 +176,19 @@ class QuotaExceededError(PlantainError):
     code = "quota_exceeded"
     status = 429
 
-    def __init__(self, message: str, *, field: str | None = None, retry_after: int = 1) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after: int = 1,
+        quota: str | None = None,
+        limit: int | None = None,
+    ) -> None:
         super().__init__(message, field=field)
         self.retry_after = retry_after
+        self.quota = quota  # which one: requests_per_minute, concurrent_tasks, images_per_day
+        self.limit = limit
 
 
 class MissingWeightsError(PlantainError):

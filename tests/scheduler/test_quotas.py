@@ -154,7 +154,11 @@ def test_each_dialect_refuses_over_quota_in_its_own_envelope(limited: str) -> No
         headers={"x-goog-api-key": key},
     )
     assert gemini.status_code == 429 and gemini.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
-    assert "retry-after" in gemini.headers
+    details = {detail["@type"].rsplit(".", 1)[1]: detail for detail in gemini.json()["error"]["details"]}
+    assert details["RetryInfo"]["retryDelay"] == f"{gemini.headers['retry-after']}s"
+    assert details["QuotaFailure"]["violations"] == [
+        {"quotaMetric": "plantain/requests_per_minute", "quotaId": "requests_per_minute", "quotaValue": "2"}
+    ]
     client = openai.OpenAI(base_url=f"{limited}/v1", api_key=key, max_retries=0)
     with pytest.raises(openai.RateLimitError) as limited_error:
         client.images.generate(model="tiny", prompt="a cube")

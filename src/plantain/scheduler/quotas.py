@@ -102,12 +102,16 @@ def _refusal(
             f"{who} sent {use.requests_in_window} requests in the last minute and may send "
             f"{limits.requests_per_minute} (quota_requests_per_minute)",
             wait,
+            "requests_per_minute",
+            limits.requests_per_minute,
         )
     if limits.concurrent_tasks is not None and use.active_tasks + requests > limits.concurrent_tasks:
         return _exceeded(
             f"{who} has {use.active_tasks} tasks queued or running and may have "
             f"{limits.concurrent_tasks} at once (quota_concurrent_tasks)",
             CONCURRENT_RETRY_SECONDS,
+            "concurrent_tasks",
+            limits.concurrent_tasks,
         )
     if limits.images_per_day is not None and use.images_today + images > limits.images_per_day:
         midnight = (math.floor(use.now / DAY_SECONDS) + 1) * DAY_SECONDS
@@ -115,9 +119,12 @@ def _refusal(
             f"{who} asked for {use.images_today} images today (UTC) and may ask for "
             f"{limits.images_per_day} (quota_images_per_day); this request asks for {images}",
             max(1, math.ceil(midnight - use.now)),
+            "images_per_day",
+            limits.images_per_day,
         )
     return None
 
 
-def _exceeded(why: str, wait: int) -> QuotaExceededError:
-    return QuotaExceededError(f"quota exceeded: {why}; retry in {wait} s", retry_after=wait)
+def _exceeded(why: str, wait: int, quota: str, limit: int) -> QuotaExceededError:
+    message = f"quota exceeded: {why}; retry in {wait} s"
+    return QuotaExceededError(message, retry_after=wait, quota=quota, limit=limit)

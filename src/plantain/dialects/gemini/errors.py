@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from plantain.dialects.gemini.convert import FIELD_NAMES
-from plantain.errors import PlantainError
+from plantain.errors import PlantainError, QueueFullError, QuotaExceededError, ShuttingDownError
+
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
 
 # HTTP status -> google.rpc status name, as the Gemini API answers.
 RPC_STATUS: dict[int, str] = {
@@ -64,8 +67,25 @@ def error_body(error: PlantainError) -> tuple[int, dict[str, Any]]:
                     "reason": error.code.upper(),
                     "domain": "plantain",
                     "metadata": {"field": error.field} if error.field else {},
-                }
+                },
+                *_retry_details(error),
             ],
         }
     }
     return status, body
+
+
+def _retry_details(error: PlantainError) -> list[dict[str, Any]]:
+    """What Gemini adds to a 429 or 503 that says when to retry: google.rpc.RetryInfo (read by
+    clients that back off as told) and, for a quota, google.rpc.QuotaFailure naming it."""
+    details: list[dict[str, Any]] = []
+    if isinstance(error, QueueFullError | QuotaExceededError | ShuttingDownError):
+        details.append({"@type": RETRY_INFO, "retryDelay": f"{error.retry_after}s"})
+    if isinstance(error, QuotaExceededError) and error.quota is not None:
+        violation = {
+            "quotaMetric": f"plantain/{error.quota}",
+            "quotaId": error.quota,
+            "quotaValue": str(error.limit),
+        }
+        details.append({"@type": QUOTA_FAILURE, "violations": [violation]})
+    return details
