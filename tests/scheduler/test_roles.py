@@ -5,11 +5,14 @@ finished images) saves work, and a channel that carries none of it loses nothing
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -19,7 +22,9 @@ from plantain.engines.registry import EngineRegistry
 from plantain.scheduler import LocalChannel, Scheduler, Submission, frontdoor
 from plantain.scheduler.channel import Images, Signal
 from plantain.scheduler.prepared import PreparedJobs, job_bytes
+from plantain.server.app import create_app
 from plantain.settings import Settings
+from plantain.testing import LiveServer
 from plantain.types import ImageRequest, InputImage, TaskEvent
 
 
@@ -181,3 +186,26 @@ def test_the_worker_holds_a_bounded_amount_of_decoded_inputs() -> None:
     small = PreparedJobs(max_bytes=size - 1)
     small.keep("big", job)  # larger than the whole bound: not kept at all
     assert len(small) == 0 and small.take("big") is None
+
+
+def test_a_gemini_batch_does_not_hold_its_decoded_inputs_until_the_worker_runs(
+    server_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch may carry many images: each is decoded to check it, let go, and decoded again by
+    the worker, so a batch never holds all of them decoded at once."""
+    decoded = count_decodes(monkeypatch)
+    image = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png()).decode()}}
+    requests = [
+        {"request": {"contents": [{"parts": [{"text": f"make it blue, take {n}"}, image]}]}} for n in range(2)
+    ]
+    body = {"batch": {"displayName": "two edits", "inputConfig": {"requests": {"requests": requests}}}}
+    with LiveServer(create_app(server_settings())) as live:
+        live.wait_ready()
+        answer = httpx.post(f"{live.url}/v1beta/models/tiny:batchGenerateContent", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        name = answer.json()["name"]
+        deadline = time.monotonic() + 60
+        while not httpx.get(f"{live.url}/v1beta/{name}").json().get("done"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert len(decoded) == 4  # each input: once to check it, once to run it

@@ -245,6 +245,8 @@ class FrontDoor:
         thread). A caller that goes away (or is cancelled) cancels the task, queued or running."""
         task, _ = await self.submit(request, submission)
         watcher = asyncio.create_task(_watch(self, task.id, is_disconnected)) if is_disconnected else None
+        # Watched from just after the task is queued: its first preview comes after a claim and
+        # at least one denoising step, long after this line has run.
         previews = (
             self.channel.watch_previews(task.id, on_preview) if on_preview else contextlib.nullcontext()
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -67,7 +68,10 @@ async def _check_all(requests: list[ImageRequest], door: FrontDoor, submission: 
     checked = []
     for index, image_request in enumerate(prechecked):
         with _named(index):
-            checked.append(await door.check_inputs(image_request, submission))
+            # Without its decoded inputs: a batch may hold many requests of many images, and
+            # keeping every one decoded until the last is checked could take gigabytes. The
+            # worker decodes each again when it runs (a batch is not waited on).
+            checked.append(replace(await door.check_inputs(image_request, submission), job=None))
     return checked
 
 
