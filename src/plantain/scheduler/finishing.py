@@ -98,7 +98,11 @@ class Finishing:
             "postprocess_seconds": round(processed.seconds, SECONDS_DECIMALS),
             "batch": {"tasks": finished.batch_tasks, "images": finished.batch_images},
         }
-        event = self.store.runs.succeed(member.task.id, stored, data, usage)
+        self.outcomes.release(member.task.id)
+        event = self.store.runs.succeed(member.task.id, stored, data, usage, member.task.attempts)
+        if event is None:  # ended meanwhile, or its lease passed to another run: not recorded
+            for output in processed.outputs:
+                self.store.blobs.delete(output.file_id)
         self.outcomes.publish(event, processed.images)
 
 

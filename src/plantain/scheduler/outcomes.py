@@ -4,6 +4,7 @@ first (the record), then the channel (the news), then the webhook outbox's sende
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from plantain.errors import EngineRunError, PlantainError, TaskCancelledError
@@ -24,6 +25,21 @@ class Outcomes:
         self.channel = channel
         self.price = price
         self._wake_webhooks = wake_webhooks
+        self._held: dict[str, int] = {}  # task id -> the attempt this process claimed (its lease)
+        self._held_lock = threading.Lock()
+
+    def hold(self, task: Task) -> None:
+        """``task`` was claimed here: its lease is renewed (``LeaseKeeper``) until it ends."""
+        with self._held_lock:
+            self._held[task.id] = task.attempts
+
+    def release(self, task_id: str) -> None:
+        with self._held_lock:
+            self._held.pop(task_id, None)
+
+    def held(self) -> dict[str, int]:
+        with self._held_lock:
+            return dict(self._held)
 
     def publish(self, event: TaskEvent | None, images: Images | None = None) -> None:
         """Announce an event the store recorded (None: the store changed nothing)."""
@@ -51,14 +67,16 @@ class Outcomes:
         self, task: Task, exc: TaskCancelledError, usage: Usage | None = None, *, draining: bool = False
     ) -> None:
         """A stopped run's task: queued again by a drain, else cancelled at the step it reached."""
+        self.release(task.id)
         if draining and not self.store.get(task.id).cancel_requested:
-            self.publish(self.store.runs.requeue(task.id, "the server was shutting down"))
+            self.publish(self.store.runs.requeue(task.id, "the server was shutting down", task.attempts))
             return
-        self.publish(self.store.runs.mark_cancelled(task.id, exc.step, usage))
+        self.publish(self.store.runs.mark_cancelled(task.id, exc.step, usage, task.attempts))
         with task_context(task_id=task.id):  # a step callback of a shared run calls this
             logger.info("task %s cancelled: %s", task.id, exc.message)
 
     def failed(self, task: Task, error: TaskError, usage: Usage | None = None) -> None:
         if error.status >= 500:
             logger.error("task %s failed: %s", task.id, error.message)
-        self.publish(self.store.runs.fail(task.id, error, usage))
+        self.release(task.id)
+        self.publish(self.store.runs.fail(task.id, error, usage, task.attempts))

@@ -34,6 +34,7 @@ from plantain.scheduler.batching import BatchLimits
 from plantain.scheduler.channel import EventChannel, LocalChannel
 from plantain.scheduler.finishing import Finishing
 from plantain.scheduler.frontdoor import FrontDoor
+from plantain.scheduler.leases import LeaseKeeper
 from plantain.scheduler.outcomes import Outcomes
 from plantain.scheduler.worker import Worker
 from plantain.settings import Settings
@@ -61,6 +62,7 @@ class Scheduler:
             webhook_body=webhook_body,
             currency=settings.price_currency,
             blobs=open_blobs(settings),
+            lease_seconds=settings.lease_seconds,
         )
         self.channel = channel or LocalChannel()
         self.safety = SafetyPolicy.from_settings(settings)
@@ -78,6 +80,9 @@ class Scheduler:
             batching=BatchLimits.from_settings(settings),
             provenance=self.provenance,
             safety=self.safety,
+        )
+        self.leases = LeaseKeeper(
+            outcomes, max_attempts=settings.max_attempts, on_lost=self.worker.flags.stop
         )
         self.webhooks: WebhookDeliverer | None = None
         self.ready = threading.Event()  # engines loaded
@@ -110,6 +115,7 @@ class Scheduler:
         self.webhooks.start()  # what a killed server left pending goes out now
         self.finishing.start()
         self.worker.start()
+        self.leases.start()
 
     def load(self, names: list[str]) -> None:
         """Load ``names`` (blocking), then mark the scheduler ready."""
@@ -123,7 +129,7 @@ class Scheduler:
         its next step and queue its tasks again for the next start. Images already made are
         post-processed and stored before this returns."""
         self.front.closed.set()
-        self.worker.drain(grace_seconds)
+        self.worker.drain(grace_seconds)  # leases are kept until the last image is stored
 
     def stop_now(self) -> None:
         """Cut a drain's grace short (a second SIGTERM): take no more work, and stop the running
@@ -134,6 +140,7 @@ class Scheduler:
     def close(self) -> None:
         self.front.closed.set()
         self.worker.stop()
+        self.leases.stop()
         if self.webhooks is not None:
             self.webhooks.stop()  # undelivered webhooks stay in the outbox for the next start
         self.store.close()

@@ -27,6 +27,7 @@ from plantain.scheduler.channel import Signal
 from plantain.scheduler.finishing import Finishing
 from plantain.scheduler.outcomes import Outcomes
 from plantain.scheduler.prepared import PreparedJobs
+from plantain.storage.tasks import TaskStore
 from plantain.types import ImageRequest, Task, TaskEvent
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class Worker:
         self.draining = threading.Event()
         self._grace_over = threading.Event()  # a drain's grace is over: the running batch stops
         self._wakeup = threading.Event()
-        self._stop_flags: dict[str, threading.Event] = {}
+        self.flags = StopFlags()  # a cancel signal or a lost lease stops a task's run
         self._prepared = PreparedJobs()
         self._thread: threading.Thread | None = None
         outcomes.channel.listen(self._hear)
@@ -98,9 +99,7 @@ class Worker:
             self._wakeup.set()
         elif signal.kind == "cancel":
             self._prepared.drop(signal.task_id)
-            flag = self._stop_flags.get(signal.task_id)
-            if flag is not None:
-                flag.set()
+            self.flags.stop(signal.task_id)
 
     def _work(self) -> None:
         last_expiry = 0.0
@@ -122,15 +121,16 @@ class Worker:
                             self._run(batch)
                     finally:
                         for member in batch.members:
-                            self._stop_flags.pop(member.task.id, None)
+                            self.flags.forget(member.task.id)
         finally:
             self.finishing.close()  # a drain waits for the images already made
 
     def _lead(self, task: Task, started: TaskEvent) -> Batch | None:
         """A batch led by the claimed ``task``, with the compatible tasks that joined it; None
         when ``task`` could not be prepared (it has failed)."""
+        self.outcomes.hold(task)  # its lease is renewed from now until it ends
         self.outcomes.publish(started)
-        stop = self._stop_flag(task)
+        stop = _stop_flag(self.flags, self.store, task)
         began = time.perf_counter()  # preparing counts as device time for a task that fails here
         try:
             request = self.store.request(task.id)
@@ -139,7 +139,7 @@ class Worker:
             batch = Batch(engine, [self._member(task, request, job, engine, stop)])
         except Exception as exc:
             self.outcomes.end(task, exc, self.outcomes.used(task, time.perf_counter() - began))
-            self._stop_flags.pop(task.id, None)
+            self.flags.forget(task.id)
             return None
         if self.batching.batches(engine):
             self._gather(batch)
@@ -177,21 +177,14 @@ class Worker:
             return
         task, started = claimed
         self._prepared.drop(task_id)
+        self.outcomes.hold(task)
         self.outcomes.publish(started)
-        stop = self._stop_flag(task)
+        stop = _stop_flag(self.flags, self.store, task)
         try:
             batch.members.append(self._member(task, request, job, batch.engine, stop))
         except Exception as exc:
             self.outcomes.end(task, exc, self.outcomes.used(task, 0.0))
-            self._stop_flags.pop(task.id, None)
-
-    def _stop_flag(self, task: Task) -> threading.Event:
-        """The flag a ``cancel`` signal sets. The store is read after the flag is in place, so a
-        cancel between the claim and now is seen one way or the other."""
-        stop = self._stop_flags.setdefault(task.id, threading.Event())
-        if task.cancel_requested or self.store.get(task.id).cancel_requested:
-            stop.set()
-        return stop
+            self.flags.forget(task.id)
 
     def _member(
         self, task: Task, request: ImageRequest, job: EngineJob, engine: Engine, stop: threading.Event
@@ -255,10 +248,11 @@ class Worker:
                     usage = self.outcomes.used(member.task, spent)
                     self.outcomes.stopped(member.task, stopped, usage, draining=self.draining.is_set())
                 else:
-                    event = self.store.runs.add_event(
-                        member.task.id, "progress", {"step": done, "total": total}
+                    progress = {"step": done, "total": total}
+                    task = member.task  # a run that lost its lease records nothing more
+                    self.outcomes.publish(
+                        self.store.runs.add_event(task.id, "progress", progress, task.attempts)
                     )
-                    self.outcomes.publish(event)
 
         return on_step
 
@@ -276,6 +270,42 @@ class Worker:
         for member in live:
             usage = self.outcomes.used(member.task, batch.share(member, elapsed))
             self.outcomes.end(member.task, exc, usage, draining=self.draining.is_set())
+
+
+class StopFlags:
+    """The stop flag of each task this process runs, set by a ``cancel`` signal or a lost lease."""
+
+    def __init__(self) -> None:
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, task_id: str) -> threading.Event:
+        with self._lock:
+            return self._flags.setdefault(task_id, threading.Event())
+
+    def stop(self, task_id: str) -> None:
+        with self._lock:
+            flag = self._flags.get(task_id)
+        if flag is not None:
+            flag.set()
+
+    def forget(self, task_id: str) -> None:
+        with self._lock:
+            self._flags.pop(task_id, None)
+
+    def __contains__(self, task_id: object) -> bool:
+        """Whether a run of ``task_id`` is going on here."""
+        with self._lock:
+            return task_id in self._flags
+
+
+def _stop_flag(flags: StopFlags, store: TaskStore, task: Task) -> threading.Event:
+    """The flag a ``cancel`` signal sets. The store is read after the flag is in place, so a
+    cancel between the claim and now is seen one way or the other."""
+    stop = flags.watch(task.id)
+    if task.cancel_requested or store.get(task.id).cancel_requested:
+        stop.set()
+    return stop
 
 
 def _batch_ids(batch: Batch) -> str:

@@ -65,6 +65,13 @@ class ScaleOutSettings(BaseSettings):
     presigned_url_seconds: int = Field(
         default=300, ge=10, le=7 * 86400, description="How long a redirect's presigned URL works."
     )
+    lease_seconds: float = Field(
+        default=30.0,
+        ge=2,
+        le=3600,
+        description="How long a worker's claim on a running task lasts unless renewed (a third of it "
+        "between renewals); a task whose worker stops renewing is queued again after it.",
+    )
     quota_requests_per_minute: int | None = Field(
         default=None,
         ge=1,

@@ -214,6 +214,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (api_key_id, day)
     );
     """,
+    # 7: claims are leases (storage/leases.py): a running task's worker renews lease_until while
+    # it holds the task; one whose lease ran out is queued again for another run.
+    """
+    ALTER TABLE tasks ADD COLUMN lease_until REAL;
+    CREATE INDEX tasks_by_lease ON tasks (status, lease_until);
+    """,
 )
 
 

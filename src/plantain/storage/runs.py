@@ -25,6 +25,7 @@ class TaskRuns:
         ledger: UsageLedger,
         blobs: Blobs,
         currency: str,
+        lease_seconds: float = 30.0,
     ) -> None:
         self._db = db
         self._lock = lock
@@ -32,6 +33,7 @@ class TaskRuns:
         self._ledger = ledger
         self._blobs = blobs
         self._currency = currency  # of the zero cost of a task that never ran
+        self.lease_seconds = lease_seconds  # a claim holds its task this long unless renewed
 
     def claim_next(self) -> tuple[Task, TaskEvent] | None:
         """The oldest queued task, now running (its attempt counted), with its 'started' event."""
@@ -56,20 +58,32 @@ class TaskRuns:
             ).fetchall()
         return [row["id"] for row in rows]
 
-    def add_event(self, task_id: str, type_: str, data: dict[str, Any]) -> TaskEvent:
+    def add_event(
+        self, task_id: str, type_: str, data: dict[str, Any], attempt: int | None = None
+    ) -> TaskEvent | None:
+        """An event of a running task; None (nothing written) once ``attempt`` is no longer its run."""
         with transaction(self._db, self._lock) as db:
+            if attempt is not None and not _runs(db, task_id, attempt):
+                return None
             return self._rows.append_event(db, task_id, type_, data)
 
     def new_file_id(self) -> str:
         return secrets.token_urlsafe(24)
 
     def succeed(
-        self, task_id: str, result: TaskResult, event_data: dict[str, Any], usage: Usage
+        self,
+        task_id: str,
+        result: TaskResult,
+        event_data: dict[str, Any],
+        usage: Usage,
+        attempt: int | None = None,
     ) -> TaskEvent | None:
         """running -> succeeded with its files and usage recorded; None (and nothing written) if the
-        task is no longer running, so a result can never be recorded twice."""
+        task is no longer running, or no longer in ``attempt`` (its lease ran out and another run
+        took it), so a result can never be recorded twice."""
         with transaction(self._db, self._lock) as db:
-            if not self.finish(db, task_id, "succeeded", usage, result=result.model_dump_json()):
+            outcome = result.model_dump_json()
+            if not self.finish(db, task_id, "succeeded", usage, attempt=attempt, result=outcome):
                 return None
             now = self._rows.clock()
             db.executemany(
@@ -78,28 +92,36 @@ class TaskRuns:
             )
             return self._rows.append_event(db, task_id, "completed", event_data)
 
-    def fail(self, task_id: str, error: TaskError, usage: Usage | None = None) -> TaskEvent | None:
-        """queued/running -> failed, with the device time its run used; None if it had already ended."""
+    def fail(
+        self, task_id: str, error: TaskError, usage: Usage | None = None, attempt: int | None = None
+    ) -> TaskEvent | None:
+        """queued/running -> failed, with the device time its run used; None if it had already
+        ended (or ``attempt`` is no longer its run)."""
         with transaction(self._db, self._lock) as db:
+            reason = error.model_dump_json()
             if not self.finish(
-                db, task_id, "failed", usage, error=error.model_dump_json(), allow_queued=True
+                db, task_id, "failed", usage, allow_queued=True, attempt=attempt, error=reason
             ):
                 return None
             return self._rows.append_event(db, task_id, "failed", error.model_dump())
 
-    def mark_cancelled(self, task_id: str, step: int | None, usage: Usage | None = None) -> TaskEvent | None:
+    def mark_cancelled(
+        self, task_id: str, step: int | None, usage: Usage | None = None, attempt: int | None = None
+    ) -> TaskEvent | None:
         """running -> cancelled, by the worker that stopped it (with the device time it used)."""
         with transaction(self._db, self._lock) as db:
-            if not self.finish(db, task_id, "cancelled", usage):
+            if not self.finish(db, task_id, "cancelled", usage, attempt=attempt):
                 return None
             return self._rows.append_event(db, task_id, "cancelled", {"while": "running", "step": step})
 
-    def requeue(self, task_id: str, reason: str) -> TaskEvent | None:
-        """running -> queued, keeping its place at the head of the queue (a drain or a restart)."""
+    def requeue(self, task_id: str, reason: str, attempt: int | None = None) -> TaskEvent | None:
+        """running -> queued, keeping its place at the head of the queue (a drain, a restart, a
+        lost lease); None if it is no longer running (in ``attempt``)."""
         with transaction(self._db, self._lock) as db:
             changed = db.execute(
-                "UPDATE tasks SET status = 'queued', started_at = NULL WHERE id = ? AND status = 'running'",
-                (task_id,),
+                "UPDATE tasks SET status = 'queued', started_at = NULL, lease_until = NULL "
+                "WHERE id = ? AND status = 'running' AND attempts = COALESCE(?, attempts)",
+                (task_id, attempt),
             ).rowcount
             if not changed:
                 return None
@@ -119,7 +141,7 @@ class TaskRuns:
                 self.requeue(row["id"], "the server stopped during the run")
                 requeued.append(row["id"])
             else:
-                self.fail(row["id"], _exhausted(row["attempts"]))
+                self.fail(row["id"], exhausted(row["attempts"]))
                 failed.append(row["id"])
         return requeued, failed
 
@@ -156,18 +178,21 @@ class TaskRuns:
         usage: Usage | None,
         *,
         allow_queued: bool = False,
+        attempt: int | None = None,
         **columns: str,
     ) -> bool:
         """End the task in ``db``'s transaction (and record its usage in the ledger; none given:
-        it never ran). False when it was not in a state it may end from."""
+        it never ran). False when it was not in a state it may end from, or when ``attempt`` is
+        given and is no longer its run."""
         allowed = ("running", "queued") if allow_queued else ("running",)
         now = self._rows.clock()
         assignments = "".join(f", {name} = ?" for name in columns)
         expires = now + self._rows.retention_seconds
         changed = db.execute(
             f"UPDATE tasks SET status = ?, completed_at = ?, expires_at = ?{assignments} "
-            f"WHERE id = ? AND status IN ({', '.join('?' for _ in allowed)})",
-            (status, now, expires, *columns.values(), task_id, *allowed),
+            f"WHERE id = ? AND status IN ({', '.join('?' for _ in allowed)}) "
+            "AND attempts = COALESCE(?, attempts)",
+            (status, now, expires, *columns.values(), task_id, *allowed, attempt),
         ).rowcount
         if changed:  # inputs are not needed once a task has ended
             db.execute("DELETE FROM task_inputs WHERE task_id = ?", (task_id,))
@@ -176,9 +201,9 @@ class TaskRuns:
 
     def _claim(self, db: sqlite3.Connection, task_id: str) -> tuple[Task, TaskEvent] | None:
         changed = db.execute(
-            "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ? "
-            "WHERE id = ? AND status = 'queued'",
-            (self._rows.clock(), task_id),
+            "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?, "
+            "lease_until = ? WHERE id = ? AND status = 'queued'",
+            (self._rows.clock(), self._rows.clock() + self.lease_seconds, task_id),
         ).rowcount
         if not changed:
             return None
@@ -186,10 +211,16 @@ class TaskRuns:
         return task, self._rows.append_event(db, task.id, "started", {"attempt": task.attempts})
 
 
-def _exhausted(attempts: int) -> TaskError:
+def _runs(db: sqlite3.Connection, task_id: str, attempt: int) -> bool:
+    """Whether ``task_id`` is running in ``attempt`` (its claim has not passed to another run)."""
+    row = db.execute("SELECT status, attempts FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    return row is not None and row["status"] == "running" and row["attempts"] == attempt
+
+
+def exhausted(attempts: int) -> TaskError:
     return TaskError(
         code="attempts_exhausted",
-        message=f"the task was interrupted {attempts} times (the server stopped while it ran); "
-        "it is not retried again",
+        message=f"the task was interrupted {attempts} times (its server stopped or its worker lost "
+        "its lease while it ran); it is not retried again",
         status=500,
     )

@@ -27,6 +27,7 @@ from typing import Any
 from plantain.errors import IdempotencyConflictError, NotFoundError
 from plantain.storage.blobs import Blobs, LocalBlobs
 from plantain.storage.db import connect, transaction
+from plantain.storage.leases import TaskLeases
 from plantain.storage.ledger import UsageLedger
 from plantain.storage.marks import ImageMarks
 from plantain.storage.outbox import Outbox
@@ -69,6 +70,7 @@ class TaskStore:
         clock: Callable[[], float] = time.time,
         currency: str = "USD",
         blobs: Blobs | None = None,
+        lease_seconds: float = 30.0,
     ) -> None:
         self.path = data_dir / "plantain.db"
         self.blobs: Blobs = blobs or LocalBlobs(data_dir / "files")  # output files, by file id
@@ -82,7 +84,10 @@ class TaskStore:
         self._rows = TaskRows(
             self.outbox, retention_seconds=retention_seconds, webhook_body=webhook_body, clock=clock
         )
-        self.runs = TaskRuns(self._db, self._lock, self._rows, self.ledger, self.blobs, currency)
+        self.runs = TaskRuns(
+            self._db, self._lock, self._rows, self.ledger, self.blobs, currency, lease_seconds
+        )
+        self.leases = TaskLeases(self._db, self._lock, self._rows, self.runs)
 
     def close(self) -> None:
         with self._lock:
