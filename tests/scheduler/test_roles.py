@@ -209,3 +209,29 @@ def test_a_gemini_batch_does_not_hold_its_decoded_inputs_until_the_worker_runs(
             assert time.monotonic() < deadline
             time.sleep(0.1)
     assert len(decoded) == 4  # each input: once to check it, once to run it
+
+
+class DeafChannel(LocalChannel):
+    """A channel whose ``cancel`` signals never arrive (another process's, cut off)."""
+
+    def signal(self, signal: Signal) -> None:
+        if signal.kind != "cancel":
+            super().signal(signal)
+
+
+def test_a_cancel_whose_signal_is_lost_still_stops_the_run(tmp_path: Path, registry: EngineRegistry) -> None:
+    async def main() -> None:
+        async with running(tmp_path, registry, DeafChannel()) as scheduler:
+            long_run = ImageRequest.create(
+                prompt="a long run", engine="tiny", size="1K", options={"steps": 60}
+            )
+            task, _ = await scheduler.front.submit(long_run, Submission())
+            while scheduler.store.get(task.id).status != "running":
+                await asyncio.sleep(0.02)
+            scheduler.front.cancel(task.id)
+            ended = await scheduler.front.wait(task.id, timeout=30)
+            assert ended.status == "cancelled"
+            stopped_at = scheduler.store.events_after(task.id)[-1].data["step"]
+            assert stopped_at < 60  # stopped by reading the store, not by running to the end
+
+    asyncio.run(main())

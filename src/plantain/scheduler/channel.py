@@ -8,7 +8,8 @@ The store is the record (every task, every numbered event, every file); the chan
   what it already has, so a late subscriber misses nothing.
 - **signals** (``signal`` / ``listen``): ``queued`` wakes the workers (they also poll the store
   every second, so a lost signal only delays a task) and ``cancel`` stops a running task at its
-  next step (a claimed task also reads its ``cancel_requested`` flag from the store).
+  next step (a run also reads its tasks' ``cancel_requested`` from the store every second, so a
+  lost cancel only delays the stop).
 - **previews** (``preview`` / ``watch_previews``): the intermediate images of a run (OpenAI's
   ``partial_images``), from the worker to the one caller streaming them. They are not recorded.
 

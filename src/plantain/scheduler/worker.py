@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0  # the worker also wakes at once on every ``queued`` signal
 EXPIRY_INTERVAL_SECONDS = 60.0
+CANCEL_POLL_SECONDS = 1.0  # how often a run reads its tasks' cancel requests from the store
 
 
 class Worker:
@@ -238,7 +239,12 @@ class Worker:
     def _on_step(self, batch: Batch, started: float) -> StepCallback:
         """Progress for each member; a member stopped meanwhile ends here, the others run on."""
 
+        polled = [time.monotonic()]
+
         def on_step(done: int, total: int) -> None:
+            if time.monotonic() - polled[0] >= CANCEL_POLL_SECONDS:
+                polled[0] = time.monotonic()
+                _poll_cancels(self.store, batch)
             for member in batch.live():
                 if member.stop.is_set():
                     member.ended = True
@@ -306,6 +312,14 @@ def _stop_flag(flags: StopFlags, store: TaskStore, task: Task) -> threading.Even
     if task.cancel_requested or store.get(task.id).cancel_requested:
         stop.set()
     return stop
+
+
+def _poll_cancels(store: TaskStore, batch: Batch) -> None:
+    """Stop the members a caller asked to cancel, read from the store: a ``cancel`` signal is the
+    fast way, and this the sure one (a signal from another process may not arrive)."""
+    running = {member.task.id: member for member in batch.live() if not member.stop.is_set()}
+    for task_id in store.leases.cancel_requested(list(running)):
+        running[task_id].stop.set()
 
 
 def _batch_ids(batch: Batch) -> str:

@@ -42,6 +42,17 @@ class TaskLeases:
                     lost.append(task_id)
         return lost
 
+    def cancel_requested(self, task_ids: list[str]) -> list[str]:
+        """Which of the running ``task_ids`` a caller asked to cancel (their worker stops them)."""
+        if not task_ids:
+            return []
+        marks = ", ".join("?" for _ in task_ids)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id FROM tasks WHERE id IN ({marks}) AND cancel_requested = 1", task_ids
+            ).fetchall()
+        return [row["id"] for row in rows]
+
     def reclaim_expired(self, max_attempts: int) -> tuple[list[TaskEvent], list[TaskEvent]]:
         """Queue again the running tasks whose lease ran out, or fail those that have used
         ``max_attempts``. Returns the events of both: (queued again, failed)."""
