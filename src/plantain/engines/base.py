@@ -204,27 +204,30 @@ class Engine(ABC):
         callback: Callable[..., Any],
         *,
         prompts: Mapping[str, Any] | None = None,
+        guidance: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> list[Image.Image]:
         """One diffusers ``__call__`` for ``jobs`` (one size and step count: a batch), with the
         arguments every family passes alike: the prompts (their cached embeddings unless
         ``prompts`` gives the pipeline's prompt arguments itself), size, steps, guidance, one
-        generator per image, the step callback and the preset's arguments; ``extra`` adds the
-        family's own (reference images)."""
+        generator per image, the step callback and the preset's arguments. ``guidance`` replaces
+        ``guidance_scale`` and the preset's arguments for a family that guides otherwise (Qwen's
+        true CFG); ``extra`` adds the family's own (reference images)."""
         first = jobs[0]
         if prompts is None:
             prompts = prompt_kwargs(self, pipeline, [job.prompt for job in jobs for _ in job.seeds])
+        if guidance is None:
+            guidance = {"guidance_scale": first.guidance, **self.preset.call_kwargs}
         output = pipeline(
             **prompts,
             **extra,
             height=first.height,
             width=first.width,
             num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
             generator=seed_generators(jobs),
             callback_on_step_end=callback,
             output_type="pil",
-            **self.preset.call_kwargs,
+            **guidance,
         )
         return list(output.images)
 

@@ -115,20 +115,10 @@ class QwenImageEngine(Engine, TextEmbeddingHooks):
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
     ) -> list[Image.Image]:
-        first = jobs[0]
         prompts = [job.prompt for job in jobs for _ in job.seeds]
-        guidance = _guidance_kwargs(pipeline, self.preset, first.guidance, len(prompts))
-        output = pipeline(
-            **self._qwen_prompt_kwargs(pipeline, prompts, guidance.pop("negative_prompt", None)),
-            height=first.height,
-            width=first.width,
-            num_inference_steps=first.steps,
-            generator=seed_generators(jobs),
-            callback_on_step_end=callback,
-            output_type="pil",
-            **guidance,
-        )
-        return list(output.images)
+        guidance = _guidance_kwargs(pipeline, self.preset, jobs[0].guidance, len(prompts))
+        encoded = self._qwen_prompt_kwargs(pipeline, prompts, guidance.pop("negative_prompt", None))
+        return self._call_pipeline(pipeline, jobs, callback, prompts=encoded, guidance=guidance)
 
     def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
         kwargs = encoder_kwargs(pipeline, self.preset.call_kwargs, "max_sequence_length")
