@@ -108,7 +108,7 @@ class FrontDoor:
                 if first is not None:
                     return first, False
             key_id = submission.api_key_id or ANONYMOUS
-            self.check_capacity(key_id=key_id, images=request.num_images)  # before any work on it
+            self.quotas.check(key_id, self.store, images=request.num_images)  # before any work on it
             checked = await self.check(request, submission)
             self.check_capacity()
             return await self.enqueue(checked, submission)
@@ -151,16 +151,10 @@ class FrontDoor:
         if self.closed.is_set():
             raise _shutting_down(self.settings.drain_seconds)
 
-    def check_capacity(
-        self, count: int = 1, *, field: str | None = None, key_id: str | None = None, images: int = 0
-    ) -> None:
+    def check_capacity(self, count: int = 1, *, field: str | None = None) -> None:
         """Room for ``count`` more tasks, or QueueFullError (429, with a retry hint); a group larger
-        than the whole queue can never fit, so it is a 400 naming ``field``. With ``key_id``, room
-        in that key's quotas too for ``count`` requests asking for ``images``, or
-        QuotaExceededError (429, with a retry hint)."""
+        than the whole queue can never fit, so it is a 400 naming ``field``."""
         self.check_open()
-        if key_id is not None and (admit := self.quotas.admit(key_id, count, images)) is not None:
-            admit(self.store.quota_use(key_id))
         limit = self.settings.max_queued_tasks
         if count > limit:
             raise InvalidRequestError(

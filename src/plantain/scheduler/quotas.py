@@ -18,7 +18,7 @@ from typing import Any
 from plantain.errors import QuotaExceededError
 from plantain.settings import Settings
 from plantain.storage.quotas import DAY_SECONDS, WINDOW_SECONDS, QuotaUse
-from plantain.storage.tasks import Admit
+from plantain.storage.tasks import Admit, TaskStore
 
 CONCURRENT_RETRY_SECONDS = 1  # a task ends at an unknown time: ask again soon
 
@@ -69,6 +69,13 @@ class Quotas:
                 raise refusal
 
         return check
+
+    def check(self, key_id: str, store: TaskStore, requests: int = 1, images: int = 1) -> None:
+        """QuotaExceededError unless ``key_id`` may send ``requests`` more asking for ``images``
+        (read from ``store`` only when the key has a quota)."""
+        admit = self.admit(key_id, requests, images)
+        if admit is not None:
+            admit(store.quota_use(key_id))
 
     def allowance(self, key_id: str, use: QuotaUse) -> dict[str, Any]:
         """Each quota's limit, use and what remains (``GET /v1/usage``); limit null: none."""

@@ -43,7 +43,7 @@ async def batch_generate_content(
     items = batch_convert.to_image_requests(spec, model=model, engine=engine)
     submission = Submission(model=model, source="gemini-batch", api_key_id=caller)
     images = sum(image_request.num_images for image_request, _ in items)
-    door.check_capacity(len(items), field=batch_convert.REQUESTS_FIELD, key_id=caller, images=images)
+    door.quotas.check(caller, door.store, len(items), images)  # the whole batch, before any work
     checked = await _check_all([image_request for image_request, _ in items], door, submission)
     door.check_capacity(len(items), field=batch_convert.REQUESTS_FIELD)
     tasks = await bulk.enqueue_all(door, checked, submission)
