@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,14 +17,10 @@ from typing import IO, Any
 import boto3
 from botocore.config import Config
 
+from plantain.testing import free_port
+
 ACCESS_KEY = "plantain-tests"
 SECRET_KEY = "plantain-tests-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def weed_binary() -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from plantain.server.app import create_app
 from plantain.settings import Settings
-from plantain.testing import LiveServer
+from plantain.testing import LiveServer, free_port
 
 
 def wait_ready(base: str, timeout: float = 60) -> httpx.Response:
@@ -96,14 +96,6 @@ def test_missing_and_wrong_keys_in_the_openai_shape(keyed_server: str) -> None:
 
 def test_health_needs_no_key(keyed_server: str) -> None:
     assert httpx.get(f"{keyed_server}/healthz").status_code == 200
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_plantain_serve_starts_and_becomes_ready(data_dir: Path, hub_cache: Path) -> None:

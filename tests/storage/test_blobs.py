@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.services import SeaweedFS, free_port
+from tests.services import SeaweedFS
 
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import ConfigurationError
@@ -23,7 +23,7 @@ from plantain.settings import Settings, load_settings
 from plantain.storage.blobs import Blobs, LocalBlobs, open_blobs
 from plantain.storage.s3 import S3Blobs
 from plantain.storage.tasks import NewTask, TaskStore
-from plantain.testing import LiveServer
+from plantain.testing import LiveServer, free_port
 from plantain.types import ImageRequest, TaskOutput, TaskResult
 from plantain.usage import no_usage
 
