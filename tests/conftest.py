@@ -21,7 +21,7 @@ for _name in [name for name in os.environ if name.startswith("PLANTAIN_")]:
     del os.environ[_name]
 
 import pytest  # noqa: E402
-from tests.services import ACCESS_KEY, SECRET_KEY, SeaweedFS  # noqa: E402
+from tests.services import ACCESS_KEY, SECRET_KEY, PostgreSQL, SeaweedFS  # noqa: E402
 
 from plantain.engines import tiny  # noqa: E402
 from plantain.engines.registry import EngineRegistry  # noqa: E402
@@ -101,3 +101,36 @@ def s3_settings(s3: SeaweedFS, bucket: str) -> dict[str, Any]:
         "s3_access_key_id": ACCESS_KEY,
         "s3_secret_access_key": SECRET_KEY,
     }
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgreSQL]:
+    """A real PostgreSQL server for the session, started on first use."""
+    server = PostgreSQL().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgreSQL) -> str:
+    """The URL of a new, empty database on :func:`postgres`."""
+    return postgres.database(f"plantain_{secrets.token_hex(6)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_database(request: pytest.FixtureRequest) -> Callable[[], str | None]:
+    """Each engine of the task store in turn, as a maker of empty databases: None (SQLite in the
+    data directory), then new PostgreSQL databases. Tests of the store take it (or
+    :func:`database_url`), so every rule is checked on both."""
+    if request.param == "sqlite":
+        return lambda: None
+    server: PostgreSQL = request.getfixturevalue("postgres")
+    return lambda: server.database(f"plantain_{secrets.token_hex(6)}")
+
+
+@pytest.fixture
+def database_url(new_database: Callable[[], str | None]) -> str | None:
+    """An empty task database of each engine in turn (:func:`new_database`)."""
+    return new_database()

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from plantain.server.app import create_app
 from plantain.settings import Settings
-from plantain.storage.db import MIGRATIONS
+from plantain.storage.sqlite import MIGRATIONS
 from plantain.storage.tasks import TaskStore
 from plantain.testing import LiveServer, make_input
 

@@ -27,9 +27,11 @@ MIDNIGHT = 20_000 * 86400.0  # a UTC midnight
 class Clocked:
     """A task store on a clock the test moves, with the quotas of ``settings``."""
 
-    def __init__(self, path: Path, **settings: Any) -> None:
+    def __init__(self, path: Path, database_url: str | None = None, **settings: Any) -> None:
         self.now = MIDNIGHT + 3600
-        self.store = TaskStore(path, retention_seconds=3600, clock=lambda: self.now)
+        self.store = TaskStore(
+            path, retention_seconds=3600, clock=lambda: self.now, database_url=database_url
+        )
         self.quotas = Quotas(Settings(data_dir=path, **settings))
 
     def submit(self, key: str = "k1", images: int = 1) -> str:
@@ -40,11 +42,11 @@ class Clocked:
 
 
 @pytest.fixture
-def clocked(tmp_path: Path) -> Iterator[Callable[..., Clocked]]:
+def clocked(tmp_path: Path, new_database: Callable[[], str | None]) -> Iterator[Callable[..., Clocked]]:
     made: list[Clocked] = []
 
     def make(**settings: Any) -> Clocked:
-        made.append(Clocked(tmp_path / str(len(made)), **settings))
+        made.append(Clocked(tmp_path / str(len(made)), new_database(), **settings))
         return made[-1]
 
     yield make

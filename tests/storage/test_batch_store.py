@@ -1,8 +1,9 @@
-"""The batch store on a real SQLite file beside the task store: a batch's results expire together,
+"""The batch store beside the task store, on SQLite and on PostgreSQL: a batch's results expire together,
 ``retention_seconds`` after its *last* request ends, and the batch goes with them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def tasks(tmp_path: Path, clock: Clock) -> TaskStore:
-    return TaskStore(tmp_path, retention_seconds=RETENTION, clock=clock)
+def tasks(tmp_path: Path, clock: Clock, database_url: str | None) -> Iterator[TaskStore]:
+    store = TaskStore(tmp_path, retention_seconds=RETENTION, clock=clock, database_url=database_url)
+    yield store
+    store.close()
 
 
 @pytest.fixture
 def batches(tasks: TaskStore, clock: Clock) -> BatchStore:
-    return BatchStore(tasks.path, clock=clock)
+    return BatchStore(tasks.database, clock=clock)
 
 
 def queue(tasks: TaskStore, count: int) -> list[str]:
@@ -99,7 +102,7 @@ def test_deleting_a_batch_expires_its_ended_requests_now(
 
 
 def test_pages_are_newest_first_and_survive_reopening(
-    tasks: TaskStore, batches: BatchStore, clock: Clock
+    tasks: TaskStore, batches: BatchStore, clock: Clock, tmp_path: Path, database_url: str | None
 ) -> None:
     made = []
     for when in (1, 2, 3):
@@ -107,7 +110,9 @@ def test_pages_are_newest_first_and_survive_reopening(
         made.append(batches.create(source="gemini", model="m", display_name=str(when), members=[]).id)
     first, cursor = batches.page(limit=2)
     assert [batch.id for batch in first] == made[:0:-1] and cursor == made[1]
-    batches.close()
-    reopened = BatchStore(tasks.path, clock=clock)
+    tasks.close()
+    again = TaskStore(tmp_path, retention_seconds=RETENTION, clock=clock, database_url=database_url)
+    reopened = BatchStore(again.database, clock=clock)
     rest, end = reopened.page(limit=2, after=cursor)
+    again.close()
     assert [batch.id for batch in rest] == [made[0]] and end is None

@@ -21,9 +21,15 @@ LEASE = 30.0
 
 
 class Clocked:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, database_url: str | None) -> None:
         self.now = 1000.0
-        self.store = TaskStore(path, retention_seconds=3600, clock=lambda: self.now, lease_seconds=LEASE)
+        self.store = TaskStore(
+            path,
+            retention_seconds=3600,
+            clock=lambda: self.now,
+            lease_seconds=LEASE,
+            database_url=database_url,
+        )
 
     def queue(self) -> str:
         request = ImageRequest.create(prompt="a cube", engine="tiny")
@@ -41,8 +47,10 @@ def result() -> TaskResult:
     return TaskResult(engine="tiny", outputs=(output,), steps=1, guidance=1.0, seconds=0.1)
 
 
-def test_a_task_whose_lease_runs_out_runs_again_and_its_first_run_records_nothing(tmp_path: Path) -> None:
-    clocked = Clocked(tmp_path)
+def test_a_task_whose_lease_runs_out_runs_again_and_its_first_run_records_nothing(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    clocked = Clocked(tmp_path, database_url)
     store, runs = clocked.store, clocked.store.runs
     task_id = clocked.queue()
     assert clocked.claim() == (task_id, 1)
@@ -66,8 +74,8 @@ def test_a_task_whose_lease_runs_out_runs_again_and_its_first_run_records_nothin
     store.close()
 
 
-def test_a_renewed_lease_holds_the_task(tmp_path: Path) -> None:
-    clocked = Clocked(tmp_path)
+def test_a_renewed_lease_holds_the_task(tmp_path: Path, database_url: str | None) -> None:
+    clocked = Clocked(tmp_path, database_url)
     task_id = clocked.queue()
     clocked.claim()
     for _ in range(5):
@@ -78,8 +86,10 @@ def test_a_renewed_lease_holds_the_task(tmp_path: Path) -> None:
     clocked.store.close()
 
 
-def test_a_task_that_keeps_losing_its_worker_fails_after_max_attempts(tmp_path: Path) -> None:
-    clocked = Clocked(tmp_path)
+def test_a_task_that_keeps_losing_its_worker_fails_after_max_attempts(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    clocked = Clocked(tmp_path, database_url)
     task_id = clocked.queue()
     for attempt in (1, 2):
         assert clocked.claim() == (task_id, attempt)

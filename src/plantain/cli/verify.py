@@ -44,7 +44,7 @@ def _local_reports(files: tuple[Path, ...], settings: Settings) -> list[dict[str
     from plantain.storage.marks import read_only_lookup
 
     policy = ProvenancePolicy(settings)
-    lookup = read_only_lookup(settings.data_dir / "plantain.db")
+    lookup = read_only_lookup(settings.data_dir, settings.database_url)
     limits = Limits.from_settings(settings)
     return [
         verify_image(path.read_bytes(), policy, lookup, limits=limits, label=str(path)).to_json()

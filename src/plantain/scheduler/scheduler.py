@@ -63,6 +63,7 @@ class Scheduler:
             currency=settings.price_currency,
             blobs=open_blobs(settings),
             lease_seconds=settings.lease_seconds,
+            database_url=settings.database_url,
         )
         self.channel = channel or LocalChannel()
         self.safety = SafetyPolicy.from_settings(settings)

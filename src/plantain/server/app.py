@@ -180,7 +180,7 @@ class DrainingServer(uvicorn.Server):
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> FastAPI:
     webhook_body = tasks_convert.webhook_renderer(settings.base_url)
     scheduler = Scheduler(settings, registry or EngineRegistry(settings), webhook_body=webhook_body)
-    batches = BatchStore(scheduler.store.path)  # Gemini batch mode, beside the tasks
+    batches = BatchStore(scheduler.store.database)  # Gemini batch mode, beside the tasks
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -192,7 +192,6 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Fa
             loading.cancel()
             await asyncio.to_thread(scheduler.drain, settings.drain_seconds)
             scheduler.close()
-            batches.close()
 
     app = FastAPI(title="Plantain", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.scheduler = scheduler  # the server's own (serve_app drains it)

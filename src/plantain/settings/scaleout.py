@@ -25,6 +25,18 @@ def check_storage_url(value: str | None) -> str | None:
     return value.rstrip("/")
 
 
+def check_database_url(value: str | None) -> str | None:
+    """``postgresql://…`` (or ``postgres://``), or unset (SQLite in the data directory)."""
+    if value is None or value == "":
+        return None
+    if value.partition("://")[0] not in ("postgresql", "postgres"):
+        raise ValueError(
+            "it must be a PostgreSQL URL, postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or unset "
+            "for SQLite in <data_dir>/plantain.db"
+        )
+    return value
+
+
 class KeyQuota(BaseModel):
     """One key's quotas; a field left out takes the server-wide default, ``null`` is no limit."""
 
@@ -36,6 +48,13 @@ class KeyQuota(BaseModel):
 
 
 class ScaleOutSettings(BaseSettings):
+    database_url: Annotated[str | None, AfterValidator(check_database_url)] = Field(
+        default=None,
+        description="Where tasks, events, webhooks and usage are kept: unset, SQLite in "
+        "<data_dir>/plantain.db (one server process); postgresql://USER:PASSWORD@HOST/DB, a "
+        "PostgreSQL database shared by every front door and worker (needs `pip install "
+        "plantain[cluster]`).",
+    )
     storage_url: Annotated[str | None, AfterValidator(check_storage_url)] = Field(
         default=None,
         description="Where output files are kept: unset, <data_dir>/files on this machine; "

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from plantain.errors import InvalidRequestError, NotFoundError
-from plantain.storage.db import connect, transaction
+from plantain.storage.db import Connection, Database
 
 
 @dataclass(frozen=True)
@@ -45,19 +42,14 @@ class Batch:
 
 
 class BatchStore:
-    """Batches in ``<data_dir>/plantain.db`` beside the tasks. Thread-safe."""
+    """Batches in the task database, beside the tasks (whose store opens and closes it)."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._lock = threading.RLock()
-        self._db = connect(path)
+        self._database = database
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db, self._lock)
+    def _transaction(self) -> AbstractContextManager[Connection]:
+        return self._database.transaction()
 
     def create(
         self,
@@ -86,26 +78,26 @@ class BatchStore:
 
     def get(self, batch_id: str) -> Batch:
         """The batch, or NotFoundError (also once it was deleted or its results expired)."""
-        with self._lock:
-            return self._batch(self._db, batch_id)
+        with self._database.read() as db:
+            return self._batch(db, batch_id)
 
     def page(self, *, limit: int, after: str | None = None) -> tuple[list[Batch], str | None]:
         """Newest first; ``after`` is the cursor (a batch id) the previous page returned."""
         where = ""  # no cursor: from the newest
         params: list[Any] = []
-        with self._lock:
+        with self._database.read() as db:
             if after is not None:
                 where = " WHERE (created_at, id) < (?, ?)"
-                params = [self._created_at(after), after]
-            rows = self._db.execute(
+                params = [self._created_at(db, after), after]
+            rows = db.execute(
                 f"SELECT id FROM batches{where} ORDER BY created_at DESC, id DESC LIMIT ?",
                 (*params, limit + 1),
             ).fetchall()
-            batches = [self._batch(self._db, row["id"]) for row in rows[:limit]]
+            batches = [self._batch(db, row["id"]) for row in rows[:limit]]
         return batches, (batches[-1].id if len(rows) > limit else None)
 
-    def _created_at(self, cursor: str) -> float:
-        row = self._db.execute("SELECT created_at FROM batches WHERE id = ?", (cursor,)).fetchone()
+    def _created_at(self, db: Connection, cursor: str) -> float:
+        row = db.execute("SELECT created_at FROM batches WHERE id = ?", (cursor,)).fetchone()
         if row is None:
             raise InvalidRequestError(
                 f"pageToken: {cursor!r} is not a page of this list (or its batch is gone); send the "
@@ -137,7 +129,7 @@ class BatchStore:
                 (self._clock(), *ids),
             )
 
-    def _batch(self, db: sqlite3.Connection, batch_id: str) -> Batch:
+    def _batch(self, db: Connection, batch_id: str) -> Batch:
         row = db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
         if row is None:
             raise NotFoundError(

@@ -9,10 +9,9 @@ that lost its lease cannot record anything for the task once another run has it.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Mapping
 
+from plantain.storage.db import Database
 from plantain.storage.runs import TaskRuns, exhausted
 from plantain.storage.task_rows import TaskRows
 from plantain.types import TaskEvent
@@ -21,9 +20,8 @@ LOST_LEASE = "its worker stopped renewing its lease (killed, hung or cut off)"
 
 
 class TaskLeases:
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, rows: TaskRows, runs: TaskRuns) -> None:
-        self._db = db
-        self._lock = lock
+    def __init__(self, database: Database, rows: TaskRows, runs: TaskRuns) -> None:
+        self._database = database
         self._rows = rows
         self._runs = runs
 
@@ -32,9 +30,9 @@ class TaskLeases:
         ids whose lease is no longer this attempt's (ended, or taken by another run)."""
         lost = []
         until = self._rows.clock() + self._runs.lease_seconds
-        with self._lock:
+        with self._database.read() as db:
             for task_id, attempt in held.items():
-                changed = self._db.execute(
+                changed = db.execute(
                     "UPDATE tasks SET lease_until = ? WHERE id = ? AND status = 'running' AND attempts = ?",
                     (until, task_id, attempt),
                 ).rowcount
@@ -47,8 +45,8 @@ class TaskLeases:
         if not task_ids:
             return []
         marks = ", ".join("?" for _ in task_ids)
-        with self._lock:
-            rows = self._db.execute(
+        with self._database.read() as db:
+            rows = db.execute(
                 f"SELECT id FROM tasks WHERE id IN ({marks}) AND cancel_requested = 1", task_ids
             ).fetchall()
         return [row["id"] for row in rows]
@@ -56,8 +54,8 @@ class TaskLeases:
     def reclaim_expired(self, max_attempts: int) -> tuple[list[TaskEvent], list[TaskEvent]]:
         """Queue again the running tasks whose lease ran out, or fail those that have used
         ``max_attempts``. Returns the events of both: (queued again, failed)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._database.read() as db:
+            rows = db.execute(
                 "SELECT id, attempts FROM tasks WHERE status = 'running' AND lease_until < ? "
                 "ORDER BY queue_order",
                 (self._rows.clock(),),

@@ -12,11 +12,10 @@ summed on each scrape took a second and held the store's lock). Only a time rang
 from __future__ import annotations
 
 import math
-import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from plantain.storage.db import Connection, Database, Row
 from plantain.types import Usage
 
 GROUP_COLUMNS = ("api_key_id", "source", "model", "engine", "status")
@@ -39,14 +38,14 @@ _ADD_TO_TOTALS = f"""
     SELECT {", ".join(GROUP_COLUMNS)}, currency, 1, {", ".join(TOTAL_COLUMNS[1:])}
     FROM usage_ledger WHERE task_id = ?
     ON CONFLICT ({", ".join(GROUP_COLUMNS)}, currency) DO UPDATE SET
-    {", ".join(f"{name} = {name} + excluded.{name}" for name in TOTAL_COLUMNS)}
+    {", ".join(f"{name} = usage_totals.{name} + excluded.{name}" for name in TOTAL_COLUMNS)}
 """
 
 _SUMS = """
     {requests} AS requests,
-    SUM({requests_of} * (status = 'succeeded')) AS succeeded,
-    SUM({requests_of} * (status = 'failed')) AS failed,
-    SUM({requests_of} * (status = 'cancelled')) AS cancelled,
+    SUM({requests_of} * CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS succeeded,
+    SUM({requests_of} * CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
+    SUM({requests_of} * CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) AS cancelled,
     SUM(images) AS images,
     SUM(input_text_tokens) AS input_text_tokens,
     SUM(input_image_tokens) AS input_image_tokens,
@@ -86,11 +85,10 @@ class Latencies:
 class UsageLedger:
     """Reads and writes ``usage_ledger`` on the task store's connection, under its lock."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._db = db
-        self._lock = lock
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
-    def record(self, db: sqlite3.Connection, task_id: str, usage: Usage, finished_at: float) -> None:
+    def record(self, db: Connection, task_id: str, usage: Usage, finished_at: float) -> None:
         """The row of a task that has just ended (inside the store's transaction: ``db``), its
         key, model, engine, source, status and times copied from the task."""
         tokens = usage.tokens
@@ -142,15 +140,15 @@ class UsageLedger:
         else:
             sums, table = _SUMS.format(requests="COUNT(*)", requests_of="1"), "usage_ledger"
         query = f"SELECT {listed}, {sums} FROM {table} {where} GROUP BY {listed} ORDER BY {listed}"
-        with self._lock:
-            rows = self._db.execute(query, params).fetchall()
+        with self._database.read() as db:
+            rows = db.execute(query, params).fetchall()
         return [_totals(row, group_by) for row in rows]
 
     def latencies(self, phase: str) -> Latencies:
         """The histogram of queue waits (``queue``: start - submission) or runs (``run``: end -
         start) of the tasks that ran, over :data:`LATENCY_BUCKETS`."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._database.read() as db:
+            rows = db.execute(
                 "SELECT le, count, seconds FROM usage_latency WHERE phase = ?", (phase,)
             ).fetchall()
         counts = {float(row["le"]): int(row["count"]) for row in rows}
@@ -159,12 +157,13 @@ class UsageLedger:
         return Latencies(cumulative=cumulative, count=sum(counts.values()), total=total)
 
 
-def _observe(db: sqlite3.Connection, phase: str, seconds: float) -> None:
+def _observe(db: Connection, phase: str, seconds: float) -> None:
     """One more task in the bucket of ``seconds`` (the first bound it does not exceed)."""
     bound = next((bound for bound in LATENCY_BUCKETS if seconds <= bound), math.inf)
     db.execute(
         "INSERT INTO usage_latency (phase, le, count, seconds) VALUES (?, ?, 1, ?) "
-        "ON CONFLICT (phase, le) DO UPDATE SET count = count + 1, seconds = seconds + excluded.seconds",
+        "ON CONFLICT (phase, le) DO UPDATE SET count = usage_latency.count + 1, "
+        "seconds = usage_latency.seconds + excluded.seconds",
         (phase, bound, seconds),
     )
 
@@ -183,7 +182,7 @@ def _filters(key_id: str | None, since: float | None, until: float | None) -> tu
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def _totals(row: sqlite3.Row, group_by: Sequence[str]) -> Totals:
+def _totals(row: Row, group_by: Sequence[str]) -> Totals:
     return Totals(
         group={column: str(row[column]) for column in group_by},
         currency=str(row["currency"]),

@@ -5,13 +5,11 @@ task ends) and kept after the task expires, so a verified image still names its 
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from plantain.storage.db import transaction
+from plantain.storage.db import Database, open_database
 
 SERIAL_BITS = 32
 
@@ -29,15 +27,14 @@ class MarkRecord:
 class ImageMarks:
     """Reads and writes ``image_marks`` on the task store's connection, under its lock."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, clock: Callable[[], float]) -> None:
-        self._db = db
-        self._lock = lock
+    def __init__(self, database: Database, clock: Callable[[], float]) -> None:
+        self._database = database
         self._clock = clock
 
     def reserve(self, task_id: str, count: int) -> tuple[int, ...]:
         """Serials for the ``count`` images of ``task_id``: those reserved by an earlier attempt
         of the same task (a retried run marks its images as the first one did), then new ones."""
-        with transaction(self._db, self._lock) as db:
+        with self._database.transaction() as db:
             rows = db.execute(
                 "SELECT serial FROM image_marks WHERE task_id = ? ORDER BY position", (task_id,)
             ).fetchall()
@@ -45,8 +42,8 @@ class ImageMarks:
             while len(serials) < count:
                 serial = secrets.randbits(SERIAL_BITS)
                 inserted = db.execute(
-                    "INSERT OR IGNORE INTO image_marks (serial, task_id, position, created_at) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT INTO image_marks (serial, task_id, position, created_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (serial, task_id, len(serials), self._clock()),
                 ).rowcount
                 if inserted:  # a serial already issued (one in 2**32 per stored image) is drawn again
@@ -55,8 +52,8 @@ class ImageMarks:
 
     def find(self, serial: int) -> MarkRecord | None:
         """The task a serial was issued to, if this server issued it."""
-        with self._lock:
-            row = self._db.execute(
+        with self._database.read() as db:
+            row = db.execute(
                 "SELECT serial, task_id, position, created_at FROM image_marks WHERE serial = ?", (serial,)
             ).fetchone()
         if row is None:
@@ -69,11 +66,14 @@ class ImageMarks:
         )
 
 
-def read_only_lookup(path: Path) -> Callable[[int], MarkRecord | None]:
-    """Serial lookups in the task database at ``path`` without writing to it (``plantain verify``
-    beside a running server); no database yet means no serial was issued."""
+def read_only_lookup(data_dir: Path, database_url: str | None) -> Callable[[int], MarkRecord | None]:
+    """Serial lookups in the task database without writing to it (``plantain verify`` beside a
+    running server); no embedded database yet means no serial was issued."""
+    if database_url:
+        return ImageMarks(open_database(data_dir, database_url), clock=lambda: 0.0).find
+    path = data_dir / "plantain.db"
     if not path.is_file():
         return lambda serial: None
-    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    return ImageMarks(db, threading.RLock(), clock=lambda: 0.0).find
+    from plantain.storage.sqlite import SqliteDatabase
+
+    return ImageMarks(SqliteDatabase(path, read_only=True), clock=lambda: 0.0).find

@@ -9,9 +9,9 @@ one task are handed out in order, one at a time, so a receiver never sees ``comp
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from dataclasses import dataclass
+
+from plantain.storage.db import Database, Row
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,13 @@ class OutboxMessage:
 class Outbox:
     """Reads and marks outbox rows; shares the task store's connection and lock."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._db = db
-        self._lock = lock
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     def due(self, now: float, limit: int) -> list[OutboxMessage]:
         """Pending messages whose time has come, at most one per task (its oldest)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._database.read() as db:
+            rows = db.execute(
                 "SELECT * FROM webhook_outbox AS o WHERE status = 'pending' AND next_attempt_at <= ? "
                 "AND NOT EXISTS (SELECT 1 FROM webhook_outbox AS e WHERE e.task_id = o.task_id "
                 "AND e.status = 'pending' AND e.rowid < o.rowid) "
@@ -51,8 +50,8 @@ class Outbox:
 
     def retry_at(self, message_id: str, when: float, error: str) -> None:
         """Count a failed attempt and schedule the next one."""
-        with self._lock:
-            self._db.execute(
+        with self._database.read() as db:
+            db.execute(
                 "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
                 "WHERE id = ? AND status = 'pending'",
                 (when, error, message_id),
@@ -63,17 +62,18 @@ class Outbox:
 
     def gone(self, message: OutboxMessage, error: str) -> None:
         """The receiver said 410 Gone: this and every later message of the task to that URL stop."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE webhook_outbox SET status = 'gone', attempts = attempts + (id = ?), last_error = ? "
+        with self._database.read() as db:
+            db.execute(
+                "UPDATE webhook_outbox SET status = 'gone', last_error = ?, "
+                "attempts = attempts + CASE WHEN id = ? THEN 1 ELSE 0 END "
                 "WHERE task_id = ? AND url = ? AND status = 'pending'",
-                (message.id, error, message.task_id, message.url),
+                (error, message.id, message.task_id, message.url),
             )
 
     def is_gone(self, task_id: str, url: str) -> bool:
         """Whether the receiver of this task's webhooks answered 410 (nothing more is queued)."""
-        with self._lock:
-            row = self._db.execute(
+        with self._database.read() as db:
+            row = db.execute(
                 "SELECT 1 FROM webhook_outbox WHERE task_id = ? AND url = ? AND status = 'gone' LIMIT 1",
                 (task_id, url),
             ).fetchone()
@@ -81,38 +81,38 @@ class Outbox:
 
     def messages(self, task_id: str) -> list[OutboxMessage]:
         """Every message of a task, oldest first (for inspection and tests)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._database.read() as db:
+            rows = db.execute(
                 "SELECT * FROM webhook_outbox WHERE task_id = ? ORDER BY rowid", (task_id,)
             ).fetchall()
         return [_message(row) for row in rows]
 
     def pending_count(self) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM webhook_outbox WHERE status = 'pending'").fetchone()
+        with self._database.read() as db:
+            row = db.execute("SELECT COUNT(*) FROM webhook_outbox WHERE status = 'pending'").fetchone()
         return int(row[0])
 
     def expire(self) -> int:
         """Forget settled messages of tasks that retention has deleted (pending ones are kept until
         they are delivered or given up)."""
-        with self._lock:
+        with self._database.read() as db:
             return int(
-                self._db.execute(
+                db.execute(
                     "DELETE FROM webhook_outbox WHERE status != 'pending' "
                     "AND task_id NOT IN (SELECT id FROM tasks)"
                 ).rowcount
             )
 
     def _mark(self, message_id: str, status: str, error: str | None) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._database.read() as db:
+            db.execute(
                 "UPDATE webhook_outbox SET status = ?, attempts = attempts + 1, last_error = ? "
                 "WHERE id = ? AND status = 'pending'",
                 (status, error, message_id),
             )
 
 
-def _message(row: sqlite3.Row) -> OutboxMessage:
+def _message(row: Row) -> OutboxMessage:
     return OutboxMessage(
         id=row["id"],
         task_id=row["task_id"],

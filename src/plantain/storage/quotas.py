@@ -8,8 +8,9 @@ tasks. The limits are the front door's (``scheduler/quotas.py``); the store only
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from plantain.storage.db import Connection
 
 WINDOW_SECONDS = 60.0
 DAY_SECONDS = 86400
@@ -28,7 +29,7 @@ def utc_day(now: float) -> int:
     return int(now // DAY_SECONDS)
 
 
-def quota_use(db: sqlite3.Connection, key_id: str, now: float) -> QuotaUse:
+def quota_use(db: Connection, key_id: str, now: float) -> QuotaUse:
     window = db.execute(
         "SELECT COUNT(*), MIN(created_at) FROM tasks WHERE api_key_id = ? AND created_at > ?",
         (key_id, now - WINDOW_SECONDS),
@@ -42,10 +43,10 @@ def quota_use(db: sqlite3.Connection, key_id: str, now: float) -> QuotaUse:
     return QuotaUse(int(window[0]), window[1], int(active), int(images[0]) if images else 0, now)
 
 
-def count_images(db: sqlite3.Connection, key_id: str, now: float, images: int) -> None:
+def count_images(db: Connection, key_id: str, now: float, images: int) -> None:
     """Add a queued request's images to its key's day."""
     db.execute(
         "INSERT INTO quota_days (api_key_id, day, images) VALUES (?, ?, ?) "
-        "ON CONFLICT (api_key_id, day) DO UPDATE SET images = images + excluded.images",
+        "ON CONFLICT (api_key_id, day) DO UPDATE SET images = quota_days.images + excluded.images",
         (key_id, utc_day(now), images),
     )

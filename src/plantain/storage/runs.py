@@ -4,12 +4,11 @@ recovery after a crash, and retention. Every state change is one transaction wit
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import threading
+from collections.abc import Collection
 from typing import Any
 
 from plantain.storage.blobs import Blobs
-from plantain.storage.db import transaction
+from plantain.storage.db import Connection, Database
 from plantain.storage.ledger import UsageLedger
 from plantain.storage.task_rows import TaskRows, position
 from plantain.types import Task, TaskError, TaskEvent, TaskResult, Usage
@@ -19,40 +18,50 @@ from plantain.usage import no_usage
 class TaskRuns:
     def __init__(
         self,
-        db: sqlite3.Connection,
-        lock: threading.RLock,
+        database: Database,
         rows: TaskRows,
         ledger: UsageLedger,
         blobs: Blobs,
         currency: str,
         lease_seconds: float = 30.0,
     ) -> None:
-        self._db = db
-        self._lock = lock
+        self._database = database
         self._rows = rows
         self._ledger = ledger
         self._blobs = blobs
         self._currency = currency  # of the zero cost of a task that never ran
         self.lease_seconds = lease_seconds  # a claim holds its task this long unless renewed
 
-    def claim_next(self) -> tuple[Task, TaskEvent] | None:
-        """The oldest queued task, now running (its attempt counted), with its 'started' event."""
-        with transaction(self._db, self._lock) as db:
+    def claim_next(self, engines: Collection[str] | None = None) -> tuple[Task, TaskEvent] | None:
+        """The oldest queued task (of one of ``engines``, when given: a worker's pool), now
+        running with its attempt counted and its lease taken, with its 'started' event. One
+        statement claims it; on PostgreSQL its row is locked and skipped by other claims."""
+        if engines is not None and not engines:
+            return None
+        where = "" if engines is None else f" AND engine IN ({', '.join('?' for _ in engines)})"
+        with self._database.transaction() as db:
+            now = self._rows.clock()
             row = db.execute(
-                "SELECT id FROM tasks WHERE status = 'queued' ORDER BY queue_order LIMIT 1"
+                "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?, "
+                "lease_until = ? WHERE id = (SELECT id FROM tasks WHERE status = 'queued'"
+                f"{where} ORDER BY queue_order LIMIT 1{self._database.skip_locked}) RETURNING id",
+                (now, now + self.lease_seconds, *(engines or ())),
             ).fetchone()
-            return None if row is None else self._claim(db, row["id"])
+            if row is None:
+                return None
+            task = self._rows.task(db, row["id"])
+            return task, self._rows.append_event(db, task.id, "started", {"attempt": task.attempts})
 
     def claim(self, task_id: str) -> tuple[Task, TaskEvent] | None:
         """``task_id`` as :meth:`claim_next` claims it, if it is still queued (else None): a
         task joining a batch that an older task leads."""
-        with transaction(self._db, self._lock) as db:
+        with self._database.transaction() as db:
             return self._claim(db, task_id)
 
     def queued_ids(self, engine: str, limit: int) -> list[str]:
         """Up to ``limit`` queued tasks for ``engine``, oldest first (candidates to join a batch)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._database.read() as db:
+            rows = db.execute(
                 "SELECT id FROM tasks WHERE status = 'queued' AND engine = ? ORDER BY queue_order LIMIT ?",
                 (engine, limit),
             ).fetchall()
@@ -62,7 +71,7 @@ class TaskRuns:
         self, task_id: str, type_: str, data: dict[str, Any], attempt: int | None = None
     ) -> TaskEvent | None:
         """An event of a running task; None (nothing written) once ``attempt`` is no longer its run."""
-        with transaction(self._db, self._lock) as db:
+        with self._database.transaction() as db:
             if attempt is not None and not _runs(db, task_id, attempt):
                 return None
             return self._rows.append_event(db, task_id, type_, data)
@@ -81,7 +90,7 @@ class TaskRuns:
         """running -> succeeded with its files and usage recorded; None (and nothing written) if the
         task is no longer running, or no longer in ``attempt`` (its lease ran out and another run
         took it), so a result can never be recorded twice."""
-        with transaction(self._db, self._lock) as db:
+        with self._database.transaction() as db:
             outcome = result.model_dump_json()
             if not self.finish(db, task_id, "succeeded", usage, attempt=attempt, result=outcome):
                 return None
@@ -97,7 +106,7 @@ class TaskRuns:
     ) -> TaskEvent | None:
         """queued/running -> failed, with the device time its run used; None if it had already
         ended (or ``attempt`` is no longer its run)."""
-        with transaction(self._db, self._lock) as db:
+        with self._database.transaction() as db:
             reason = error.model_dump_json()
             if not self.finish(
                 db, task_id, "failed", usage, allow_queued=True, attempt=attempt, error=reason
@@ -109,7 +118,7 @@ class TaskRuns:
         self, task_id: str, step: int | None, usage: Usage | None = None, attempt: int | None = None
     ) -> TaskEvent | None:
         """running -> cancelled, by the worker that stopped it (with the device time it used)."""
-        with transaction(self._db, self._lock) as db:
+        with self._database.transaction() as db:
             if not self.finish(db, task_id, "cancelled", usage, attempt=attempt):
                 return None
             return self._rows.append_event(db, task_id, "cancelled", {"while": "running", "step": step})
@@ -117,7 +126,7 @@ class TaskRuns:
     def requeue(self, task_id: str, reason: str, attempt: int | None = None) -> TaskEvent | None:
         """running -> queued, keeping its place at the head of the queue (a drain, a restart, a
         lost lease); None if it is no longer running (in ``attempt``)."""
-        with transaction(self._db, self._lock) as db:
+        with self._database.transaction() as db:
             changed = db.execute(
                 "UPDATE tasks SET status = 'queued', started_at = NULL, lease_until = NULL "
                 "WHERE id = ? AND status = 'running' AND attempts = COALESCE(?, attempts)",
@@ -131,8 +140,8 @@ class TaskRuns:
     def recover(self, max_attempts: int) -> tuple[list[str], list[str]]:
         """At start: tasks left running by a process that died run again, or fail once they have
         used ``max_attempts``. Returns (requeued ids, failed ids)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._database.read() as db:
+            rows = db.execute(
                 "SELECT id, attempts FROM tasks WHERE status = 'running' ORDER BY queue_order"
             ).fetchall()
         requeued, failed = [], []
@@ -147,7 +156,7 @@ class TaskRuns:
 
     def expire(self) -> int:
         """Delete tasks whose results have expired, with their events, inputs and files."""
-        with transaction(self._db, self._lock) as db:
+        with self._database.transaction() as db:
             now = self._rows.clock()
             rows = db.execute(
                 "SELECT id FROM files WHERE task_id IN (SELECT id FROM tasks WHERE expires_at <= ?)", (now,)
@@ -163,8 +172,8 @@ class TaskRuns:
         Only for a store no other process writes to: in a cluster, another worker's file may be
         written but not yet recorded."""
         stored = self._blobs.keys()
-        with self._lock:
-            known = {row["id"] for row in self._db.execute("SELECT id FROM files")}
+        with self._database.read() as db:
+            known = {row["id"] for row in db.execute("SELECT id FROM files")}
         orphans = [key for key in stored if key not in known]
         for key in orphans:
             self._blobs.delete(key)
@@ -172,7 +181,7 @@ class TaskRuns:
 
     def finish(
         self,
-        db: sqlite3.Connection,
+        db: Connection,
         task_id: str,
         status: str,
         usage: Usage | None,
@@ -199,7 +208,7 @@ class TaskRuns:
             self._ledger.record(db, task_id, usage or no_usage(self._currency), now)
         return bool(changed)
 
-    def _claim(self, db: sqlite3.Connection, task_id: str) -> tuple[Task, TaskEvent] | None:
+    def _claim(self, db: Connection, task_id: str) -> tuple[Task, TaskEvent] | None:
         changed = db.execute(
             "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?, "
             "lease_until = ? WHERE id = ? AND status = 'queued'",
@@ -211,7 +220,7 @@ class TaskRuns:
         return task, self._rows.append_event(db, task.id, "started", {"attempt": task.attempts})
 
 
-def _runs(db: sqlite3.Connection, task_id: str, attempt: int) -> bool:
+def _runs(db: Connection, task_id: str, attempt: int) -> bool:
     """Whether ``task_id`` is running in ``attempt`` (its claim has not passed to another run)."""
     row = db.execute("SELECT status, attempts FROM tasks WHERE id = ?", (task_id,)).fetchone()
     return row is not None and row["status"] == "running" and row["attempts"] == attempt

@@ -4,12 +4,12 @@ events, and the webhook outbox row an event queues in the same transaction."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
 
 from plantain.errors import NotFoundError
+from plantain.storage.db import Connection, Row
 from plantain.storage.outbox import Outbox
 from plantain.types import Cost, Task, TaskError, TaskEvent, TaskResult, TokenUsage, Usage
 
@@ -44,7 +44,7 @@ class TaskRows:
         self.clock = clock
         self._webhook_body = webhook_body
 
-    def task(self, db: sqlite3.Connection, task_id: str) -> Task:
+    def task(self, db: Connection, task_id: str) -> Task:
         """The task, or NotFoundError (also for an expired one)."""
         row = db.execute(TASK_QUERY, (task_id,)).fetchone()
         if row is None:
@@ -55,9 +55,7 @@ class TaskRows:
             )
         return _task(row)
 
-    def append_event(
-        self, db: sqlite3.Connection, task_id: str, type_: str, data: dict[str, Any]
-    ) -> TaskEvent:
+    def append_event(self, db: Connection, task_id: str, type_: str, data: dict[str, Any]) -> TaskEvent:
         seq = db.execute(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM task_events WHERE task_id = ?", (task_id,)
         ).fetchone()[0]
@@ -71,7 +69,7 @@ class TaskRows:
         self._queue_webhook(db, event)
         return event
 
-    def _queue_webhook(self, db: sqlite3.Connection, event: TaskEvent) -> None:
+    def _queue_webhook(self, db: Connection, event: TaskEvent) -> None:
         """An outbox row in the event's own transaction: a webhook is sent if and only if the
         event happened (at least once, with the same ``webhook-id`` on every attempt)."""
         if self._webhook_body is None or not self._wants_webhook(db, event):
@@ -93,7 +91,7 @@ class TaskRows:
             ),
         )
 
-    def _wants_webhook(self, db: sqlite3.Connection, event: TaskEvent) -> bool:
+    def _wants_webhook(self, db: Connection, event: TaskEvent) -> bool:
         """Whether the task has a webhook for this event type (two columns: this runs on every
         progress step of every task)."""
         row = db.execute(
@@ -105,7 +103,7 @@ class TaskRows:
             return False
         return not (event.type == "progress" and self._progress_sent_recently(db, event.task_id))
 
-    def _progress_sent_recently(self, db: sqlite3.Connection, task_id: str) -> bool:
+    def _progress_sent_recently(self, db: Connection, task_id: str) -> bool:
         row = db.execute(
             "SELECT MAX(created_at) FROM webhook_outbox WHERE task_id = ? AND event_type = 'progress'",
             (task_id,),
@@ -113,7 +111,7 @@ class TaskRows:
         return row[0] is not None and self.clock() - row[0] < PROGRESS_WEBHOOK_INTERVAL
 
 
-def position(db: sqlite3.Connection, task_id: str) -> int | None:
+def position(db: Connection, task_id: str) -> int | None:
     """1 for the next task to run; None once it is no longer queued."""
     row = db.execute(
         "SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND queue_order <= "
@@ -123,7 +121,7 @@ def position(db: sqlite3.Connection, task_id: str) -> int | None:
     return int(row[0]) or None
 
 
-def _task(row: sqlite3.Row) -> Task:
+def _task(row: Row) -> Task:
     request = json.loads(row["request"])
     inputs = len(request.get("input_labels", []))
     return Task(
@@ -149,7 +147,7 @@ def _task(row: sqlite3.Row) -> Task:
     )
 
 
-def _usage(row: sqlite3.Row) -> Usage | None:
+def _usage(row: Row) -> Usage | None:
     if row["usage_images"] is None:  # not ended yet (or ended before the ledger existed)
         return None
     tokens = TokenUsage(
@@ -164,7 +162,7 @@ def _usage(row: sqlite3.Row) -> Usage | None:
     )
 
 
-def event_of(row: sqlite3.Row) -> TaskEvent:
+def event_of(row: Row) -> TaskEvent:
     return TaskEvent.model_validate(
         {
             "task_id": row["task_id"],

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -26,7 +24,7 @@ from typing import Any
 
 from plantain.errors import IdempotencyConflictError, NotFoundError
 from plantain.storage.blobs import Blobs, LocalBlobs
-from plantain.storage.db import connect, transaction
+from plantain.storage.db import Connection, open_database
 from plantain.storage.leases import TaskLeases
 from plantain.storage.ledger import UsageLedger
 from plantain.storage.marks import ImageMarks
@@ -59,7 +57,8 @@ class NewTask:
 
 
 class TaskStore:
-    """Tasks in ``<data_dir>/plantain.db``, output files in ``<data_dir>/files``. Thread-safe."""
+    """Tasks in the task database (``<data_dir>/plantain.db``, or ``database_url``), output files
+    in ``blobs`` (``<data_dir>/files`` by default). Thread-safe."""
 
     def __init__(
         self,
@@ -71,30 +70,26 @@ class TaskStore:
         currency: str = "USD",
         blobs: Blobs | None = None,
         lease_seconds: float = 30.0,
+        database_url: str | None = None,
     ) -> None:
-        self.path = data_dir / "plantain.db"
         self.blobs: Blobs = blobs or LocalBlobs(data_dir / "files")  # output files, by file id
         self.retention_seconds = retention_seconds
         self._clock = clock
-        self._lock = threading.RLock()
-        self._db = connect(self.path)
-        self.outbox = Outbox(self._db, self._lock)
-        self.ledger = UsageLedger(self._db, self._lock)
-        self.marks = ImageMarks(self._db, self._lock, self._clock)
+        self.database = open_database(data_dir, database_url)
+        self.outbox = Outbox(self.database)
+        self.ledger = UsageLedger(self.database)
+        self.marks = ImageMarks(self.database, self._clock)
         self._rows = TaskRows(
             self.outbox, retention_seconds=retention_seconds, webhook_body=webhook_body, clock=clock
         )
-        self.runs = TaskRuns(
-            self._db, self._lock, self._rows, self.ledger, self.blobs, currency, lease_seconds
-        )
-        self.leases = TaskLeases(self._db, self._lock, self._rows, self.runs)
+        self.runs = TaskRuns(self.database, self._rows, self.ledger, self.blobs, currency, lease_seconds)
+        self.leases = TaskLeases(self.database, self._rows, self.runs)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.database.close()
 
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db, self._lock)
+    def _transaction(self) -> AbstractContextManager[Connection]:
+        return self.database.transaction()
 
     def create(self, new: NewTask, admit: Admit | None = None) -> tuple[Task, bool]:
         """Queue ``new``; returns (task, created). A reused idempotency key with the same
@@ -120,7 +115,7 @@ class TaskStore:
         with self._transaction() as db:
             return self._replayed(db, idempotency_key, fingerprint)
 
-    def _replayed(self, db: sqlite3.Connection, idempotency_key: str, fingerprint: str | None) -> Task | None:
+    def _replayed(self, db: Connection, idempotency_key: str, fingerprint: str | None) -> Task | None:
         existing = db.execute(
             "SELECT id, fingerprint FROM tasks WHERE idempotency_key = ?", (idempotency_key,)
         ).fetchone()
@@ -136,14 +131,14 @@ class TaskStore:
 
     def get(self, task_id: str) -> Task:
         """The task, or NotFoundError (also for an expired one)."""
-        with self._lock:
-            return self._rows.task(self._db, task_id)
+        with self.database.read() as db:
+            return self._rows.task(db, task_id)
 
     def request(self, task_id: str) -> ImageRequest:
         """The stored request with its input images, as it was submitted."""
-        with self._lock:
-            task = self._rows.task(self._db, task_id)
-            rows = self._db.execute(
+        with self.database.read() as db:
+            task = self._rows.task(db, task_id)
+            rows = db.execute(
                 "SELECT label, data FROM task_inputs WHERE task_id = ? ORDER BY position", (task_id,)
             ).fetchall()
         images = tuple(InputImage(data=bytes(row["data"]), label=row["label"]) for row in rows)
@@ -159,45 +154,43 @@ class TaskStore:
         if status is not None:
             query += " AND status = ?"
             params.append(status)
-        with self._lock:
+        with self.database.read() as db:
             if before is not None:
-                anchor = self._rows.task(self._db, before)
+                anchor = self._rows.task(db, before)
                 query += " AND (created_at, id) < (?, ?)"
                 params += [anchor.created_at, anchor.id]
-            rows = self._db.execute(
+            rows = db.execute(
                 query + " ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit + 1)
             ).fetchall()
-            tasks = [self._rows.task(self._db, row["id"]) for row in rows[:limit]]
+            tasks = [self._rows.task(db, row["id"]) for row in rows[:limit]]
         return tasks, (tasks[-1].id if len(rows) > limit else None)
 
     def events_after(self, task_id: str, seq: int = 0) -> list[TaskEvent]:
-        with self._lock:
-            rows = self._db.execute(
+        with self.database.read() as db:
+            rows = db.execute(
                 "SELECT * FROM task_events WHERE task_id = ? AND seq > ? ORDER BY seq", (task_id, seq)
             ).fetchall()
         return [event_of(row) for row in rows]
 
     def quota_use(self, key_id: str) -> QuotaUse:
         """What ``key_id`` has used of its quotas now."""
-        with self._lock:
-            return quota_use(self._db, key_id, self._clock())
+        with self.database.read() as db:
+            return quota_use(db, key_id, self._clock())
 
     def queue_position(self, task_id: str) -> int | None:
         """1 for the next task to run; None once it is no longer queued."""
-        with self._lock:
-            return position(self._db, task_id)
+        with self.database.read() as db:
+            return position(db, task_id)
 
     def count(self, status: str) -> int:
-        with self._lock:
-            return int(
-                self._db.execute("SELECT COUNT(*) FROM tasks WHERE status = ?", (status,)).fetchone()[0]
-            )
+        with self.database.read() as db:
+            return int(db.execute("SELECT COUNT(*) FROM tasks WHERE status = ?", (status,)).fetchone()[0])
 
     def file(self, file_id: str) -> str:
         """The media type of a stored output file (its bytes: ``blobs.get(file_id)``), or
         NotFoundError."""
-        with self._lock:
-            row = self._db.execute("SELECT media_type FROM files WHERE id = ?", (file_id,)).fetchone()
+        with self.database.read() as db:
+            row = db.execute("SELECT media_type FROM files WHERE id = ?", (file_id,)).fetchone()
         if row is None:
             raise NotFoundError(
                 f"file {file_id!r} does not exist or has expired; results are kept "
@@ -220,7 +213,7 @@ class TaskStore:
             return self._rows.append_event(db, task_id, "cancelled", {"while": "queued"})
 
 
-def _insert(db: sqlite3.Connection, task_id: str, new: NewTask, now: float) -> None:
+def _insert(db: Connection, task_id: str, new: NewTask, now: float) -> None:
     order = db.execute("SELECT COALESCE(MAX(queue_order), 0) + 1 FROM tasks").fetchone()[0]
     fields = new.request.model_dump(mode="json", exclude={"images"})
     fields["input_labels"] = [image.label for image in new.request.images]  # the bytes go away later
