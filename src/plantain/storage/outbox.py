@@ -1,6 +1,10 @@
 """The webhook outbox: messages written in the same transaction as the task events they announce
 (see :meth:`TaskStore._queue_webhook`), then sent and marked here by the webhook deliverer.
 
+Any process may send the outbox's messages (every front door of a cluster does): handing a message
+out claims it until ``claimed_until``, so two senders never send it at the same time; a sender that
+dies leaves its claim to run out, and the message goes out again from another.
+
 A message is ``pending`` until it is ``delivered`` (a 2xx), ``gone`` (the receiver answered 410,
 which disables the URL for the rest of that task) or ``failed`` (its attempts ran out). Messages of
 one task are handed out in order, one at a time, so a receiver never sees ``completed`` before the
@@ -33,16 +37,22 @@ class Outbox:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def due(self, now: float, limit: int) -> list[OutboxMessage]:
-        """Pending messages whose time has come, at most one per task (its oldest)."""
-        with self._database.read() as db:
+    def due(self, now: float, limit: int, claim_seconds: float = 60.0) -> list[OutboxMessage]:
+        """Pending messages whose time has come, at most one per task (its oldest), claimed for
+        ``claim_seconds`` (longer than a delivery attempt can take) by the caller."""
+        with self._database.transaction() as db:
             rows = db.execute(
                 "SELECT * FROM webhook_outbox AS o WHERE status = 'pending' AND next_attempt_at <= ? "
+                "AND (claimed_until IS NULL OR claimed_until <= ?) "
                 "AND NOT EXISTS (SELECT 1 FROM webhook_outbox AS e WHERE e.task_id = o.task_id "
                 "AND e.status = 'pending' AND e.rowid < o.rowid) "
                 "ORDER BY next_attempt_at, rowid LIMIT ?",
-                (now, limit),
+                (now, now, limit),
             ).fetchall()
+            db.executemany(
+                "UPDATE webhook_outbox SET claimed_until = ? WHERE id = ?",
+                [(now + claim_seconds, row["id"]) for row in rows],
+            )
         return [_message(row) for row in rows]
 
     def delivered(self, message_id: str) -> None:
@@ -52,7 +62,8 @@ class Outbox:
         """Count a failed attempt and schedule the next one."""
         with self._database.read() as db:
             db.execute(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, "
+                "claimed_until = NULL "
                 "WHERE id = ? AND status = 'pending'",
                 (when, error, message_id),
             )

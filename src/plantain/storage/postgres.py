@@ -229,6 +229,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN lease_until DOUBLE PRECISION;
     CREATE INDEX tasks_by_lease ON tasks (status, lease_until);
     """,
+    # 8: webhook messages are claimed by the process sending them.
+    """
+    ALTER TABLE webhook_outbox ADD COLUMN claimed_until DOUBLE PRECISION;
+    """,
 )
 
 

@@ -220,6 +220,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN lease_until REAL;
     CREATE INDEX tasks_by_lease ON tasks (status, lease_until);
     """,
+    # 8: any front door drains the webhook outbox (storage/outbox.py): a sender claims a message
+    # until claimed_until, so two processes never send one message at the same time.
+    """
+    ALTER TABLE webhook_outbox ADD COLUMN claimed_until REAL;
+    """,
 )
 
 

@@ -94,6 +94,7 @@ class WebhookDeliverer:
         self._allowed_hosts = tuple(allowed_hosts)
         self._clock = clock
         self._rng = random.Random()
+        self._timeout = timeout
         self._client = httpx.Client(
             timeout=timeout,
             follow_redirects=False,  # a redirect could lead anywhere; it counts as a failure
@@ -141,10 +142,11 @@ class WebhookDeliverer:
         """Hand due messages of idle tasks to the delivery threads; returns how many."""
         with self._guard:
             free = CONCURRENCY - len(self._in_flight)
-            busy = set(self._in_flight)
         if free <= 0:
             return 0
-        due = [m for m in self.outbox.due(self._clock(), BATCH) if m.task_id not in busy][:free]
+        # Claimed for twice a delivery's timeout: another front door leaves them alone meanwhile.
+        claim = 2 * self._timeout + 10
+        due = self.outbox.due(self._clock(), min(BATCH, free), claim)
         for message in due:
             with self._guard:
                 self._in_flight.add(message.task_id)
