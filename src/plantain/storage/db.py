@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from plantain.errors import ConfigurationError
+
 Dialect = Literal["sqlite", "postgresql"]
 
 
@@ -101,9 +103,19 @@ def open_database(data_dir: Path, database_url: str | None = None) -> Database:
     """The task database: ``database_url`` (``postgresql://…``) when given, else SQLite at
     ``<data_dir>/plantain.db``; migrated to the newest schema either way."""
     if database_url:
-        from plantain.storage.postgres import PostgresDatabase  # the cluster extra, only when asked
-
-        return PostgresDatabase(database_url)
+        return open_postgres(database_url)
     from plantain.storage.sqlite import SqliteDatabase
 
     return SqliteDatabase(data_dir / "plantain.db")
+
+
+def open_postgres(database_url: str) -> Database:
+    """The PostgreSQL task database at ``database_url``, migrated (the cluster extra's psycopg)."""
+    try:
+        from plantain.storage.postgres import PostgresDatabase  # only when a setting asks for it
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"database_url: PostgreSQL needs the psycopg package ({exc}); install the cluster "
+            "extra: pip install 'plantain[cluster]'"
+        ) from exc
+    return PostgresDatabase(database_url)
