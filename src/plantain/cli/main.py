@@ -16,6 +16,7 @@ import click
 
 from plantain import __version__
 from plantain.cli import bench as cli_bench
+from plantain.cli import cluster as cli_cluster
 from plantain.cli import remote as cli_remote
 from plantain.cli import verify as cli_verify
 from plantain.cli.outputs import output_paths, pick_format
@@ -249,6 +250,12 @@ def _weights_label(row: dict[str, Any]) -> str:
     is_flag=True,
     help="Serve the random-weight tiny engine, and say so, when the default engine has no weights.",
 )
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Front door only: take requests into the shared store (database_url) and leave running "
+    "them to `plantain worker` processes; loads no weights.",
+)
 @click.pass_obj
 def serve(
     settings: Settings,
@@ -257,12 +264,15 @@ def serve(
     port: int | None,
     allow_no_key: bool,
     tiny_if_missing: bool,
+    no_worker: bool,
 ) -> None:
     """Serve the Gemini and OpenAI image APIs over HTTP."""
 
     from plantain.server.app import create_app, serve_app
 
     updates: dict[str, Any] = {"host": host or settings.host, "port": settings.port if port is None else port}
+    if no_worker:
+        updates["serve_worker"] = False
     if engines:
         updates |= {"default_engine": engines[0], "serve_engines": list(engines)}
     elif tiny_if_missing:
@@ -376,6 +386,8 @@ cli.add_command(cli_remote.run)
 cli.add_command(cli_remote.tasks)
 cli.add_command(cli_verify.verify)
 cli.add_command(cli_bench.bench)
+cli.add_command(cli_cluster.worker)
+cli.add_command(cli_cluster.migrate_db)
 
 
 def main() -> None:

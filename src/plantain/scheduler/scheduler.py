@@ -14,8 +14,15 @@ the worker thread (claim, engine run) → a post-processing thread (screen, mark
 write) → the commit thread (record the end) → the event loop (``call_soon_threadsafe``). Each
 carries the task's log context (``logs.py``).
 
-Only one server process may use a data directory (a lock file says so): at start, tasks left
-running by a killed process are queued again (or failed once they have used ``max_attempts``).
+Roles (:class:`Roles`): the embedded default runs all three in one process. With a shared store
+(``database_url``) a process may run only the front door (``serve --no-worker``) or only a worker
+with finishing (``plantain worker``, for some engines: a pool), and the channel is the store
+itself (``store_channel.py``).
+
+On the embedded database only one server process may use a data directory (a lock file says so):
+at start, tasks left running by a killed process are queued again (or failed once they have used
+``max_attempts``). On a shared store no process may do that, since the others are alive: a task
+whose worker died is taken back when its lease runs out (``leases.py``), by any process.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import asyncio
 import fcntl
 import logging
 import threading
+from dataclasses import dataclass
 from typing import IO
 
 from plantain.engines.registry import EngineRegistry
@@ -36,13 +44,24 @@ from plantain.scheduler.finishing import Finishing
 from plantain.scheduler.frontdoor import FrontDoor
 from plantain.scheduler.leases import LeaseKeeper
 from plantain.scheduler.outcomes import Outcomes
-from plantain.scheduler.worker import Worker
+from plantain.scheduler.store_channel import StoreChannel
+from plantain.scheduler.worker import IDLE_POLL_SECONDS, Worker
 from plantain.settings import Settings
 from plantain.storage.blobs import open_blobs
 from plantain.storage.tasks import TaskStore, WebhookBody
 from plantain.webhooks.delivery import RetryPolicy, WebhookDeliverer, webhook_secret
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """What one process runs: the front door (the HTTP API's side), and a worker with finishing
+    for ``engines`` (None: every engine it is asked for)."""
+
+    front: bool = True
+    worker: bool = True
+    engines: tuple[str, ...] | None = None
 
 
 class Scheduler:
@@ -53,9 +72,17 @@ class Scheduler:
         *,
         webhook_body: WebhookBody | None = None,
         channel: EventChannel | None = None,
+        roles: Roles | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
+        self.shared = settings.database_url is not None  # other processes use the same store
+        self.roles = roles or Roles(worker=settings.serve_worker)
+        if not self.roles.worker and not self.shared:
+            raise ConfigurationError(
+                "a front door without a worker (serve --no-worker, serve_worker=false) needs "
+                "database_url: on the embedded database no other process could run its tasks"
+            )
         self.store = TaskStore(
             settings.data_dir,
             retention_seconds=settings.retention_seconds,
@@ -65,7 +92,9 @@ class Scheduler:
             lease_seconds=settings.lease_seconds,
             database_url=settings.database_url,
         )
-        self.channel = channel or LocalChannel()
+        self.channel = channel or (
+            StoreChannel(self.store, settings.poll_seconds) if self.shared else LocalChannel()
+        )
         self.safety = SafetyPolicy.from_settings(settings)
         self.provenance = ProvenancePolicy(settings)  # the signing identity is made on first start
         self.front = FrontDoor(
@@ -81,6 +110,8 @@ class Scheduler:
             batching=BatchLimits.from_settings(settings),
             provenance=self.provenance,
             safety=self.safety,
+            engines=self.roles.engines,
+            idle_poll_seconds=settings.poll_seconds if self.shared else IDLE_POLL_SECONDS,
         )
         self.leases = LeaseKeeper(
             outcomes, max_attempts=settings.max_attempts, on_lost=self.worker.flags.stop
@@ -95,17 +126,32 @@ class Scheduler:
         """Set once a drain has begun: the front door refuses new requests from then on."""
         return self.front.closed
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Take the data directory, recover what a dead process left, start the worker."""
+    def start(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Take the data directory and recover what a dead process left (embedded database
+        only), then start this process's roles. ``loop``: where subscribers live (None: a worker
+        process, which has none)."""
         self.store.blobs.check()  # a bucket that cannot take the outputs stops the start, not each task
-        self._lock_file = _lock_data_dir(self.settings)
-        self.channel.bind(loop)
+        if not self.shared:
+            self._lock_file = _lock_data_dir(self.settings)
+            self._recover()
+        if loop is not None:
+            self.channel.bind(loop)
+        if self.roles.front or not self.shared:
+            self._start_webhooks()  # what a killed server left pending goes out now
+        if self.roles.worker:
+            self.finishing.start()
+            self.worker.start()
+        self.leases.start()  # a front door too takes back the tasks of workers that died
+
+    def _recover(self) -> None:
         requeued, failed = self.store.runs.recover(self.settings.max_attempts)
         if requeued or failed:
             logger.warning(
                 "recovered after a stop: %d task(s) queued again, %d failed", len(requeued), len(failed)
             )
         self.store.runs.sweep_orphan_files()
+
+    def _start_webhooks(self) -> None:
         self.webhooks = WebhookDeliverer(
             self.store.outbox,
             webhook_secret(self.settings),
@@ -113,15 +159,14 @@ class Scheduler:
             timeout=self.settings.webhook_timeout_seconds,
             policy=RetryPolicy.from_settings(self.settings),
         )
-        self.webhooks.start()  # what a killed server left pending goes out now
-        self.finishing.start()
-        self.worker.start()
-        self.leases.start()
+        self.webhooks.start()
 
     def load(self, names: list[str]) -> None:
-        """Load ``names`` (blocking), then mark the scheduler ready."""
-        for name in names:
-            self.registry.get(name).load()
+        """Load ``names`` (blocking) where this process runs a worker, then mark it ready; a
+        front door alone loads no weights (it only checks requests against the engines)."""
+        if self.roles.worker:
+            for name in names:
+                self.registry.get(name).load()
         self.safety.load()  # a missing or mislabelled classifier shows in readiness, not per task
         self.ready.set()
 
@@ -142,6 +187,8 @@ class Scheduler:
         self.front.closed.set()
         self.worker.stop()
         self.leases.stop()
+        if isinstance(self.channel, StoreChannel):
+            self.channel.close()
         if self.webhooks is not None:
             self.webhooks.stop()  # undelivered webhooks stay in the outbox for the next start
         self.store.close()

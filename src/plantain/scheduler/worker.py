@@ -48,6 +48,8 @@ class Worker:
         batching: BatchLimits,
         provenance: ProvenancePolicy,
         safety: SafetyPolicy,
+        engines: tuple[str, ...] | None = None,
+        idle_poll_seconds: float = IDLE_POLL_SECONDS,
     ) -> None:
         self.outcomes = outcomes
         self.store = outcomes.store
@@ -57,6 +59,8 @@ class Worker:
         self.batching = batching
         self.provenance = provenance
         self.safety = safety
+        self.engines = engines  # the pool this worker serves (None: every engine)
+        self.idle_poll_seconds = idle_poll_seconds  # a queued task in another process wakes nobody here
         self.draining = threading.Event()
         self._grace_over = threading.Event()  # a drain's grace is over: the running batch stops
         self._wakeup = threading.Event()
@@ -109,9 +113,9 @@ class Worker:
                 if time.monotonic() - last_expiry > EXPIRY_INTERVAL_SECONDS:
                     last_expiry = time.monotonic()
                     _expire_quietly(self.outcomes)
-                claimed = self.store.runs.claim_next()
+                claimed = self.store.runs.claim_next(self.engines)
                 if claimed is None:
-                    self._wakeup.wait(IDLE_POLL_SECONDS)
+                    self._wakeup.wait(self.idle_poll_seconds)
                     self._wakeup.clear()
                     continue
                 with task_context(task_id=claimed[0].id):

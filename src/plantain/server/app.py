@@ -111,7 +111,7 @@ def render_error(request: Request, error: PlantainError) -> JSONResponse:
 
 def serve_app(app: FastAPI, settings: Settings) -> None:
     """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then drain (see :class:`DrainingServer`)."""
-    _log_to_stderr(settings)
+    log_to_stderr(settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -123,7 +123,7 @@ def serve_app(app: FastAPI, settings: Settings) -> None:
     DrainingServer(config, app.state.scheduler).run()
 
 
-def _log_to_stderr(settings: Settings) -> None:
+def log_to_stderr(settings: Settings) -> None:
     """Plantain's own INFO lines (engines loaded, each URL fetched and the task it became,
     recoveries), with their task and request ids, beside uvicorn's access log, in
     ``log_format``: without a handler Python shows only warnings."""

@@ -84,6 +84,20 @@ class ScaleOutSettings(BaseSettings):
     presigned_url_seconds: int = Field(
         default=300, ge=10, le=7 * 86400, description="How long a redirect's presigned URL works."
     )
+    serve_worker: bool = Field(
+        default=True,
+        description="Whether `plantain serve` runs a worker in its own process too. false (`serve "
+        "--no-worker`): a front door only, for a cluster whose workers are `plantain worker` "
+        "processes; needs database_url.",
+    )
+    poll_seconds: float = Field(
+        default=0.1,
+        ge=0.01,
+        le=10,
+        description="With database_url, how often a front door reads new events of the tasks its "
+        "callers watch, and an idle worker looks for queued tasks: the shared store is the only "
+        "link between processes.",
+    )
     lease_seconds: float = Field(
         default=30.0,
         ge=2,

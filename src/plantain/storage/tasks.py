@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +169,25 @@ class TaskStore:
         with self.database.read() as db:
             rows = db.execute(
                 "SELECT * FROM task_events WHERE task_id = ? AND seq > ? ORDER BY seq", (task_id, seq)
+            ).fetchall()
+        return [event_of(row) for row in rows]
+
+    def last_seq(self, task_id: str) -> int:
+        """The number of ``task_id``'s newest event (0: none, or no such task)."""
+        with self.database.read() as db:
+            row = db.execute("SELECT MAX(seq) FROM task_events WHERE task_id = ?", (task_id,)).fetchone()
+        return int(row[0] or 0)
+
+    def events_since(self, last: Mapping[str, int]) -> list[TaskEvent]:
+        """Events of several tasks newer than ``last`` (task id -> seq), in one query: what a
+        front door polls for the tasks its callers watch."""
+        if not last:
+            return []
+        where = " OR ".join("(task_id = ? AND seq > ?)" for _ in last)
+        with self.database.read() as db:
+            rows = db.execute(
+                f"SELECT * FROM task_events WHERE {where} ORDER BY task_id, seq",
+                [value for pair in last.items() for value in pair],
             ).fetchall()
         return [event_of(row) for row in rows]
 
