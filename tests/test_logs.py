@@ -20,7 +20,7 @@ from tests.callers import serving
 
 from plantain import logs
 from plantain.errors import EngineRunError
-from plantain.server.app import _log_to_stderr
+from plantain.server.app import log_to_stderr
 from plantain.settings import Settings
 from plantain.testing import WebhookReceiver
 
@@ -156,7 +156,7 @@ def test_serve_logs_in_the_configured_format(settings: Settings) -> None:
     level, before = plantain_logger.level, list(plantain_logger.handlers)
     plantain_logger.handlers.clear()  # as in a fresh `plantain serve` process
     try:
-        _log_to_stderr(settings.model_copy(update={"log_format": "json"}))
+        log_to_stderr(settings.model_copy(update={"log_format": "json"}))
         assert isinstance(plantain_logger.handlers[0].formatter, logs.JsonFormatter)
     finally:
         plantain_logger.handlers[:] = before

@@ -135,6 +135,7 @@ class Worker:
         when ``task`` could not be prepared (it has failed)."""
         self.outcomes.hold(task)  # its lease is renewed from now until it ends
         self.outcomes.publish(started)
+        logger.info("task %s claimed (attempt %d, engine %s)", task.id, task.attempts, task.engine)
         stop = _stop_flag(self.flags, self.store, task)
         began = time.perf_counter()  # preparing counts as device time for a task that fails here
         try:
@@ -184,6 +185,7 @@ class Worker:
         self._prepared.drop(task_id)
         self.outcomes.hold(task)
         self.outcomes.publish(started)
+        logger.info("task %s claimed into the batch of %s", task.id, batch.members[0].task.id)
         stop = _stop_flag(self.flags, self.store, task)
         try:
             batch.members.append(self._member(task, request, job, batch.engine, stop))
