@@ -24,6 +24,8 @@ COMMANDS = [
     ["demo"],
     ["webhook-secret"],
     ["bench"],
+    ["worker"],
+    ["migrate-db"],
 ]
 
 
