@@ -149,6 +149,19 @@ def test_claim_next_takes_the_oldest_queued_task_of_the_pool(clocked: Clocked) -
     assert runs.claim_next() is None
 
 
+def test_a_batch_claims_its_joiners_together_in_queue_order_leaving_ended_ones_out(clocked: Clocked) -> None:
+    """claim_all takes the named tasks that are still queued in one statement, oldest first, each
+    with its 'started' event; one cancelled meanwhile and one already running stay out."""
+    runs = clocked.store.runs
+    leader, first, cancelled, second = (clocked.queue() for _ in range(4))
+    assert runs.claim_next() is not None and clocked.store.cancel(cancelled) is not None
+    claimed = runs.claim_all([second, cancelled, first, leader])
+    assert [task.id for task, _ in claimed] == [first, second]
+    assert all(task.status == "running" and task.attempts == 1 for task, _ in claimed)
+    assert [(event.task_id, event.type) for _, event in claimed] == [(first, "started"), (second, "started")]
+    assert runs.claim_all([first]) == [] and runs.claim_all([]) == []
+
+
 def test_a_success_records_files_usage_and_expiry_and_retention_deletes_them(clocked: Clocked) -> None:
     """succeed stores the files, a 'completed' event, a ledger row and the expiry; expire() after
     retention deletes the task, its events and its file, and the ledger's totals outlive it."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, inputs_digest
 from plantain.engines.registry import EngineRegistry
@@ -35,6 +36,19 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 1.0  # the worker also wakes at once on every ``queued`` signal
 EXPIRY_INTERVAL_SECONDS = 60.0
 CANCEL_POLL_SECONDS = 1.0  # how often a run reads its tasks' cancel requests from the store
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A queued task picked to join a batch, prepared, not yet claimed."""
+
+    task_id: str
+    request: ImageRequest
+    job: EngineJob
+
+
+def _images(picked: list[Candidate]) -> int:
+    return sum(len(candidate.job.seeds) for candidate in picked)
 
 
 class Worker:
@@ -152,46 +166,55 @@ class Worker:
         return batch
 
     def _gather(self, batch: Batch) -> None:
-        """Join compatible queued tasks until the batch is full or its window has passed."""
+        """Join compatible queued tasks until the batch is full or its window has passed: each
+        scan picks the tasks that fit, then claims them together in one statement."""
         deadline = batch.members[0].task.created_at + self.batching.window_seconds
         seen: set[str] = set()
         while batch.images < self.batching.max_images and not self.draining.is_set():
+            picked: list[Candidate] = []
             for task_id in self.store.runs.queued_ids(batch.engine.name, SCAN_LIMIT):
-                if task_id not in seen and batch.images < self.batching.max_images:
+                if task_id not in seen and batch.images + _images(picked) < self.batching.max_images:
                     seen.add(task_id)
-                    self._try_join(batch, task_id)
+                    picked += self._candidate(batch, picked, task_id)
+            self._join(batch, picked)
             remaining = deadline - time.time()
             if remaining <= 0:
                 return
-            self._wakeup.wait(remaining)  # every submission wakes it
+            self._wakeup.wait(remaining)  # every submission in this process wakes it
             self._wakeup.clear()
 
-    def _try_join(self, batch: Batch, task_id: str) -> None:
+    def _candidate(self, batch: Batch, picked: list[Candidate], task_id: str) -> list[Candidate]:
+        """``task_id`` as a joiner of ``batch`` beside the already ``picked`` ones, if it fits."""
         try:
             request = self.store.request(task_id)
-            if request.previews and batch.has_previews():
-                return  # an engine previews one image per run: this task leads a later batch
+            if request.previews and (batch.has_previews() or any(c.request.previews for c in picked)):
+                return []  # an engine previews one image per run: this task leads a later batch
             if inputs_digest(request) != batch.members[0].job.inputs_digest:
-                return  # other input images can never join: not worth decoding them to see
+                return []  # other input images can never join: not worth decoding them to see
             job = self._prepared.peek(task_id) or prepare(request, batch.engine, self.limits)
         except Exception:  # it fails on its own turn, with its own error
+            return []
+        if not batch.takes(job, self.batching.max_images - _images(picked)):
+            return []
+        return [Candidate(task_id, request, job)]
+
+    def _join(self, batch: Batch, picked: list[Candidate]) -> None:
+        """Claim the ``picked`` tasks in one statement; those cancelled meanwhile stay out."""
+        if not picked:
             return
-        if not batch.takes(job, self.batching.max_images):
-            return
-        claimed = self.store.runs.claim(task_id)
-        if claimed is None:  # cancelled meanwhile
-            return
-        task, started = claimed
-        self._prepared.drop(task_id)
-        self.outcomes.hold(task)
-        self.outcomes.publish(started)
-        logger.info("task %s claimed into the batch of %s", task.id, batch.members[0].task.id)
-        stop = _stop_flag(self.flags, self.store, task)
-        try:
-            batch.members.append(self._member(task, request, job, batch.engine, stop))
-        except Exception as exc:
-            self.outcomes.end(task, exc, self.outcomes.used(task, 0.0))
-            self.flags.forget(task.id)
+        by_id = {candidate.task_id: candidate for candidate in picked}
+        for task, started in self.store.runs.claim_all(list(by_id)):
+            candidate = by_id[task.id]
+            self._prepared.drop(task.id)
+            self.outcomes.hold(task)
+            self.outcomes.publish(started)
+            logger.info("task %s claimed into the batch of %s", task.id, batch.members[0].task.id)
+            stop = _stop_flag(self.flags, self.store, task)
+            try:
+                batch.members.append(self._member(task, candidate.request, candidate.job, batch.engine, stop))
+            except Exception as exc:
+                self.outcomes.end(task, exc, self.outcomes.used(task, 0.0))
+                self.flags.forget(task.id)
 
     def _member(
         self, task: Task, request: ImageRequest, job: EngineJob, engine: Engine, stop: threading.Event

@@ -47,16 +47,34 @@ class TaskRuns:
                 f"{where} ORDER BY queue_order LIMIT 1{self._database.skip_locked}) RETURNING id",
                 (now, now + self.lease_seconds, *(engines or ())),
             ).fetchone()
-            if row is None:
-                return None
-            task = self._rows.task(db, row["id"])
-            return task, self._rows.append_event(db, task.id, "started", {"attempt": task.attempts})
+            return None if row is None else self._started(db, row["id"])
 
     def claim(self, task_id: str) -> tuple[Task, TaskEvent] | None:
-        """``task_id`` as :meth:`claim_next` claims it, if it is still queued (else None): a
-        task joining a batch that an older task leads."""
+        """``task_id`` as :meth:`claim_next` claims it, if it is still queued (else None)."""
+        claimed = self.claim_all([task_id])
+        return claimed[0] if claimed else None
+
+    def claim_all(self, task_ids: list[str]) -> list[tuple[Task, TaskEvent]]:
+        """Those of ``task_ids`` still queued, claimed together in one statement (tasks joining a
+        batch that an older task leads), in queue order, each with its 'started' event."""
+        if not task_ids:
+            return []
+        marks = ", ".join("?" for _ in task_ids)
         with self._database.transaction() as db:
-            return self._claim(db, task_id)
+            now = self._rows.clock()
+            rows = db.execute(
+                "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?, "
+                f"lease_until = ? WHERE id IN (SELECT id FROM tasks WHERE id IN ({marks}) "
+                f"AND status = 'queued'{self._database.skip_locked}) RETURNING id, queue_order",
+                (now, now + self.lease_seconds, *task_ids),
+            ).fetchall()
+            claimed = []
+            for row in sorted(rows, key=lambda row: row["queue_order"]):
+                task = self._rows.task(db, row["id"])
+                claimed.append(
+                    (task, self._rows.append_event(db, task.id, "started", {"attempt": task.attempts}))
+                )
+            return claimed
 
     def queued_ids(self, engine: str, limit: int) -> list[str]:
         """Up to ``limit`` queued tasks for ``engine``, oldest first (candidates to join a batch)."""
@@ -208,14 +226,8 @@ class TaskRuns:
             self._ledger.record(db, task_id, usage or no_usage(self._currency), now)
         return bool(changed)
 
-    def _claim(self, db: Connection, task_id: str) -> tuple[Task, TaskEvent] | None:
-        changed = db.execute(
-            "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?, "
-            "lease_until = ? WHERE id = ? AND status = 'queued'",
-            (self._rows.clock(), self._rows.clock() + self.lease_seconds, task_id),
-        ).rowcount
-        if not changed:
-            return None
+    def _started(self, db: Connection, task_id: str) -> tuple[Task, TaskEvent]:
+        """A task just claimed in ``db``'s transaction, with its 'started' event."""
         task = self._rows.task(db, task_id)
         return task, self._rows.append_event(db, task.id, "started", {"attempt": task.attempts})
 
