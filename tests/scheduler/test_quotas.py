@@ -209,3 +209,27 @@ def test_concurrent_submissions_never_pass_the_quota_together(
     with LiveServer(create_app(settings)) as live:
         live.wait_ready()
         assert asyncio.run(burst(live.url)) == [202] * 3 + [429] * 7
+
+
+def test_a_quota_holds_across_two_front_doors_on_one_database(
+    server_settings: Callable[..., Settings], postgres_url: str
+) -> None:
+    """Ten at once split across two front doors sharing PostgreSQL, against a quota of three
+    concurrent tasks: exactly three are queued, whichever door took them."""
+    settings = server_settings(
+        api_keys=KEYS, quota_concurrent_tasks=3, database_url=postgres_url, serve_worker=False
+    )
+
+    async def burst(urls: list[str]) -> list[int]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            body = {"model": "tiny", "input": {"prompt": "a cube", "resolution": "512"}}
+            headers = {"Authorization": f"Bearer {KEYS[0]}"}
+            answers = await asyncio.gather(
+                *(client.post(f"{urls[n % 2]}/v1/tasks", json=body, headers=headers) for n in range(10))
+            )
+            return sorted(answer.status_code for answer in answers)
+
+    with LiveServer(create_app(settings)) as first, LiveServer(create_app(settings)) as second:
+        first.wait_ready()
+        second.wait_ready()
+        assert asyncio.run(burst([first.url, second.url])) == [202] * 3 + [429] * 7
