@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from plantain.errors import IdempotencyConflictError, NotFoundError
@@ -382,3 +384,20 @@ def test_a_database_migrated_by_one_process_is_not_migrated_again(
     with again.database.read() as db:
         assert db.execute("SELECT COUNT(*) FROM plantain_schema").fetchone()[0] == 1
     again.close()
+
+
+def test_a_store_whose_connection_was_cut_reconnects_on_its_next_call(stores: list[TaskStore]) -> None:
+    """A dropped connection (a database restart, a cut link) fails the call that meets it; the
+    next call opens a new connection, and nothing committed is lost."""
+    store, other = stores
+    task_id = submit(store)[0].id
+    with store.database.read() as db:
+        pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with other.database.read() as db:
+        db.execute("SELECT pg_terminate_backend(?)", (pid,))
+        while db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ?", (pid,)).fetchone():
+            time.sleep(0.01)  # the backend ends a moment after it is told to
+    with pytest.raises(psycopg.OperationalError):
+        store.get(task_id)
+    assert store.get(task_id).status == "queued"
+    assert submit(store)[0].status == "queued"
