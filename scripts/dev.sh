@@ -28,13 +28,30 @@ ensure_python() {
   fi
 }
 
-# Servers the tests start themselves (tests/services.py). PostgreSQL comes from Debian's packages
-# (the S3 server, SeaweedFS, from the lock); as root, the tests run it as the postgres user.
+# Servers and programs the tests start themselves (tests/services.py), from Debian's packages:
+# PostgreSQL (as root, the tests run it as the postgres user) and Chromium (the browser tests);
+# the S3 server, SeaweedFS, comes from the lock. npm installs the Node clients (tests/node).
 ensure_services() {
-  if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null && ! command -v pg_ctl >/dev/null; then
-    echo "installing postgresql (the tests start a throwaway server)…" >&2
+  local missing=()
+  compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || command -v pg_ctl >/dev/null || missing+=(postgresql)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v npm >/dev/null || missing+=(nodejs npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} (the tests start and drive them)…" >&2
     local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo apt-get update -qq && $sudo apt-get install -y -qq postgresql >/dev/null
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  ensure_node_clients
+}
+
+# The Node clients the tests run (the openai and @google/genai packages, and a Node 22 binary
+# from npm, which today's SDKs need), installed from tests/node/package-lock.json.
+ensure_node_clients() {
+  local stamp="tests/node/node_modules/.plantain-installed" want
+  want="$(sha256sum tests/node/package-lock.json | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+    echo "$want" > "$stamp"
   fi
 }
 
