@@ -1,5 +1,6 @@
 """Gemini API and Vertex AI routes: ``generateContent``, ``streamGenerateContent``,
-``countTokens``, models, and batch mode (from :mod:`batch_routes`).
+``countTokens``, Imagen's ``predict`` (:mod:`imagen`), models, and batch mode (from
+:mod:`batch_routes`).
 
 Thin on purpose: parse, convert, run on the door (a task the route waits on), convert
 back. Errors are Plantain errors, rendered in the Gemini envelope by the router's route class.
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects import openapi
 from plantain.dialects.deps import CallerKey, FrontDoorDep
-from plantain.dialects.gemini import batch_routes, convert, errors, render, safety
+from plantain.dialects.gemini import batch_routes, convert, errors, imagen, render, safety
 from plantain.dialects.gemini.protocol import GenerateContentRequest, GenerateContentResponse
 from plantain.dialects.report import answer_headers
 from plantain.dialects.routing import dialect_route
@@ -151,6 +152,10 @@ def _register() -> None:
             router.add_api_route(
                 f"{prefix}/{{model}}:{method}", endpoint, methods=["POST"], openapi_extra=extra
             )
+        predict = openapi.merge(openapi.json_body(imagen.PredictRequest), openapi.path_parameters(prefix))
+        router.add_api_route(
+            f"{prefix}/{{model}}:predict", imagen.predict, methods=["POST"], openapi_extra=predict
+        )
     for version in MODEL_LISTING_VERSIONS:
         router.add_api_route(f"/{version}/models", list_models, methods=["GET"])
         router.add_api_route(f"/{version}/models/{{model}}", get_model, methods=["GET"])
