@@ -53,7 +53,7 @@ from plantain.errors import (
     response_headers,
 )
 from plantain.scheduler import Scheduler
-from plantain.server import metrics
+from plantain.server import aliases, metrics
 from plantain.server.bodylimit import BodyLimit
 from plantain.settings import Settings
 from plantain.storage.batches import BatchStore
@@ -206,6 +206,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Fa
     include_dialects(app)
     metrics.install(app, scheduler.store, settings.price_currency)
     openapi.install(app)
+    aliases.install(app)  # outside even CORS: every middleware sees the canonical path
     return app
 
 
