@@ -53,7 +53,7 @@ from plantain.errors import (
     response_headers,
 )
 from plantain.scheduler import Scheduler
-from plantain.server import aliases, metrics
+from plantain.server import aliases, cors, docs_page, metrics
 from plantain.server.bodylimit import BodyLimit
 from plantain.settings import Settings
 from plantain.storage.batches import BatchStore
@@ -202,10 +202,12 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Fa
     # Innermost, so that a body stopped mid-read raises straight into the route reading it (a
     # BaseHTTPMiddleware between them would wrap the error in an exception group: a 500).
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, render=render_error)
-    app.middleware("http")(_api_key_check(settings))
+    app.middleware("http")(docs_page.open_docs(_api_key_check(settings)))
     include_dialects(app)
     metrics.install(app, scheduler.store, settings.price_currency)
     openapi.install(app)
+    docs_page.install(app)  # /docs: Swagger UI, offline
+    cors.install(app, settings)  # outermost: preflights before the API-key check
     aliases.install(app)  # outside even CORS: every middleware sees the canonical path
     return app
 

@@ -7,6 +7,7 @@ scale-out settings are in :mod:`plantain.settings.scaleout`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,18 @@ from plantain.settings.checks import (
     refuse_hub_kernels,
 )
 from plantain.settings.scaleout import ScaleOutSettings
+
+CORS_ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:(\d{1,5}|\*))?")
+
+
+def check_cors_origins(origins: list[str] | None) -> list[str] | None:
+    """Each entry of ``cors_origins`` is ``*`` or an origin as browsers send it (no path, no
+    trailing slash), whose port may be ``*``."""
+    for origin in origins or []:
+        if origin != "*" and not CORS_ORIGIN.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port] (port may be *), or *")
+    return origins
+
 
 # Never echoed in an error.
 SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret", "s3_secret_access_key"})
@@ -84,6 +97,13 @@ class Settings(ScaleOutSettings):
         default_factory=list,
         description="API keys the server accepts (JSON list). Empty: no key needed, which "
         "`plantain serve` allows only on a loopback address.",
+    )
+    cors_origins: Annotated[list[str] | None, AfterValidator(check_cors_origins)] = Field(
+        default=None,
+        description="Browser origins (scheme://host[:port], port may be *) whose pages may call the "
+        'server (CORS), a JSON list; ["*"]: any origin; []: none. Unset: the loopback origins '
+        "(http://localhost:*, http://127.0.0.1:*, http://[::1]:*) when host is a loopback address, "
+        "none otherwise.",
     )
     models: dict[str, str] = Field(
         default_factory=dict,
