@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plantain import __version__, logs
 from plantain.dialects import files, openapi
+from plantain.dialects.chat import routes as chat_routes
 from plantain.dialects.deps import FrontDoorDep, sent_key
 from plantain.dialects.gemini import errors as gemini_errors
 from plantain.dialects.gemini import render as gemini_render
@@ -324,6 +325,7 @@ async def get_model(request: Request, door: FrontDoorDep, model: str) -> dict[st
 DIALECTS: list[APIRouter] = [
     gemini_routes.router,
     openai_routes.router,
+    chat_routes.router,  # /v1/chat/completions and /api/v1/chat/completions: images in chat
     tasks_routes.router,
     usage_routes.router,
     provenance_routes.router,

@@ -1,0 +1,209 @@
+"""Pure conversions between chat completions and Plantain's internal model.
+
+A chat body -> :class:`ImageRequest`; an :class:`ImageResult` -> a ``chat.completion`` whose
+choices carry ``message.images`` (OpenRouter's shape), or the ``chat.completion.chunk`` events of
+a stream. ``n`` is OpenAI's: that many choices, each with one image. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from plantain.dialects.chat.messages import read_conversation
+from plantain.dialects.chat.protocol import IGNORED_PARAMS, ChatRequest
+from plantain.dialects.report import ignored
+from plantain.dialects.wire import encode_base64, load_json, validation_error
+from plantain.errors import InvalidRequestError, PlantainError
+from plantain.limits import Limits
+from plantain.types import GeneratedImage, ImageRequest, ImageResult, ProvenanceChoice, TokenUsage
+
+# Core field names -> what a chat caller wrote, for error messages and the envelope's `param`.
+FIELD_NAMES = {
+    "images": "messages",
+    "num_images": "n",
+    "aspect_ratio": "image_config.aspect_ratio",
+    "size": "image_config.image_size",
+    "engine": "model",
+    "prompt": "messages",
+}
+
+# Vendor prefixes of OpenRouter-style model ids (google/gemini-2.5-flash-image): stripped before
+# the name is looked up, so the ids apps already send work unchanged.
+VENDOR_PREFIXES = ("google/", "openai/", "black-forest-labs/", "qwen/", "plantain/")
+
+
+def parse_request(raw: bytes) -> ChatRequest:
+    """The body, or a 400 naming the malformed field or the unknown parameter."""
+    data = load_json(raw)
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"the request body must be a JSON object, not {type(data).__name__}")
+    try:
+        body = ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _param_error(exc) from None
+    unknown = [name for name in body.extra_params() if name not in IGNORED_PARAMS]
+    if unknown:
+        raise InvalidRequestError(
+            f"{unknown[0]} is not a known parameter of chat completions here (see docs/chat.md)",
+            field=unknown[0],
+        )
+    return body
+
+
+def _param_error(exc: ValidationError) -> InvalidRequestError:
+    error = exc.errors()[0]
+    if error["loc"] and error["loc"][0] == "n" and error["type"].startswith(("greater", "less")):
+        return InvalidRequestError(
+            f"n: {error.get('input')!r} is not allowed; must be between 1 and 10 (one image per choice)",
+            field="n",
+        )
+    return validation_error(exc)
+
+
+def model_name(model: str | None) -> str | None:
+    """The name looked up among served models: a known vendor prefix dropped."""
+    if model is None:
+        return None
+    for prefix in VENDOR_PREFIXES:
+        if model.lower().startswith(prefix):
+            return model[len(prefix) :]
+    return model
+
+
+def check_modalities(modalities: list[str] | None) -> None:
+    """Absent means image and text; a list without ``image`` is refused: only images are made here."""
+    if modalities is None:
+        return
+    if "image" not in {item.strip().lower() for item in modalities}:
+        raise InvalidRequestError(
+            f"modalities: {modalities!r} does not include 'image'; this server only makes images, "
+            'so send modalities ["image", "text"] or ["image"]',
+            field="modalities",
+        )
+
+
+def to_image_request(body: ChatRequest, engine: str, limits: Limits) -> ImageRequest:
+    """The core request ``body`` asks for, to run on ``engine``; http image URLs not yet fetched."""
+    check_modalities(body.modalities)
+    conversation = read_conversation(body.messages, limits)
+    image_config = body.image_config
+    fields: dict[str, Any] = {
+        "prompt": conversation.prompt,
+        "images": conversation.images,
+        "aspect_ratio": image_config.aspect_ratio if image_config else None,
+        "size": image_config.image_size if image_config else None,
+        "num_images": body.n,
+        "seed": body.seed,
+        "engine": engine,
+        "provenance": ProvenanceChoice(
+            watermark=body.watermark, content_credentials=body.content_credentials
+        ),
+        "ignored": ignored(body.extra_params()),
+    }
+    try:
+        return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
+    except InvalidRequestError as exc:
+        raise exc.renamed(FIELD_NAMES) from None
+
+
+def renamed(error: PlantainError) -> PlantainError:
+    """An error of the core (raised as the request was checked) named by the chat fields."""
+    return error.renamed(FIELD_NAMES)
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+def completion_body(
+    result: ImageResult, completion_id: str, model: str, created: int, *, counted: TokenUsage
+) -> dict[str, Any]:
+    """A ``chat.completion``: one choice per image, its ``message.images`` holding it."""
+    choices = [
+        {
+            "index": index,
+            "finish_reason": "stop",
+            "logprobs": None,
+            "message": {"role": "assistant", "content": "", "images": [image_item(image)]},
+        }
+        for index, image in enumerate(result.images)
+    ]
+    return {
+        **_head(completion_id, model, created, "chat.completion"),
+        "choices": choices,
+        "usage": usage(counted),
+    }
+
+
+def image_item(image: GeneratedImage) -> dict[str, Any]:
+    """One image as OpenRouter answers it: a data URL; ``seed`` is a Plantain extension."""
+    url = f"data:{image.media_type};base64,{encode_base64(image.data)}"
+    return {"type": "image_url", "image_url": {"url": url}, "index": 0, "seed": image.seed}
+
+
+def opening_chunk(completion_id: str, model: str, created: int, choices: int) -> str:
+    """The first chunk, sent as soon as the task is queued: the assistant's role per choice."""
+    deltas = [_choice(index, {"role": "assistant", "content": ""}) for index in range(choices)]
+    return chunk(completion_id, model, created, deltas)
+
+
+def closing_chunks(
+    result: ImageResult, completion_id: str, model: str, created: int, *, counted: TokenUsage
+) -> list[str]:
+    """Each choice's image, then each choice's ``finish_reason``, then the usage (``choices``
+    empty, as OpenAI sends ``include_usage``), then ``[DONE]``."""
+    images = [_choice(i, {"images": [image_item(image)]}) for i, image in enumerate(result.images)]
+    stops = [_choice(i, {}, "stop") for i in range(len(result.images))]
+    return [
+        *(chunk(completion_id, model, created, [item]) for item in images),
+        chunk(completion_id, model, created, stops),
+        chunk(completion_id, model, created, [], usage(counted)),
+        DONE,
+    ]
+
+
+DONE = "data: [DONE]\n\n"
+KEEPALIVE = ": PLANTAIN PROCESSING\n\n"  # an SSE comment, as OpenRouter sends while a model works
+
+
+def chunk(
+    completion_id: str,
+    model: str,
+    created: int,
+    choices: list[dict[str, Any]],
+    counted: Mapping[str, Any] | None = None,
+) -> str:
+    body: dict[str, Any] = {
+        **_head(completion_id, model, created, "chat.completion.chunk"),
+        "choices": choices,
+    }
+    if counted is not None:
+        body["usage"] = dict(counted)
+    return data_line(body)
+
+
+def data_line(body: Mapping[str, Any]) -> str:
+    """One SSE event; an ``{"error": …}`` body makes the openai SDK raise ``APIError``."""
+    return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+
+def _choice(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+
+
+def _head(completion_id: str, model: str, created: int, kind: str) -> dict[str, Any]:
+    return {"id": completion_id, "object": kind, "created": created, "model": model}
+
+
+def usage(counted: TokenUsage) -> dict[str, Any]:
+    """Tokens as Gemini counts them for the model (plantain.usage): every output token an image's."""
+    return {
+        "prompt_tokens": counted.input,
+        "completion_tokens": counted.output,
+        "total_tokens": counted.total,
+        "prompt_tokens_details": {"cached_tokens": 0, "image_tokens": counted.input_image},
+        "completion_tokens_details": {"reasoning_tokens": 0, "image_tokens": counted.output},
+    }

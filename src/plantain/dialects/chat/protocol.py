@@ -1,0 +1,91 @@
+"""The chat completions wire format as image apps send it to OpenRouter, as far as Plantain reads it.
+
+Messages are read permissively (clients attach ``name``, ``tool_calls``, ``reasoning``…, and
+``content`` may be a string, a list of parts or null), since a conversation is sent back as the
+client received it. The request's own parameters are strict: an unknown one is refused so a typo
+is not silently ignored, while the many chat parameters that steer a text model are listed,
+accepted and reported as ignored (``X-Plantain-Ignored-Parameters``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_CHOICES = 10  # the most images one request makes (types.MAX_IMAGES_PER_REQUEST)
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    url: str
+    detail: str | None = None  # a vision model's hint: meaningless for an image input here
+
+
+class ContentPart(BaseModel):
+    """``{"type": "text", "text"}`` or ``{"type": "image_url", "image_url": {"url"}}`` (an
+    assistant's ``images`` entry has the same shape); other part types are refused by the converter."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    text: str | None = None
+    image_url: ImageURL | str | None = None  # some clients send the URL bare
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str
+    content: str | list[ContentPart] | None = None
+    images: list[ContentPart] | None = None  # an assistant's images, as this server answered them
+
+
+class ImageConfig(BaseModel):
+    """OpenRouter's ``image_config``; ``aspect_ratio`` and ``image_size`` are checked by the core
+    request, so their errors list what is allowed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool | None = None  # usage is always in the last chunk, as OpenRouter sends it
+
+
+# Chat parameters that steer a text model or a router: accepted, unused, reported back.
+IGNORED_PARAMS = (
+    *("temperature", "top_p", "top_k", "min_p", "top_a", "max_tokens", "max_completion_tokens"),
+    *("frequency_penalty", "presence_penalty", "repetition_penalty", "stop", "logprobs"),
+    *("top_logprobs", "logit_bias", "response_format", "tools", "tool_choice", "parallel_tool_calls"),
+    *("user", "metadata", "store", "service_tier", "reasoning", "reasoning_effort", "verbosity"),
+    *("prediction", "audio", "provider", "transforms", "models", "route", "usage", "plugins"),
+    *("web_search_options", "safety_identifier", "prompt_cache_key", "functions", "function_call"),
+)
+
+
+class ChatRequest(BaseModel):
+    """The body of ``POST /v1/chat/completions``."""
+
+    model_config = ConfigDict(extra="allow")  # the ignored parameters; others refused by name
+
+    model: str | None = None
+    messages: list[Message]
+    modalities: list[str] | None = None
+    image_config: ImageConfig | None = None
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    seed: int | None = None
+    # Plantain extensions: false opts out of a provenance mark, where the server allows it.
+    watermark: bool | None = None
+    content_credentials: bool | None = None
+
+    def extra_params(self) -> dict[str, Any]:
+        """Parameters sent beyond the declared fields."""
+        return dict(self.model_extra or {})
