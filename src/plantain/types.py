@@ -111,6 +111,10 @@ class ImageRequest(BaseModel):
     images: tuple[InputImage, ...] = ()
     aspect_ratio: Annotated[str | None, BeforeValidator(_check_aspect_ratio)] = None
     size: Annotated[Literal["512", "1K", "2K", "4K"], BeforeValidator(_normalise_tier)] = "1K"
+    # An exact output size in pixels (OpenAI's ``size="1536x1024"``), both or neither: it wins
+    # over ``aspect_ratio`` and ``size``, and the engine refuses it unless it makes it as it is.
+    width: int | None = Field(default=None, ge=1, le=65536)
+    height: int | None = Field(default=None, ge=1, le=65536)
     num_images: int = Field(default=1, ge=1, le=MAX_IMAGES_PER_REQUEST)
     output_format: Annotated[OutputFormat, BeforeValidator(_normalise_format)] = "png"
     output_quality: int | None = Field(default=None, ge=0, le=100)  # JPEG/WebP/AVIF quality; PNG is lossless
@@ -126,6 +130,14 @@ class ImageRequest(BaseModel):
     # Parameters the caller sent that nothing here uses, as the caller named them: reported back
     # (docs/parameters.md), never applied.
     ignored: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _exact_size_is_a_pair(self) -> ImageRequest:
+        if (self.width is None) != (self.height is None):
+            raise InvalidRequestError(
+                "width and height: give both for an exact size, or neither", field="size"
+            )
+        return self
 
     @model_validator(mode="after")
     def _transparency_needs_alpha(self) -> ImageRequest:

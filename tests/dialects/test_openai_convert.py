@@ -55,33 +55,73 @@ def test_captured_requests_convert_to_the_expected_request(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "mapped"),
+    ("size", "chosen"),
     [
-        (None, (None, "1K")),
-        ("auto", (None, "1K")),
-        ("1024x1024", ("1:1", "1K")),
-        ("1536x1024", ("3:2", "1K")),
-        ("1024x1536", ("2:3", "1K")),
-        ("1792x1024", ("16:9", "1K")),
-        ("1024x1792", ("9:16", "1K")),
-        ("512x512", ("1:1", "512")),
-        ("1344x768", ("16:9", "1K")),
-        ("1248x832", ("3:2", "1K")),
-        ("2048x2048", ("1:1", "2K")),
-        ("672x384", ("16:9", "512")),
-        ("4096x4096", ("1:1", "4K")),
+        (None, convert.SizeChoice(None, "1K")),
+        ("auto", convert.SizeChoice(None, "1K")),
+        ("1024x1024", convert.SizeChoice(width=1024, height=1024)),
+        ("1536x1024", convert.SizeChoice(width=1536, height=1024)),
+        ("1792x1024", convert.SizeChoice(width=1792, height=1024)),
+        ("256x256", convert.SizeChoice(width=256, height=256)),
+        ("1000x1000", convert.SizeChoice(width=1000, height=1000)),  # the engine refuses it later
+        (" 1536 X 1024 ", convert.SizeChoice(width=1536, height=1024)),
+        ("16:9", convert.SizeChoice("16:9", "1K")),
     ],
 )
-def test_sizes_map_only_when_exact(size: str | None, mapped: tuple[str | None, str]) -> None:
-    assert convert.resolve_size(size) == mapped
+def test_a_size_in_pixels_is_exact_and_a_ratio_is_the_tables(
+    size: str | None, chosen: convert.SizeChoice
+) -> None:
+    assert convert.resolve_size(size) == chosen
 
 
-@pytest.mark.parametrize("size", ["256x256", "1000x1000", "1024", "big", "1024x1023"])
-def test_other_sizes_are_refused_with_the_accepted_values(size: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "chosen"),
+    [
+        ({"aspect_ratio": "16:9"}, convert.SizeChoice("16:9", "1K")),
+        ({"aspect_ratio": "auto", "resolution": "2K"}, convert.SizeChoice(None, "2K")),
+        ({"size": "4:3", "resolution": "4k"}, convert.SizeChoice("4:3", "4K")),
+        ({"size": "16:9", "aspect_ratio": "16:9", "resolution": "0.5K"}, convert.SizeChoice("16:9", "512")),
+        ({"size": "1344x768", "aspect_ratio": "16:9"}, convert.SizeChoice(width=1344, height=768)),
+        (
+            {"size": "1024x1024", "resolution": "2K"},
+            convert.SizeChoice(width=1024, height=1024, ignored=("resolution",)),
+        ),
+    ],
+)
+def test_gateway_ratios_and_resolutions(fields: dict[str, str], chosen: convert.SizeChoice) -> None:
+    assert (
+        convert.resolve_size(fields.get("size"), fields.get("aspect_ratio"), fields.get("resolution"))
+        == chosen
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "requested", "variation", "answer"),
+    [
+        ("dall-e-3", None, False, "url"),
+        ("dall-e-2", None, False, "url"),
+        ("openai/dall-e-3", None, False, "url"),
+        ("gpt-image-1", None, False, "b64_json"),
+        ("tiny", None, False, "b64_json"),
+        (None, None, False, "b64_json"),
+        (None, None, True, "url"),
+        ("gpt-image-1", None, True, "b64_json"),
+        ("dall-e-3", "b64_json", False, "b64_json"),
+        ("gpt-image-1", "url", False, "url"),
+    ],
+)
+def test_response_format_defaults_per_model(
+    model: str | None, requested: str | None, variation: bool, answer: str
+) -> None:
+    assert convert.response_format(requested, model, variation=variation) == answer
+
+
+@pytest.mark.parametrize("size", ["1024", "big", "1024x", "x1024", "1K", "1024*1024"])
+def test_other_sizes_are_refused_with_the_accepted_forms(size: str) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         convert.resolve_size(size)
     assert caught.value.field == "size"
-    assert repr(size) in caught.value.message and "1536x1024" in caught.value.message
+    assert repr(size) in caught.value.message and "WIDTHxHEIGHT" in caught.value.message
 
 
 def test_enums_are_case_insensitive_and_form_strings_become_values() -> None:
@@ -238,3 +278,12 @@ def test_model_list_and_model_lookup(registry: EngineRegistry) -> None:
     }
     with pytest.raises(UnknownModelError):
         convert.model_body(registry, "nope", provenance)
+
+
+def test_a_size_past_any_engine_is_refused_naming_size() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        convert.to_image_request(ImageParams(prompt="p", size="100000x1024"), "tiny")
+    assert (caught.value.field, caught.value.message) == (
+        "size",
+        "size: 100000 is not allowed; must be between 1 and 65536",
+    )

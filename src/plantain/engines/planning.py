@@ -20,7 +20,7 @@ from plantain.errors import (
     TooManyImagesError,
     UnsupportedTaskError,
 )
-from plantain.imaging.sizes import nearest_aspect_ratio, resolve_size
+from plantain.imaging.sizes import exact_size, nearest_aspect_ratio, resolve_size
 from plantain.types import ImageRequest
 
 if TYPE_CHECKING:
@@ -36,8 +36,11 @@ def plan_job(
 ) -> EngineJob:
     """``request`` checked against ``engine``'s capabilities, with every number the run needs."""
     check_task(engine, request)
-    aspect_ratio = request.aspect_ratio or _default_aspect_ratio(engine, images)
-    width, height = output_size(engine, aspect_ratio, request.size, max_output_pixels)
+    if request.width is not None and request.height is not None:
+        width, height = _exact_output_size(engine, request.width, request.height, max_output_pixels)
+    else:
+        aspect_ratio = request.aspect_ratio or _default_aspect_ratio(engine, images)
+        width, height = output_size(engine, aspect_ratio, request.size, max_output_pixels)
     options = request.options
     return EngineJob(
         prompt=request.prompt,
@@ -54,6 +57,9 @@ def plan_job(
 def check_size(engine: Engine, request: ImageRequest, max_output_pixels: int | None) -> None:
     """Refuse an output size ``engine`` cannot make, where it is known without decoding an input:
     an edit that asks for no aspect ratio takes its input's shape, checked by :func:`plan_job`."""
+    if request.width is not None and request.height is not None:
+        _exact_output_size(engine, request.width, request.height, max_output_pixels)
+        return
     if request.aspect_ratio is None and request.images:
         return
     aspect_ratio = request.aspect_ratio or _default_aspect_ratio(engine, ())
@@ -87,6 +93,12 @@ def output_size(
 ) -> tuple[int, int]:
     sizes = engine.capabilities.sizes.capped(max_output_pixels)
     return resolve_size(aspect_ratio, tier, sizes, engine.name)
+
+
+def _exact_output_size(
+    engine: Engine, width: int, height: int, max_output_pixels: int | None
+) -> tuple[int, int]:
+    return exact_size(width, height, engine.capabilities.sizes.capped(max_output_pixels), engine.name)
 
 
 def warmup_job(engine: Engine, entry: str) -> EngineJob:

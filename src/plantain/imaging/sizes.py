@@ -98,6 +98,29 @@ def resolve_size(aspect_ratio: str, tier: str, limits: SizeLimits, engine: str) 
     return width, height
 
 
+def exact_size(width: int, height: int, limits: SizeLimits, engine: str) -> tuple[int, int]:
+    """``width`` x ``height`` as asked (OpenAI's ``size="1536x1024"``), refused unless the engine
+    makes exactly that: each side a multiple of its step, within its aspect ratio, pixel count
+    and minimum side."""
+    label = f"{width}x{height}"
+    step = limits.multiple
+    if width % step or height % step:
+        near = f"{_round_to(width, step)}x{_round_to(height, step)}"
+        raise UnsupportedSizeError(
+            f"engine {engine} makes sides in multiples of {step} pixels; size {label} is not "
+            f"(the nearest it makes is {near})",
+            field="size",
+        )
+    if max(width / height, height / width) > limits.max_aspect:
+        raise UnsupportedSizeError(
+            f"engine {engine} makes aspect ratios up to {_format_aspect(limits.max_aspect)}; "
+            f"size {label} is {max(width, height) / min(width, height):.3g}:1",
+            field="size",
+        )
+    _check_limits(width, height, limits, engine, label)
+    return width, height
+
+
 def table_sizes(multiple: int = 16) -> list[tuple[int, int]]:
     """Every (width, height) of the table at every tier, sides rounded to ``multiple`` as
     :func:`resolve_size` rounds them (engine limits not applied)."""
@@ -114,16 +137,22 @@ def _check_limits(width: int, height: int, limits: SizeLimits, engine: str, labe
         maker = f"this server ({limits.capped_by})" if limits.capped_by else f"engine {engine}"
         raise UnsupportedSizeError(
             f"{maker} makes at most {limits.max_pixels / 1e6:.1f} megapixels "
-            f"({limits.max_pixels} pixels); size {label} is {width}x{height} "
+            f"({limits.max_pixels} pixels); size {_shown(label, width, height)} "
             f"= {width * height / 1e6:.1f} megapixels. Choose a smaller size or another engine.",
             field="size",
         )
     if min(width, height) < limits.min_side:
         raise UnsupportedSizeError(
             f"engine {engine} needs at least {limits.min_side} pixels per side; "
-            f"size {label} is {width}x{height}",
+            f"size {_shown(label, width, height)}",
             field="size",
         )
+
+
+def _shown(label: str, width: int, height: int) -> str:
+    """``"1K 16:9 is 1344x768"``, or just ``"1344x768"`` where that is how it was asked."""
+    pixels = f"{width}x{height}"
+    return pixels if label == pixels else f"{label} is {pixels}"
 
 
 def _round_to(value: float, multiple: int) -> int:

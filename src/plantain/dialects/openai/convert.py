@@ -7,19 +7,21 @@ engine registry -> OpenAI model list. Nothing here does I/O; the routes do that 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from annotated_types import Ge, Le
 from pydantic import ValidationError
 
-from plantain.dialects.openai.protocol import ImageParams
+from plantain.dialects.openai.protocol import ImageParams, VariationParams
 from plantain.dialects.report import background_made, ignored
 from plantain.dialects.wire import encode_base64, validation_error
 from plantain.engines.model_names import served_models
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidRequestError, UnknownModelError
-from plantain.imaging.sizes import TABLE_1K, TIER_SCALE
+from plantain.imaging.sizes import ASPECT_RATIOS, TIERS, nearest_aspect_ratio
 from plantain.types import (
     GeneratedImage,
     ImageRequest,
@@ -33,33 +35,14 @@ from plantain.types import (
 
 Endpoint = Literal["image_generation", "image_edit"]  # also the prefix of the stream's event types
 
-# OpenAI's named sizes -> (aspect ratio, tier). Only exact ratios are mapped; the pixels that come
-# back are the core's table for that ratio (1536x1024 -> 1248x832), echoed in the response `size`.
-OPENAI_SIZES: dict[str, tuple[str, str]] = {
-    "1024x1024": ("1:1", "1K"),
-    "1536x1024": ("3:2", "1K"),  # gpt-image landscape -> 1248x832
-    "1024x1536": ("2:3", "1K"),  # gpt-image portrait -> 832x1248
-    "1792x1024": ("16:9", "1K"),  # dall-e-3 landscape (exactly 7:4 = 1344:768) -> 1344x768
-    "1024x1792": ("9:16", "1K"),  # dall-e-3 portrait -> 768x1344
-}
-
-TABLE_MULTIPLE = 16  # the table's own sizes at each tier, as an engine with 16-pixel multiples makes them
-
-
-def _table_sizes() -> dict[str, tuple[str, str]]:
-    """Every size of the core's table at every tier, by its pixels: ``"1344x768" -> ("16:9", "1K")``."""
-    sizes: dict[str, tuple[str, str]] = {}
-    for tier, scale in TIER_SCALE.items():
-        for ratio, (width, height) in TABLE_1K.items():
-            w, h = (round(side * scale / TABLE_MULTIPLE) * TABLE_MULTIPLE for side in (width, height))
-            sizes.setdefault(f"{w}x{h}", (ratio, tier))
-    return sizes
-
-
-SIZES: dict[str, tuple[str, str]] = {**_table_sizes(), **OPENAI_SIZES}
+# `size` is exact pixels ("1536x1024": that many, or a 400 naming the engine's limit), an aspect
+# ratio of Plantain's table ("16:9", as gateways send it), or auto. Ratios and `resolution` tiers
+# give the table's pixels (imaging/sizes.py), as the Gemini dialect does.
+_EXACT = re.compile(r"(\d{1,6})x(\d{1,6})")
+_RESOLUTIONS = {"512": "512", "0.5K": "512", "1K": "1K", "2K": "2K", "4K": "4K"}
 
 # Internal field names -> the OpenAI parameter a caller sent, for error `param`s and messages.
-PARAM_NAMES = {"images": "image", "num_images": "n", "aspect_ratio": "size", "engine": "model"}
+PARAM_NAMES = {"images": "image", "num_images": "n", "engine": "model", "width": "size", "height": "size"}
 
 # `quality` -> a multiple of the engine preset's steps (docs/parameters.md has each engine's steps);
 # auto, medium and standard run the preset as it is.
@@ -140,21 +123,24 @@ def _with_name(label: str, filename: str) -> str:
 
 def to_image_request(params: ImageParams, engine: str, images: tuple[InputImage, ...] = ()) -> ImageRequest:
     """Parameters (already parsed) -> the internal request, refusing what Plantain cannot honour."""
-    aspect_ratio, tier = resolve_size(params.size)
+    size = resolve_size(params.size, params.aspect_ratio, params.resolution)
     try:
-        return _create_request(params, engine, images, aspect_ratio, tier)
+        return _create_request(params, engine, images, size)
     except InvalidRequestError as exc:
         raise exc.renamed(PARAM_NAMES) from None
 
 
 def _create_request(
-    params: ImageParams, engine: str, images: tuple[InputImage, ...], aspect_ratio: str | None, tier: str
+    params: ImageParams, engine: str, images: tuple[InputImage, ...], size: SizeChoice
 ) -> ImageRequest:
+    unused = {name: getattr(params, name) for name in IGNORED_PARAMS}
     return ImageRequest.create(
         prompt=params.prompt,
         images=images,
-        aspect_ratio=aspect_ratio,
-        size=tier,
+        aspect_ratio=size.aspect_ratio,
+        size=size.tier,
+        width=size.width,
+        height=size.height,
         num_images=params.n if params.n is not None else 1,
         output_format=output_format(params),
         output_quality=params.output_compression,
@@ -166,22 +152,135 @@ def _create_request(
             watermark=params.watermark, content_credentials=params.content_credentials
         ),
         options={"steps_scale": QUALITY_STEPS_SCALE.get(params.quality or "auto")},
-        ignored=ignored({name: getattr(params, name) for name in IGNORED_PARAMS}),
+        ignored=ignored(unused | {name: params.resolution for name in size.ignored}),
     )
 
 
-def resolve_size(size: str | None) -> tuple[str | None, str]:
-    """OpenAI ``size`` -> (aspect ratio or None for the engine's default, tier)."""
-    if size is None or size.strip().lower() == "auto":
-        return None, "1K"  # generation: square; edit: the first input's shape
-    key = size.strip().lower().replace(" ", "")
-    if key not in SIZES:
+# dall-e-2 makes variations with no prompt; Plantain runs one as an edit with this one.
+VARIATION_PROMPT = "a variation of this image"
+
+
+def variation_params(params: VariationParams) -> ImageParams:
+    """``/v1/images/variations`` fields -> an edit's parameters, prompted with VARIATION_PROMPT."""
+    return ImageParams(prompt=VARIATION_PROMPT, **params.model_dump(exclude_none=True))
+
+
+def parse_variation(data: Mapping[str, Any]) -> VariationParams:
+    """Variation form fields -> parameters; a prompt or an edit-only field is refused by name."""
+    try:
+        return VariationParams.model_validate(dict(data))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] == "extra_forbidden":
+            param = str(error["loc"][0])
+            raise InvalidRequestError(
+                f"{param} is not a parameter of /v1/images/variations (it takes image, model, n, "
+                "size, response_format and user); use /v1/images/edits to steer an image with a prompt",
+                field=param,
+            ) from None
+        raise validation_error(exc) from None
+
+
+# --- sizes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SizeChoice:
+    """What ``size``, ``aspect_ratio`` and ``resolution`` ask for: exact pixels (``width``,
+    ``height``), or a ratio of the table (None: the engine's default shape) at a tier."""
+
+    aspect_ratio: str | None = None
+    tier: str = "1K"
+    width: int | None = None
+    height: int | None = None
+    ignored: tuple[str, ...] = ()  # parameters an exact size overrides: ("resolution",)
+
+
+def resolve_size(
+    size: str | None, aspect_ratio: str | None = None, resolution: str | None = None
+) -> SizeChoice:
+    """OpenAI ``size`` (and a gateway's ``aspect_ratio`` and ``resolution``) -> what to make.
+
+    ``WxH`` is exact (the engine checks it against its limits when the request is checked);
+    ``W:H`` in ``size`` is the same as ``aspect_ratio``; a ratio that contradicts the other is
+    refused. ``resolution`` picks the table's tier; with exact pixels it has no say, as on
+    Lumenfall, and is reported ignored."""
+    ratio = _ratio(aspect_ratio, "aspect_ratio")
+    tier = _tier(resolution)
+    key = (size or "auto").strip().lower().replace(" ", "")
+    if key == "auto":
+        return SizeChoice(ratio, tier)
+    exact = _EXACT.fullmatch(key)
+    if exact is not None:
+        width, height = int(exact.group(1)), int(exact.group(2))
+        if width == 0 or height == 0:
+            raise InvalidRequestError(
+                f"size: {size!r} has a zero side; each side is at least 1 pixel", field="size"
+            )
+        if ratio is not None and nearest_aspect_ratio(width, height) != ratio:
+            raise _conflict(size, f"is {nearest_aspect_ratio(width, height)}", aspect_ratio)
+        return SizeChoice(width=width, height=height, ignored=("resolution",) if resolution else ())
+    if ":" in key:
+        size_ratio = _ratio(key, "size")
+        if ratio is not None and ratio != size_ratio:
+            raise _conflict(size, f"is {size_ratio}", aspect_ratio)
+        return SizeChoice(size_ratio, tier)
+    raise InvalidRequestError(
+        f"size: {size!r} is not supported; use auto, a size in pixels as WIDTHxHEIGHT (such as "
+        "1024x1024, 1536x1024 or 256x256, each side a multiple of the engine's step and within its "
+        f"pixel limit), or an aspect ratio: {', '.join(ASPECT_RATIOS)}",
+        field="size",
+    )
+
+
+def _conflict(size: str | None, shape: str, aspect_ratio: str | None) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"size {size!r} {shape} and aspect_ratio {aspect_ratio!r} asks for another shape; "
+        "send one of them, or the two agreeing",
+        field="size",
+    )
+
+
+def _ratio(value: str | None, param: str) -> str | None:
+    """An aspect ratio of the table, or None for absent or ``auto``."""
+    if value is None or value.strip().lower() in {"", "auto"}:
+        return None
+    ratio = value.strip().replace(" ", "")
+    if ratio not in ASPECT_RATIOS:
         raise InvalidRequestError(
-            f"size: {size!r} is not supported; use auto, {', '.join(OPENAI_SIZES)}, or an exact size "
-            "from Plantain's table such as 512x512, 1344x768 (16:9) or 2048x2048 (see docs/openai.md)",
-            field="size",
+            f"{param}: {value!r} is not a supported aspect ratio; use one of {', '.join(ASPECT_RATIOS)}",
+            field=param,
         )
-    return SIZES[key]
+    return ratio
+
+
+def _tier(resolution: str | None) -> str:
+    """``resolution`` -> the table's tier; absent: 1K."""
+    if resolution is None:
+        return "1K"
+    key = resolution.strip().upper().removesuffix("PX")
+    if key not in _RESOLUTIONS:
+        raise InvalidRequestError(
+            f"resolution: {resolution!r} is not supported; use one of {', '.join(TIERS)}", field="resolution"
+        )
+    return _RESOLUTIONS[key]
+
+
+# --- response format ------------------------------------------------------------------------
+
+URL_MODELS = frozenset({"dall-e-2", "dall-e-3"})  # OpenAI answers these with URLs by default
+
+
+def response_format(requested: str | None, model: str | None, *, variation: bool = False) -> str:
+    """``url`` or ``b64_json``: as asked, else OpenAI's default for the model — ``url`` for
+    dall-e-2 and dall-e-3 (and for a variation, dall-e-2's endpoint, with no model),
+    ``b64_json`` for GPT image models, engine names and the default engine."""
+    if requested is not None:
+        return requested
+    name = (model or "").removeprefix("models/").removeprefix("openai/")
+    if name in URL_MODELS or (variation and not model):
+        return "url"
+    return "b64_json"
 
 
 def output_format(params: ImageParams) -> OutputFormat:

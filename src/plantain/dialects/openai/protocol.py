@@ -46,6 +46,9 @@ class ImageParams(BaseModel):
     stream: bool | None = None
     partial_images: int | None = Field(default=None, ge=0, le=3)
     user: str | None = None
+    # Gateway extensions (Lumenfall's, sent with extra_body): the Gemini table's ratio and tier.
+    aspect_ratio: str | None = None
+    resolution: str | None = None
     # Plantain extension (send with the SDK's extra_body): a seed makes the output reproducible.
     seed: int | None = None
     # Plantain extensions (extra_body): false opts out of a provenance mark, where the server allows it.
@@ -59,3 +62,20 @@ class ImageParams(BaseModel):
     frame_duration_ms: Any = None
     markup: Any = None
     svg: Any = None
+
+
+class VariationParams(BaseModel):
+    """The non-file fields of ``POST /v1/images/variations`` (dall-e-2's): no prompt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = None
+    n: int | None = None
+    size: str | None = None
+    response_format: Annotated[Literal["b64_json", "url"] | None, BeforeValidator(_lower)] = None
+    user: str | None = None
+    # Plantain extensions, as on the other two endpoints.
+    output_format: Annotated[OutputFormat | None, BeforeValidator(_format)] = None
+    seed: int | None = None
+    watermark: bool | None = None
+    content_credentials: bool | None = None

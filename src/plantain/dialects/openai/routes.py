@@ -1,6 +1,6 @@
-"""OpenAI Images API routes: ``POST /v1/images/generations`` and ``POST /v1/images/edits``; the
-images handed out as URLs are served by :mod:`plantain.dialects.files`. Thin: read, convert, run,
-convert back.
+"""OpenAI Images API routes: ``POST /v1/images/generations``, ``/v1/images/edits`` and
+``/v1/images/variations`` (an edit with a neutral prompt); the images handed out as URLs are
+served by :mod:`plantain.dialects.files`. Thin: read, convert, run, convert back.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from plantain.dialects import openapi
 from plantain.dialects.deps import CallerKey, FrontDoorDep
 from plantain.dialects.openai import convert, errors
-from plantain.dialects.openai.protocol import ImageParams
+from plantain.dialects.openai.protocol import ImageParams, VariationParams
 from plantain.dialects.report import answer_headers, report_headers
 from plantain.dialects.routing import DialectRoute, ErrorBody
 from plantain.dialects.wire import ImageAnswer
@@ -36,6 +36,7 @@ from plantain.types import ImageRequest, ImageResult, InputImage, Task, TokenUsa
 logger = logging.getLogger(__name__)
 
 IMAGE_FIELDS = frozenset({"image", "image[]"})  # one file goes as `image`, several as `image[]`
+MASK = "mask"
 
 
 class OpenAIRoute(DialectRoute):
@@ -77,12 +78,38 @@ async def generations(request: Request, door: FrontDoorDep, caller: CallerKey) -
 )
 async def edits(request: Request, door: FrontDoorDep, caller: CallerKey) -> Response:
     fields, parts = await _read_edit_form(request, door.limits)
+    mask = fields.pop(MASK, None)
     params = convert.parse_params(fields)
+    if mask is not None:
+        engine = door.engine_name(params.model)
+        raise InvalidRequestError(
+            f"mask is not supported yet: engine {engine} has no inpainting pipeline here; send the "
+            "edit without a mask and describe the change in the prompt",
+            field="mask",
+        )
     if not parts:
         raise InvalidRequestError(
             "image is required: send one file as image or several as image[]", field="image"
         )
     return await _answer(request, door, caller, params, convert.input_images(parts), "image_edit")
+
+
+@router.post(
+    "/v1/images/variations",
+    openapi_extra=openapi.form_body(VariationParams, {"image": openapi.BINARY}, ["image"]),
+)
+async def variations(request: Request, door: FrontDoorDep, caller: CallerKey) -> Response:
+    """dall-e-2's variations: the image made again without a prompt, run as an edit prompted
+    with :data:`convert.VARIATION_PROMPT`."""
+    fields, parts = await _read_edit_form(request, door.limits)
+    variation = convert.parse_variation(fields)  # a mask is not one of its fields: refused
+    if len(parts) != 1:
+        raise InvalidRequestError(
+            f"image is required: a variation takes exactly one image file, got {len(parts)}", field="image"
+        )
+    params = convert.variation_params(variation)
+    fmt = convert.response_format(variation.response_format, variation.model, variation=True)
+    return await _answer(request, door, caller, params, convert.input_images(parts), "image_edit", fmt)
 
 
 async def _answer(
@@ -92,13 +119,15 @@ async def _answer(
     params: ImageParams,
     images: tuple[InputImage, ...],
     endpoint: convert.Endpoint,
+    fmt: str | None = None,
 ) -> Response:
     image_request = convert.to_image_request(params, door.engine_name(params.model), images)
     submission = Submission(model=params.model, source="openai", api_key_id=caller)
     if params.stream:
         return await _stream(request, door, Streaming(image_request, params, endpoint, submission))
     task, result = await door.run(image_request, submission, is_disconnected=request.is_disconnected)
-    urls = _urls(request, task) if params.response_format == "url" else None
+    fmt = fmt or convert.response_format(params.response_format, params.model)
+    urls = _urls(request, task) if fmt == "url" else None
     body = convert.response_body(result, params, int(time.time()), urls, counted=_tokens(task))
     return ImageAnswer(body, headers=answer_headers(task, image_request, result))
 
@@ -192,7 +221,8 @@ async def _events(
 
 
 async def _read_edit_form(request: Request, limits: Limits) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
-    """Multipart -> (text fields, (file name, bytes) of each image); a mask is refused here."""
+    """Multipart -> (text fields, (file name, bytes) of each image); a ``mask`` file is left
+    unread, its presence marked by a ``mask`` field for the route to refuse."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequestError(
             "edits take multipart/form-data, with the image file(s) as image or image[]", field="image"
@@ -203,7 +233,9 @@ async def _read_edit_form(request: Request, limits: Limits) -> tuple[dict[str, s
             uploads: list[UploadFile] = []
             for key, value in form.multi_items():
                 _check_part(key, value)
-                if isinstance(value, UploadFile):
+                if key == MASK:
+                    fields[MASK] = "sent"
+                elif isinstance(value, UploadFile):
                     uploads.append(value)
                 else:
                     fields[key] = value
@@ -223,12 +255,8 @@ async def _read_uploads(uploads: list[UploadFile], limits: Limits) -> list[tuple
 
 
 def _check_part(key: str, value: str | UploadFile) -> None:
-    if key == "mask":
-        raise InvalidRequestError(
-            "mask is not supported yet: no engine here inpaints; send the edit without a mask "
-            "and describe the change in the prompt",
-            field="mask",
-        )
+    if key == MASK:
+        return  # a file or not: the route refuses it, naming the engine
     is_file = isinstance(value, UploadFile)
     if key in IMAGE_FIELDS and not is_file:
         raise InvalidRequestError(f"{key} must be a file upload, not a text field", field="image")
