@@ -13,9 +13,12 @@ itself), or ``anonymous`` when the server needs no key.
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from plantain.imaging.sizes import TIER_SCALE
 from plantain.types import Cost, Task, TokenUsage, Usage
 
 if TYPE_CHECKING:
@@ -53,8 +56,21 @@ CURRENCY_HEADER = "X-Plantain-Cost-Currency"
 
 
 def base_name(model: str) -> str:
-    """``models/<id>`` or ``<id>`` -> ``<id>``."""
-    return model.removeprefix("models/")
+    """``models/<id>``, ``google/<id>`` or ``<id>`` -> ``<id>`` (a router's vendor prefix counts
+    the same tokens as the bare name)."""
+    name = model.removeprefix("models/")
+    vendor, _, rest = name.partition("/")
+    return rest if rest and vendor.lower() in ("google", "openai") else name
+
+
+def token_tier(request: Mapping[str, Any]) -> str:
+    """The size tier a stored request's images are counted at: its own, or, for exact pixels
+    (OpenAI's ``size``), the tier nearest their pixel count (512x512 counts as the 512 tier)."""
+    width, height = request.get("width"), request.get("height")
+    if not (isinstance(width, int) and isinstance(height, int)):
+        return str(request.get("size", "1K"))
+    side = math.sqrt(width * height) / 1024
+    return min(TIER_SCALE, key=lambda tier: abs(math.log(side / TIER_SCALE[tier])))
 
 
 def prompt_tokens(text: str) -> int:
@@ -114,7 +130,7 @@ def task_usage(
         count_tokens(
             str(task.request.get("prompt", "")),
             task.input_count,
-            str(task.request.get("size", "1K")),
+            token_tier(task.request),
             images,
             task.model,
         )

@@ -73,6 +73,7 @@ GEMINI_MODELS = tuple(model.name for model in MODELS if model.vendor == "google"
 OPENAI_MODELS = tuple(model.name for model in MODELS if model.vendor == "openai")
 VENDOR_MODELS = tuple(model.name for model in MODELS)
 VENDOR_OF = {model.name: model.vendor for model in MODELS}
+API_OF = {model.name: model.api for model in MODELS}  # "gemini", "imagen" (:predict) or "openai"
 
 
 def hub_organisation(engine: str) -> str | None:

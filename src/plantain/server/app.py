@@ -70,11 +70,13 @@ GEMINI_PATH_MARKERS = (
 )
 GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1beta1/", "/v1/batches")
 SERVED_ROUTES = (
-    "Plantain serves Gemini's models/{model}:generateContent, :streamGenerateContent, :countTokens "
-    "and models (under /v1, /v1beta, /v1alpha and the Vertex paths), Gemini batch mode "
-    "(models/{model}:batchGenerateContent and batches, under /v1, /v1beta and /v1alpha), "
-    "OpenAI's /v1/images/generations and /v1/images/edits, the task API under /v1/tasks, "
-    "/v1/usage, /v1/provenance/verify, /metrics, /v1/files/{id}, /v1/models, /healthz and /readyz"
+    "Plantain serves Gemini's models/{model}:generateContent, :streamGenerateContent, :countTokens, "
+    "Imagen's :predict and models (under /v1, /v1beta, /v1alpha and the Vertex paths; unversioned "
+    "models/… too), Gemini batch mode (models/{model}:batchGenerateContent and batches), "
+    "OpenAI's /v1/images/generations, /v1/images/edits and /v1/images/variations (also under "
+    "/openai/v1), chat completions with images (/v1/chat/completions, /api/v1/chat/completions), "
+    "the task API under /v1/tasks, /v1/usage, /v1/provenance/verify, /metrics, /v1/files/{id}, "
+    "/v1/models, /docs, /openapi.json, /healthz and /readyz"
 )
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 # Result files are fetched by plain URL (browsers, <img> tags): the unguessable, expiring id is the key.

@@ -31,10 +31,6 @@ FIELD_NAMES = {
     "prompt": "messages",
 }
 
-# Vendor prefixes of OpenRouter-style model ids (google/gemini-2.5-flash-image): stripped before
-# the name is looked up, so the ids apps already send work unchanged.
-VENDOR_PREFIXES = ("google/", "openai/", "black-forest-labs/", "qwen/", "plantain/")
-
 
 def parse_request(raw: bytes) -> ChatRequest:
     """The body, or a 400 naming the malformed field or the unknown parameter."""
@@ -62,16 +58,6 @@ def _param_error(exc: ValidationError) -> InvalidRequestError:
             field="n",
         )
     return validation_error(exc)
-
-
-def model_name(model: str | None) -> str | None:
-    """The name looked up among served models: a known vendor prefix dropped."""
-    if model is None:
-        return None
-    for prefix in VENDOR_PREFIXES:
-        if model.lower().startswith(prefix):
-            return model[len(prefix) :]
-    return model
 
 
 def check_modalities(modalities: list[str] | None) -> None:

@@ -27,7 +27,7 @@ from plantain.dialects.openai import errors
 from plantain.dialects.openai.routes import OpenAIRoute
 from plantain.dialects.report import answer_headers, report_headers
 from plantain.dialects.wire import ImageAnswer
-from plantain.engines.model_names import served_models
+from plantain.engines.model_names import served_models, without_vendor
 from plantain.errors import PlantainError, UnknownModelError
 from plantain.scheduler import FrontDoor
 from plantain.scheduler.frontdoor import Submission
@@ -83,7 +83,7 @@ def _resolve(door: FrontDoor, model: str | None) -> tuple[str, str | None]:
     """(the engine ``model`` runs on, the name its task records). The name is tried as sent (a
     ``models`` setting may list ``org/name``), then without a known vendor prefix; the task
     records the bare vendor name, which usage counts tokens by. Unknown: a 404 naming it as sent."""
-    bare = convert.model_name(model)
+    bare = without_vendor(door.registry, model) if model else None
     for candidate in dict.fromkeys([model, bare]):
         try:
             engine = door.engine_name(candidate)

@@ -27,7 +27,7 @@ from plantain.dialects.gemini.protocol import (
 )
 from plantain.dialects.gemini.protocol import GenerateContentResponse as Response
 from plantain.dialects.wire import encode_base64
-from plantain.engines.model_names import engine_for_model, served_models
+from plantain.engines.model_names import API_OF, engine_for_model, served_models
 from plantain.engines.registry import EngineRegistry
 from plantain.types import ImageRequest, ImageResult
 from plantain.usage import count_tokens, input_image_tokens, output_image_tokens, prompt_tokens
@@ -132,16 +132,23 @@ DISPLAY_NAMES: dict[str, str] = {
     "nano-banana": "Nano Banana",
     "gemini-3-pro-image-preview": "Nano Banana Pro",
     "gemini-3.1-flash-image-preview": "Nano Banana 2",
+    "gemini-3-pro-image": "Nano Banana Pro",
+    "nano-banana-pro-preview": "Nano Banana Pro (preview)",
+    "gemini-3.1-flash-image": "Nano Banana 2",
 }
 
 # (input, output) token limits from Google's model pages; 32768 each where none is published.
 TOKEN_LIMITS: dict[str, tuple[int, int]] = {
     "gemini-3-pro-image-preview": (65536, 32768),
     "gemini-3.1-flash-image-preview": (131072, 32768),
+    "gemini-3-pro-image": (65536, 32768),
+    "nano-banana-pro-preview": (65536, 32768),
+    "gemini-3.1-flash-image": (131072, 32768),
 }
 DEFAULT_TOKEN_LIMITS = (32768, 32768)
 
 GENERATION_METHODS = ["generateContent", "streamGenerateContent"]
+PREDICT_METHODS = ["predict"]  # Imagen names (engines/model_names.py: api "imagen")
 
 
 def list_models_body(registry: EngineRegistry, provenance: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +166,10 @@ def get_model_body(registry: EngineRegistry, model: str, provenance: dict[str, A
     return _model_entry(name, engine_for_model(registry, name), provenance).wire()
 
 
+def _methods(name: str) -> list[str]:
+    return list(PREDICT_METHODS if API_OF.get(name) == "imagen" else GENERATION_METHODS)
+
+
 def _model_entry(name: str, engine: str, provenance: dict[str, Any]) -> Model:
     input_limit, output_limit = TOKEN_LIMITS.get(name, DEFAULT_TOKEN_LIMITS)
     return Model(
@@ -169,7 +180,7 @@ def _model_entry(name: str, engine: str, provenance: dict[str, Any]) -> Model:
         description=f"Image generation and editing, served by Plantain's {engine} engine.",
         input_token_limit=input_limit,
         output_token_limit=output_limit,
-        supported_generation_methods=list(GENERATION_METHODS),
+        supported_generation_methods=_methods(name),
         provenance=provenance,
     )
 

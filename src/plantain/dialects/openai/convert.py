@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from plantain.dialects.openai.protocol import ImageParams, VariationParams
 from plantain.dialects.report import background_made, ignored
 from plantain.dialects.wire import encode_base64, validation_error
-from plantain.engines.model_names import served_models
+from plantain.engines.model_names import is_served, served_models
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidRequestError, UnknownModelError
 from plantain.imaging.sizes import ASPECT_RATIOS, TIERS, nearest_aspect_ratio
@@ -389,7 +389,7 @@ def models_body(registry: EngineRegistry, provenance: dict[str, Any]) -> dict[st
 def model_body(registry: EngineRegistry, model: str, provenance: dict[str, Any]) -> dict[str, Any]:
     """``GET /v1/models/{model}``; an unknown name is a 404."""
     served = served_models(registry)
-    if model not in served:
+    if not is_served(registry, model):
         raise UnknownModelError(
             f"model {model!r} is not served here; use one of {', '.join(served)}", field="model"
         )
