@@ -72,7 +72,8 @@ GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1beta1/", "/v1/batches")
 SERVED_ROUTES = (
     "Plantain serves Gemini's models/{model}:generateContent, :streamGenerateContent, :countTokens, "
     "Imagen's :predict and models (under /v1, /v1beta, /v1alpha and the Vertex paths; unversioned "
-    "models/… too), Gemini batch mode (models/{model}:batchGenerateContent and batches), "
+    "models/… too), Gemini batch mode (models/{model}:batchGenerateContent and batches), the "
+    "Gemini Files API (files, upload/…/files), "
     "OpenAI's /v1/images/generations, /v1/images/edits and /v1/images/variations (also under "
     "/openai/v1), chat completions with images (/v1/chat/completions, /api/v1/chat/completions), "
     "the task API under /v1/tasks, /v1/usage, /v1/provenance/verify, /metrics, /v1/files/{id}, "

@@ -233,6 +233,31 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE webhook_outbox ADD COLUMN claimed_until DOUBLE PRECISION;
     """,
+    # 9: Gemini Files API uploads and their resumable sessions' chunks.
+    """
+    CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        session TEXT NOT NULL UNIQUE,
+        api_key_id TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        mime_type TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        received BIGINT NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        sha256 TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX uploads_by_key ON uploads (api_key_id, created_at, id);
+    CREATE INDEX uploads_by_expiry ON uploads (expires_at);
+    CREATE TABLE upload_chunks (
+        upload_id TEXT NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
+        start_offset BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (upload_id, start_offset)
+    );
+    """,
 )
 
 

@@ -11,6 +11,7 @@ from plantain.storage.blobs import Blobs
 from plantain.storage.db import Connection, Database
 from plantain.storage.ledger import UsageLedger
 from plantain.storage.task_rows import TaskRows, position
+from plantain.storage.uploads import Uploads
 from plantain.types import Task, TaskError, TaskEvent, TaskResult, Usage
 from plantain.usage import no_usage
 
@@ -24,8 +25,10 @@ class TaskRuns:
         blobs: Blobs,
         currency: str,
         lease_seconds: float = 30.0,
+        uploads: Uploads | None = None,
     ) -> None:
         self._database = database
+        self._uploads = uploads  # expired with the results, spared by the orphan sweep
         self._rows = rows
         self._ledger = ledger
         self._blobs = blobs
@@ -183,6 +186,8 @@ class TaskRuns:
         for row in rows:
             self._blobs.delete(row["id"])
         self._rows.outbox.expire()
+        if self._uploads is not None:  # Gemini Files API uploads live as long as results do
+            self._uploads.expire()
         return int(count)
 
     def sweep_orphan_files(self) -> int:
@@ -192,6 +197,7 @@ class TaskRuns:
         stored = self._blobs.keys()
         with self._database.read() as db:
             known = {row["id"] for row in db.execute("SELECT id FROM files")}
+        known |= self._uploads.keys() if self._uploads is not None else set()  # uploads are not orphans
         orphans = [key for key in stored if key not in known]
         for key in orphans:
             self._blobs.delete(key)

@@ -225,6 +225,34 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE webhook_outbox ADD COLUMN claimed_until REAL;
     """,
+    # 9: Gemini Files API uploads (storage/uploads.py): one row per file, owned by the key that
+    # uploaded it, its bytes in the file store (key upload-<id>) once finalized. A resumable
+    # session's chunks wait in upload_chunks until then, so any front door can take the next one.
+    # A file expires retention_seconds after its upload began, with its session's chunks.
+    """
+    CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        session TEXT NOT NULL UNIQUE,
+        api_key_id TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        mime_type TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        received INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        sha256 TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX uploads_by_key ON uploads (api_key_id, created_at, id);
+    CREATE INDEX uploads_by_expiry ON uploads (expires_at);
+    CREATE TABLE upload_chunks (
+        upload_id TEXT NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
+        start_offset INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (upload_id, start_offset)
+    );
+    """,
 )
 
 

@@ -32,6 +32,7 @@ from plantain.storage.outbox import Outbox
 from plantain.storage.quotas import QuotaUse, count_images, quota_use
 from plantain.storage.runs import TaskRuns
 from plantain.storage.task_rows import TaskRows, WebhookBody, event_of, position
+from plantain.storage.uploads import Uploads
 from plantain.types import ImageRequest, InputImage, Task, TaskEvent
 from plantain.usage import ANONYMOUS
 
@@ -82,7 +83,11 @@ class TaskStore:
         self._rows = TaskRows(
             self.outbox, retention_seconds=retention_seconds, webhook_body=webhook_body, clock=clock
         )
-        self.runs = TaskRuns(self.database, self._rows, self.ledger, self.blobs, currency, lease_seconds)
+        # Gemini Files API uploads (uploads.py), kept as long as results; retention expires both.
+        self.uploads = Uploads(self.database, self.blobs, retention_seconds=retention_seconds, clock=clock)
+        self.runs = TaskRuns(
+            self.database, self._rows, self.ledger, self.blobs, currency, lease_seconds, self.uploads
+        )
         self.leases = TaskLeases(self.database, self._rows, self.runs)
 
     def close(self) -> None:

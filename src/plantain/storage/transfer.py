@@ -42,6 +42,8 @@ TABLES: tuple[str, ...] = (
     "usage_latency",
     "image_marks",
     "quota_days",
+    "uploads",  # Gemini Files API uploads (their bytes stay in the file store), then chunks
+    "upload_chunks",
 )
 
 CHUNK_ROWS = 500

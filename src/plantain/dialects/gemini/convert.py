@@ -10,13 +10,17 @@ The way back, results -> Gemini responses, usage and model listings, is :mod:`re
   attached to the last user turn. ``thought: true`` parts (a model's interim drafts) never count.
   An image is ``inlineData`` (base64 in either alphabet) or ``fileData`` with an http(s)
   ``fileUri``, which becomes an input the scheduler fetches once the request has passed every
-  other check (a batch refuses it: :mod:`batch_convert`).
+  other check (a batch refuses it: :mod:`batch_convert`), or with a Files API file (``files/ID``
+  or the file's ``uri``, :func:`uploaded_file_id`), kept as its name for the route to read from
+  the caller's uploads (:mod:`files_api`), never fetched over HTTP.
 - Only images are made: text parts are never returned, and ``responseModalities`` without IMAGE is
   refused rather than answered with nothing.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,6 +61,9 @@ IGNORED_CONFIG = (
 )
 
 FILES_API_HOST = "generativelanguage.googleapis.com"  # its file URIs need Google's credentials
+_FILE_ID = r"([a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?)"  # a Files API file id, as Google allows them
+FILE_NAME = re.compile(rf"files/{_FILE_ID}")
+FILE_PATH = re.compile(rf"/(?:v1|v1beta|v1alpha)/files/{_FILE_ID}")
 
 
 # --- request ----------------------------------------------------------------------------------
@@ -167,21 +174,39 @@ def _check_mime_type(mime_type: str | None, label: str, limits: Limits) -> None:
         )
 
 
+def uploaded_file_id(uri: str, origins: Collection[str] = ()) -> str | None:
+    """The id of the Files API file ``uri`` names: ``files/ID``, or a file's ``uri`` on Google's
+    Files API host or on one of ``origins`` (this server's own ``host:port``); else None."""
+    uri = uri.strip()
+    named = FILE_NAME.fullmatch(uri)
+    if named is not None:
+        return named.group(1)
+    parsed = urlsplit(uri)
+    ours = (parsed.hostname or "").lower() == FILES_API_HOST or parsed.netloc.lower() in origins
+    if parsed.scheme.lower() not in {"http", "https"} or not ours:
+        return None
+    path = FILE_PATH.fullmatch(parsed.path)
+    return path.group(1) if path is not None else None
+
+
 def _file_uri(file: FileData | None, label: str) -> str:
-    """``fileUri`` if it is an http(s) URL this server can fetch."""
+    """``fileUri`` if it is an http(s) URL this server can fetch, or a Files API file's name or
+    URI (read from the caller's uploads by the route, :mod:`files_api`)."""
     uri = (file.file_uri if file else "").strip()
+    if uploaded_file_id(uri) is not None:
+        return uri
     parsed = urlsplit(uri)
     field = f"{label}.fileUri"
     if parsed.scheme.lower() not in {"http", "https"} or not parsed.hostname:
         raise InvalidRequestError(
-            f"{field}: {uri!r} cannot be fetched; only http(s) URLs are fetched (not gs:// or "
-            "Files API names): send a public image URL, or the bytes as inlineData",
+            f"{field}: {uri!r} cannot be fetched; only http(s) URLs are fetched (not gs://): send a "
+            "public image URL, a Files API name (files/ID), or the bytes as inlineData",
             field=field,
         )
     if parsed.hostname.lower() == FILES_API_HOST:
         raise InvalidRequestError(
-            f"{field}: {uri!r} is a Gemini Files API file, which this server does not hold; only "
-            "http(s) URLs of images are fetched: send the image's own URL, or the bytes as inlineData",
+            f"{field}: {uri!r} is not a Gemini Files API file's URI (…/files/ID); upload the image "
+            "with client.files.upload and send that file, or the bytes as inlineData",
             field=field,
         )
     return uri
@@ -247,4 +272,5 @@ __all__ = [
     "decode_base64",
     "parse_request",
     "to_image_request",
+    "uploaded_file_id",
 ]

@@ -1,6 +1,6 @@
 """Gemini API and Vertex AI routes: ``generateContent``, ``streamGenerateContent``,
-``countTokens``, Imagen's ``predict`` (:mod:`imagen`), models, and batch mode (from
-:mod:`batch_routes`).
+``countTokens``, Imagen's ``predict`` (:mod:`imagen`), models, batch mode (from
+:mod:`batch_routes`) and the Files API (from :mod:`files_api`).
 
 Thin on purpose: parse, convert, run on the door (a task the route waits on), convert
 back. Errors are Plantain errors, rendered in the Gemini envelope by the router's route class.
@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from plantain.dialects import openapi
 from plantain.dialects.deps import CallerKey, FrontDoorDep
-from plantain.dialects.gemini import batch_routes, convert, errors, imagen, render, safety
+from plantain.dialects.gemini import batch_routes, convert, errors, files_api, imagen, render, safety
 from plantain.dialects.gemini.protocol import GenerateContentRequest, GenerateContentResponse
 from plantain.dialects.report import answer_headers
 from plantain.dialects.routing import dialect_route
@@ -44,6 +44,7 @@ async def _generate(
 ) -> tuple[ImageRequest, Task, ImageResult]:
     engine = door.engine_name(model)
     image_request = await _image_request(request, door, engine)
+    image_request = await files_api.resolve_files(image_request, request, door, caller)  # files/ID
     submission = Submission(model=model, source="gemini", api_key_id=caller)
     task, result = await door.run(image_request, submission, is_disconnected=request.is_disconnected)
     return image_request, task, result
@@ -160,6 +161,7 @@ def _register() -> None:
         router.add_api_route(f"/{version}/models", list_models, methods=["GET"])
         router.add_api_route(f"/{version}/models/{{model}}", get_model, methods=["GET"])
     batch_routes.register(router, GEMINI_VERSIONS)
+    files_api.register(router, GEMINI_VERSIONS)  # the Files API (uploads of input images)
 
 
 _register()
