@@ -63,7 +63,7 @@ def test_google_genai_for_node_generates_edits_with_several_images_and_streams(b
     assert result["refused"]["status"] == 404 and "no-such-model" in result["refused"]["message"]
 
 
-def test_openai_for_node_generates_edits_with_several_files_and_streams(base: str) -> None:
+def test_openai_for_node_generates_edits_streams_and_chats(base: str) -> None:
     result = scenario("openai", base)
     (generated,) = result["generated"]
     assert picture(generated).size == (1024, 1024)
@@ -73,4 +73,7 @@ def test_openai_for_node_generates_edits_with_several_files_and_streams(base: st
     types = [event["type"] for event in result["streamed"]]
     assert types[-1] == "image_generation.completed" and "image_generation.partial_image" in types
     assert all(event["bytes"] > 0 for event in result["streamed"])
+    (chat,) = result["chat"]  # a data URL, as OpenRouter answers
+    assert chat.startswith("data:image/png;base64,")
+    assert picture(chat.split(",", 1)[1]).size == (1344, 768)
     assert result["refused"]["status"] == 400 and result["refused"]["param"] == "prompt"

@@ -1,5 +1,5 @@
 // The openai package (Node) against a live Plantain server: generate, edit with several files,
-// stream partial images. Usage: node openai_scenario.mjs BASE_URL INPUT_PNG_BASE64.
+// stream partial images, chat with image output. Usage: node openai_scenario.mjs BASE_URL INPUT_PNG_BASE64.
 import OpenAI, { toFile } from "openai";
 
 const base = process.argv[2];
@@ -28,6 +28,14 @@ for await (const event of stream) {
   events.push({ type: event.type, bytes: event.b64_json?.length ?? 0 });
 }
 
+const chat = await client.chat.completions.create({
+  model: "google/gemini-2.5-flash-image",
+  messages: [{ role: "user", content: "a lighthouse, as a postcard" }],
+  modalities: ["image", "text"],
+  image_config: { aspect_ratio: "16:9" },
+});
+const chatImages = (chat.choices[0].message.images ?? []).map((image) => image.image_url.url);
+
 let refused = null;
 try {
   await client.images.generate({ model: "gpt-image-1", prompt: "" });
@@ -41,6 +49,7 @@ console.log(
     edited: edited.data.map((d) => d.b64_json),
     usage: edited.usage ?? null,
     streamed: events,
+    chat: chatImages,
     refused,
   }),
 );
