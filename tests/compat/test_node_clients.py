@@ -1,5 +1,6 @@
 """The Node SDKs people call Nano Banana with, against a live server: the ``@google/genai`` and
-``openai`` packages from npm (``tests/node``, installed from its lock by ``scripts/dev.sh``) run a
+``openai`` packages and the Vercel AI SDK (``ai`` with ``@ai-sdk/openai`` and ``@ai-sdk/google``)
+from npm (``tests/node``, installed from its lock by ``scripts/dev.sh``) run a
 scripted scenario each (tests/node/*_scenario.mjs) on a Node 22 binary from the same lock."""
 
 from __future__ import annotations
@@ -77,3 +78,11 @@ def test_openai_for_node_generates_edits_streams_and_chats(base: str) -> None:
     assert chat.startswith("data:image/png;base64,")
     assert picture(chat.split(",", 1)[1]).size == (1344, 768)
     assert result["refused"]["status"] == 400 and result["refused"]["param"] == "prompt"
+
+
+def test_the_vercel_ai_sdk_providers_make_images_through_both_dialects(base: str) -> None:
+    result = scenario("ai_sdk", base)
+    assert [picture(image).size for image in result["openai"]] == [(1024, 1024)]
+    assert [picture(image).size for image in result["google"]] == [(1344, 768)] * 2  # n=2 at 16:9
+    assert [picture(file["base64"]).size for file in result["gemini"]] == [(1024, 1024)]
+    assert {file["mediaType"] for file in result["gemini"]} == {"image/png"}
