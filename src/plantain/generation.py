@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, StopFlag
+from plantain.errors import PlantainError
 from plantain.imaging.background import apply_background, steered
 from plantain.imaging.codecs import decode_image, encode_image, media_type
 from plantain.limits import DEFAULT_LIMITS, Limits
-from plantain.types import GeneratedImage, ImageRequest, ImageResult, OutputFormat, Provenance
+from plantain.types import GeneratedImage, ImageRequest, ImageResult, InputImage, OutputFormat, Provenance
 
 if TYPE_CHECKING:
     from plantain.provenance.policy import Stamper
@@ -51,8 +52,19 @@ def prepare(request: ImageRequest, engine: Engine, limits: Limits = DEFAULT_LIMI
     if unfetched:  # a caller's mistake, not a user's: FrontDoor.check fetches before it prepares
         raise ValueError(f"prepare() takes fetched inputs; {', '.join(unfetched)} not fetched")
     images = [decode_image(image, limits) for image in request.images]
+    mask = None if request.mask is None else decode_mask(request.mask, limits)
     seed = request.seed if request.seed is not None else random_seed()
-    return engine.plan(for_engine(request, engine), images, seed, max_output_pixels=limits.max_output_pixels)
+    return engine.plan(
+        for_engine(request, engine), images, seed, max_output_pixels=limits.max_output_pixels, mask=mask
+    )
+
+
+def decode_mask(mask: InputImage, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
+    """``ImageRequest.mask`` decoded; its errors name ``mask``."""
+    try:
+        return decode_image(mask, limits)
+    except PlantainError as exc:
+        raise exc.renamed({"images": "mask"}) from None
 
 
 def for_engine(request: ImageRequest, engine: Engine) -> ImageRequest:

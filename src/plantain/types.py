@@ -109,6 +109,10 @@ class ImageRequest(BaseModel):
 
     prompt: str = Field(min_length=1)
     images: tuple[InputImage, ...] = ()
+    # Where to edit the first image (inpainting): a greyscale PNG the same size as it, white where
+    # to repaint and black where to keep (diffusers' convention; a dialect converts its own). Only
+    # engines that inpaint take one (``Capabilities.inpaint``).
+    mask: InputImage | None = None
     aspect_ratio: Annotated[str | None, BeforeValidator(_check_aspect_ratio)] = None
     size: Annotated[Literal["512", "1K", "2K", "4K"], BeforeValidator(_normalise_tier)] = "1K"
     # An exact output size in pixels (OpenAI's ``size="1536x1024"``), both or neither: it wins
@@ -136,6 +140,14 @@ class ImageRequest(BaseModel):
         if (self.width is None) != (self.height is None):
             raise InvalidRequestError(
                 "width and height: give both for an exact size, or neither", field="size"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mask_needs_an_image(self) -> ImageRequest:
+        if self.mask is not None and not self.images:
+            raise InvalidRequestError(
+                "mask: a mask marks where to edit an input image; send the image with it", field="mask"
             )
         return self
 

@@ -177,7 +177,8 @@ def test_engines_lists_every_family_with_capabilities(plantain) -> None:  # type
         "tiny",
     }
     assert rows["qwen-image-edit"]["tasks"] == ["edit"] and rows["qwen-image"]["tasks"] == ["text-to-image"]
-    assert rows["tiny"]["tasks"] == ["text-to-image", "edit"] and rows["tiny"]["weights"] == "present"
+    assert rows["tiny"]["tasks"] == ["text-to-image", "edit", "inpaint"]
+    assert rows["tiny"]["weights"] == "present"
     assert rows["flux2-klein-4b"]["weights"] == "missing" and rows["flux2-klein-4b"]["max_input_images"] == 4
     table = plantain("engines").stdout
     assert "flux2-klein-4b (default)" in table and "weights: missing" in table

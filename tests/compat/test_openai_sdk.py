@@ -238,10 +238,10 @@ def test_a_corrupt_image_is_named(client: openai.OpenAI) -> None:
     assert error.value.code == "invalid_image"
 
 
-def test_a_mask_is_refused(client: openai.OpenAI) -> None:
+def test_a_mask_without_alpha_is_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as error:
         client.images.edit(prompt="p", image=encoded("PNG"), mask=encoded("PNG"))
-    assert_bad_request(error, "mask", "mask is not supported yet")
+    assert_bad_request(error, "mask", "mask has no alpha channel")
 
 
 def test_an_unknown_model(client: openai.OpenAI) -> None:

@@ -316,10 +316,10 @@ def test_a_variation_needs_exactly_one_image(server: Server, client: openai.Open
 # --- mask -----------------------------------------------------------------------------------
 
 
-def test_a_mask_is_refused_naming_the_engine(client: openai.OpenAI) -> None:
+def test_a_mask_without_alpha_is_refused_saying_what_it_lacks(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as error:
         client.images.edit(prompt="p", image=png(), mask=png(), model="gpt-image-1")
-    refused(error, "mask", "mask is not supported yet: engine tiny has no inpainting pipeline")
+    refused(error, "mask", "mask has no alpha channel (PNG mode RGB)", "fully transparent pixels")
     still_serving(client)
 
 

@@ -19,7 +19,17 @@ import pytest
 from plantain.errors import IdempotencyConflictError, NotFoundError
 from plantain.storage import postgres
 from plantain.storage.tasks import NewTask, TaskStore
-from plantain.types import Cost, ImageRequest, Task, TaskEvent, TaskOutput, TaskResult, TokenUsage, Usage
+from plantain.types import (
+    Cost,
+    ImageRequest,
+    InputImage,
+    Task,
+    TaskEvent,
+    TaskOutput,
+    TaskResult,
+    TokenUsage,
+    Usage,
+)
 
 RETENTION = 600.0
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
@@ -401,3 +411,18 @@ def test_a_store_whose_connection_was_cut_reconnects_on_its_next_call(stores: li
         store.get(task_id)
     assert store.get(task_id).status == "queued"
     assert submit(store)[0].status == "queued"
+
+
+def test_a_mask_survives_the_store_round_trip_after_the_images(clocked: Clocked) -> None:
+    """A worker in another process reads the request back from the store: the mask with it, apart
+    from the images, and a request without one reads back without one."""
+    images = (InputImage(data=PNG, label="image 1"), InputImage(data=PNG[::-1], label="image 2"))
+    mask = InputImage(data=PNG + b"mask", label="mask")
+    request = ImageRequest.create(prompt="a cube", engine="tiny", images=images, mask=mask)
+    store = clocked.store
+    task, _ = store.create(NewTask(request=request, model="tiny", engine="tiny", source="openai"))
+    assert store.request(task.id) == request
+    assert task.input_count == 2 and task.request["mask_label"] == "mask"
+    plain = request.model_copy(update={"mask": None})
+    task, _ = store.create(NewTask(request=plain, model="tiny", engine="tiny", source="openai"))
+    assert store.request(task.id) == plain and store.request(task.id).mask is None

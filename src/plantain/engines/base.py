@@ -159,10 +159,11 @@ class Engine(ABC):
         seed: int,
         *,
         max_output_pixels: int | None = None,
+        mask: Image.Image | None = None,
     ) -> EngineJob:
         """Check ``request`` against the capabilities (pixels capped at ``max_output_pixels``,
-        a server setting) and fix every number the run needs."""
-        return plan_job(self, request, images, seed, max_output_pixels)
+        a server setting) and fix every number the run needs; ``mask`` is ``request.mask`` decoded."""
+        return plan_job(self, request, images, seed, max_output_pixels, mask)
 
     def check_size(self, request: ImageRequest, *, max_output_pixels: int | None = None) -> None:
         """Refuse an output size this engine cannot make, where it is known without decoding an

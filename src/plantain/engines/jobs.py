@@ -67,9 +67,17 @@ class Capabilities:
     sizes: SizeLimits
     batchable: bool = True  # several compatible jobs can share one pipeline call
     inputs: InputLimits = InputLimits()
+    # Inpainting (a request's ``mask``): how many input images a masked edit takes, the masked one
+    # first and then its references; 0: the engine has no inpainting pipeline.
+    inpaint_max_images: int = 0
+
+    @property
+    def inpaint(self) -> bool:
+        return self.inpaint_max_images > 0
 
     def tasks(self) -> list[str]:
-        return [name for name, ok in (("text-to-image", self.text_to_image), ("edit", self.edit)) if ok]
+        named = (("text-to-image", self.text_to_image), ("edit", self.edit), ("inpaint", self.inpaint))
+        return [name for name, ok in named if ok]
 
 
 @dataclass(frozen=True)
@@ -83,11 +91,14 @@ class EngineJob:
     steps: int
     guidance: float
     seeds: tuple[int, ...]
-    inputs_digest: str  # identifies the input images, so only jobs with the same ones batch
+    inputs_digest: str  # identifies the input images and mask, so only jobs with the same ones batch
+    # Where to repaint the first image (``L``, its size: white repaints, black keeps); None: no mask.
+    mask: Image.Image | None = None
 
     def batch_key(self) -> tuple[object, ...]:
-        """Jobs with equal keys can run in one pipeline call (prompts and seeds may differ)."""
-        return (self.width, self.height, self.steps, self.guidance, self.inputs_digest)
+        """Jobs with equal keys can run in one pipeline call (prompts and seeds may differ); a
+        masked job runs another pipeline, so it never batches with an unmasked one."""
+        return (self.width, self.height, self.steps, self.guidance, self.inputs_digest, self.mask is not None)
 
 
 def inputs_digest(request: ImageRequest) -> str:
@@ -96,4 +107,6 @@ def inputs_digest(request: ImageRequest) -> str:
     digest = hashlib.sha256()
     for image in request.images:
         digest.update(hashlib.sha256(image.data).digest())
+    if request.mask is not None:
+        digest.update(b"mask" + hashlib.sha256(request.mask.data).digest())
     return digest.hexdigest()

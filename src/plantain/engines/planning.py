@@ -33,9 +33,13 @@ def plan_job(
     images: Sequence[Image.Image],
     seed: int,
     max_output_pixels: int | None,
+    mask: Image.Image | None = None,
 ) -> EngineJob:
-    """``request`` checked against ``engine``'s capabilities, with every number the run needs."""
+    """``request`` checked against ``engine``'s capabilities, with every number the run needs;
+    ``mask`` is ``request.mask`` decoded."""
     check_task(engine, request)
+    if (mask is None) != (request.mask is None):
+        raise ValueError("plan() takes the request's mask decoded, and only with a mask")
     if request.width is not None and request.height is not None:
         width, height = _exact_output_size(engine, request.width, request.height, max_output_pixels)
     else:
@@ -51,6 +55,7 @@ def plan_job(
         guidance=options.guidance if options.guidance is not None else engine.preset.guidance,
         seeds=tuple(seed + i for i in range(request.num_images)),
         inputs_digest=inputs_digest(request),
+        mask=None if mask is None else _fit_mask(request, images[0], mask),
     )
 
 
@@ -86,6 +91,37 @@ def check_task(engine: Engine, request: ImageRequest) -> None:
             f"engine {engine.name} takes at most {caps.max_input_images} input images; got {count}",
             field="images",
         )
+    if request.mask is not None:
+        _check_mask(engine, count)
+
+
+def _check_mask(engine: Engine, count: int) -> None:
+    limit = engine.capabilities.inpaint_max_images
+    if limit == 0:
+        raise UnsupportedTaskError(
+            f"mask is not supported by engine {engine.name}: it has no inpainting pipeline; send the "
+            "edit without a mask and describe the change in the prompt, or use an engine that inpaints",
+            field="mask",
+        )
+    if count > limit:
+        raise TooManyImagesError(
+            f"mask: engine {engine.name} inpaints the first image with at most {limit - 1} more as "
+            f"reference ({limit} input images in all); got {count}",
+            field="mask",
+        )
+
+
+def _fit_mask(request: ImageRequest, first: Image.Image, mask: Image.Image) -> Image.Image:
+    """The mask as one channel, refused unless it is the size of the (decoded, upright) first
+    image it marks."""
+    if mask.size != first.size:
+        label = request.images[0].label
+        raise InvalidImageError(
+            f"mask is {mask.width}x{mask.height} but {label} is {first.width}x{first.height}; the mask "
+            "must be the same size as the (first) image it marks",
+            field="mask",
+        )
+    return mask.convert("L")
 
 
 def output_size(

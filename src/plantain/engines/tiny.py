@@ -15,7 +15,7 @@ import torch
 
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.family import Family
-from plantain.engines.flux2 import FLUX2_INPUTS, TINY_CALL_KWARGS, Flux2KleinEngine
+from plantain.engines.flux2 import FLUX2_INPAINT_MAX_IMAGES, FLUX2_INPUTS, TINY_CALL_KWARGS, Flux2KleinEngine
 from plantain.engines.jobs import Capabilities, Preset
 from plantain.engines.loading import WeightsSource
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
@@ -37,6 +37,7 @@ TINY_CAPABILITIES = Capabilities(
         max_aspect=8.0,
     ),
     inputs=FLUX2_INPUTS,  # the same pipeline as klein
+    inpaint_max_images=FLUX2_INPAINT_MAX_IMAGES,
 )
 
 

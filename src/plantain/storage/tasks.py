@@ -36,6 +36,10 @@ from plantain.storage.uploads import Uploads
 from plantain.types import ImageRequest, InputImage, Task, TaskEvent
 from plantain.usage import ANONYMOUS
 
+# Fields of a stored request that are not the request's own: the labels of its stored inputs.
+MASK_LABEL = "mask_label"  # set when the request has a mask, stored as its last input
+STORED_ONLY = frozenset({"input_labels", MASK_LABEL})
+
 __all__ = ["Admit", "NewTask", "TaskStore", "WebhookBody"]
 
 Admit = Callable[[QuotaUse], None]
@@ -146,9 +150,11 @@ class TaskStore:
             rows = db.execute(
                 "SELECT label, data FROM task_inputs WHERE task_id = ? ORDER BY position", (task_id,)
             ).fetchall()
-        images = tuple(InputImage(data=bytes(row["data"]), label=row["label"]) for row in rows)
-        fields = {name: value for name, value in task.request.items() if name != "input_labels"}
-        return ImageRequest.model_validate({**fields, "images": images})
+        inputs = [InputImage(data=bytes(row["data"]), label=row["label"]) for row in rows]
+        fields = {name: value for name, value in task.request.items() if name not in STORED_ONLY}
+        # A mask is stored after the images (see _insert); its label marks that there is one.
+        mask = inputs.pop() if task.request.get(MASK_LABEL) is not None else None
+        return ImageRequest.model_validate({**fields, "images": tuple(inputs), "mask": mask})
 
     def page(
         self, *, status: str | None = None, limit: int = 20, before: str | None = None
@@ -239,8 +245,12 @@ class TaskStore:
 
 def _insert(db: Connection, task_id: str, new: NewTask, now: float) -> None:
     order = db.execute("SELECT COALESCE(MAX(queue_order), 0) + 1 FROM tasks").fetchone()[0]
-    fields = new.request.model_dump(mode="json", exclude={"images"})
+    fields = new.request.model_dump(mode="json", exclude={"images", "mask"})
     fields["input_labels"] = [image.label for image in new.request.images]  # the bytes go away later
+    inputs = list(new.request.images)
+    if new.request.mask is not None:  # stored as the last input, marked by its label in the request
+        fields[MASK_LABEL] = new.request.mask.label
+        inputs.append(new.request.mask)
     db.execute(
         "INSERT INTO tasks (id, queue_order, status, model, engine, source, request, "
         "idempotency_key, fingerprint, webhook_url, webhook_events, created_at, api_key_id, images) "
@@ -263,5 +273,5 @@ def _insert(db: Connection, task_id: str, new: NewTask, now: float) -> None:
     )
     db.executemany(
         "INSERT INTO task_inputs (task_id, position, label, data) VALUES (?, ?, ?, ?)",
-        [(task_id, index, image.label, image.data) for index, image in enumerate(new.request.images)],
+        [(task_id, index, image.label, image.data) for index, image in enumerate(inputs)],
     )

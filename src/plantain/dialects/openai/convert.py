@@ -1,18 +1,22 @@
 """Pure conversions between the OpenAI Images API and Plantain's internal model.
 
-OpenAI request -> :class:`ImageRequest`, :class:`ImageResult` -> OpenAI response or stream events,
-engine registry -> OpenAI model list. Nothing here does I/O; the routes do that around these.
+OpenAI request -> :class:`ImageRequest` (its ``mask`` converted), :class:`ImageResult` -> OpenAI
+response or stream events, engine registry -> OpenAI model list. Nothing here does I/O; the routes
+do that around these.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from annotated_types import Ge, Le
+from PIL import Image
 from pydantic import ValidationError
 
 from plantain.dialects.openai.protocol import ImageParams, VariationParams
@@ -20,7 +24,8 @@ from plantain.dialects.report import background_made, ignored
 from plantain.dialects.wire import encode_base64, validation_error
 from plantain.engines.model_names import is_served, served_models
 from plantain.engines.registry import EngineRegistry
-from plantain.errors import InvalidRequestError, UnknownModelError
+from plantain.errors import InvalidImageError, InvalidRequestError, UnknownModelError
+from plantain.imaging.codecs import encode_image, sniff_format
 from plantain.imaging.sizes import ASPECT_RATIOS, TIERS, nearest_aspect_ratio
 from plantain.types import (
     GeneratedImage,
@@ -121,22 +126,78 @@ def _with_name(label: str, filename: str) -> str:
     return label if filename in {"", "upload"} else f"{label} ({filename})"
 
 
-def to_image_request(params: ImageParams, engine: str, images: tuple[InputImage, ...] = ()) -> ImageRequest:
-    """Parameters (already parsed) -> the internal request, refusing what Plantain cannot honour."""
+def inpaint_mask(data: bytes, max_pixels: int) -> InputImage:
+    """OpenAI's ``mask`` -> the internal one (:attr:`ImageRequest.mask`).
+
+    OpenAI's is a PNG the size of the (first) image whose fully transparent pixels (alpha 0) mark
+    where to edit; the internal one is a greyscale PNG, white where to repaint, black where to
+    keep. A mask that is not a PNG or has no alpha channel is refused naming ``mask``; its size is
+    checked against the image once that is decoded (the engine's planning)."""
+    sniffed = sniff_format(data)
+    if sniffed != "PNG":
+        what = "not a recognisable image" if sniffed is None else f"a {sniffed} image"
+        raise InvalidImageError(
+            f"mask is {what}; send a PNG with an alpha channel whose fully transparent pixels mark "
+            "where to edit",
+            field="mask",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=["PNG"]) as opened:
+                width, height = opened.size
+                if width * height > max_pixels:
+                    raise InvalidImageError(
+                        f"mask is {width}x{height} = {width * height} pixels; the limit is "
+                        f"{max_pixels} pixels (max_input_pixels)",
+                        field="mask",
+                    )
+                if opened.mode not in {"RGBA", "LA", "PA"} and "transparency" not in opened.info:
+                    raise InvalidImageError(
+                        f"mask has no alpha channel (PNG mode {opened.mode}); OpenAI's mask marks where "
+                        "to edit with fully transparent pixels (alpha 0): send a PNG with an alpha "
+                        "channel, the same size as the image",
+                        field="mask",
+                    )
+                alpha = opened.convert("RGBA").getchannel("A")
+    except InvalidImageError:
+        raise
+    except Exception as exc:  # a corrupt PNG: Pillow raises more than its documented errors
+        raise InvalidImageError(
+            f"mask is not a readable PNG ({exc or type(exc).__name__}); send a PNG with an alpha channel",
+            field="mask",
+        ) from None
+    repaint = alpha.point(lambda value: 255 if value == 0 else 0)
+    return InputImage(data=encode_image(repaint, "png"), label="mask")
+
+
+def to_image_request(
+    params: ImageParams,
+    engine: str,
+    images: tuple[InputImage, ...] = (),
+    mask: InputImage | None = None,
+) -> ImageRequest:
+    """Parameters (already parsed) -> the internal request, refusing what Plantain cannot honour;
+    ``mask`` is already converted (:func:`inpaint_mask`)."""
     size = resolve_size(params.size, params.aspect_ratio, params.resolution)
     try:
-        return _create_request(params, engine, images, size)
+        return _create_request(params, engine, images, size, mask)
     except InvalidRequestError as exc:
         raise exc.renamed(PARAM_NAMES) from None
 
 
 def _create_request(
-    params: ImageParams, engine: str, images: tuple[InputImage, ...], size: SizeChoice
+    params: ImageParams,
+    engine: str,
+    images: tuple[InputImage, ...],
+    size: SizeChoice,
+    mask: InputImage | None = None,
 ) -> ImageRequest:
     unused = {name: getattr(params, name) for name in IGNORED_PARAMS}
     return ImageRequest.create(
         prompt=params.prompt,
         images=images,
+        mask=mask,
         aspect_ratio=size.aspect_ratio,
         size=size.tier,
         width=size.width,

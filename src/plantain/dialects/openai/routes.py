@@ -77,21 +77,22 @@ async def generations(request: Request, door: FrontDoorDep, caller: CallerKey) -
     ),
 )
 async def edits(request: Request, door: FrontDoorDep, caller: CallerKey) -> Response:
-    fields, parts = await _read_edit_form(request, door.limits)
-    mask = fields.pop(MASK, None)
+    fields, parts, mask_part = await _read_edit_form(request, door.limits)
     params = convert.parse_params(fields)
-    if mask is not None:
-        engine = door.engine_name(params.model)
+    if isinstance(mask_part, str):
         raise InvalidRequestError(
-            f"mask is not supported yet: engine {engine} has no inpainting pipeline here; send the "
-            "edit without a mask and describe the change in the prompt",
-            field="mask",
+            "mask must be a file upload (a PNG with an alpha channel), not a text field", field="mask"
         )
     if not parts:
         raise InvalidRequestError(
             "image is required: send one file as image or several as image[]", field="image"
         )
-    return await _answer(request, door, caller, params, convert.input_images(parts), "image_edit")
+    mask = None
+    if mask_part is not None:  # OpenAI's rule: with several images, it marks the first
+        limit = door.limits.max_input_pixels
+        mask = await asyncio.to_thread(convert.inpaint_mask, mask_part, limit)
+    images = convert.input_images(parts)
+    return await _answer(request, door, caller, params, images, "image_edit", mask=mask)
 
 
 @router.post(
@@ -101,8 +102,10 @@ async def edits(request: Request, door: FrontDoorDep, caller: CallerKey) -> Resp
 async def variations(request: Request, door: FrontDoorDep, caller: CallerKey) -> Response:
     """dall-e-2's variations: the image made again without a prompt, run as an edit prompted
     with :data:`convert.VARIATION_PROMPT`."""
-    fields, parts = await _read_edit_form(request, door.limits)
-    variation = convert.parse_variation(fields)  # a mask is not one of its fields: refused
+    fields, parts, mask = await _read_edit_form(request, door.limits)
+    if mask is not None:
+        fields[MASK] = "sent"  # a mask is not one of its fields: refused by parse_variation
+    variation = convert.parse_variation(fields)
     if len(parts) != 1:
         raise InvalidRequestError(
             f"image is required: a variation takes exactly one image file, got {len(parts)}", field="image"
@@ -120,8 +123,10 @@ async def _answer(
     images: tuple[InputImage, ...],
     endpoint: convert.Endpoint,
     fmt: str | None = None,
+    *,
+    mask: InputImage | None = None,
 ) -> Response:
-    image_request = convert.to_image_request(params, door.engine_name(params.model), images)
+    image_request = convert.to_image_request(params, door.engine_name(params.model), images, mask)
     submission = Submission(model=params.model, source="openai", api_key_id=caller)
     if params.stream:
         return await _stream(request, door, Streaming(image_request, params, endpoint, submission))
@@ -220,29 +225,40 @@ async def _events(
         run.cancel()  # the client went away mid-stream: stop the engine at its next step
 
 
-async def _read_edit_form(request: Request, limits: Limits) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
-    """Multipart -> (text fields, (file name, bytes) of each image); a ``mask`` file is left
-    unread, its presence marked by a ``mask`` field for the route to refuse."""
+async def _read_edit_form(
+    request: Request, limits: Limits
+) -> tuple[dict[str, str], list[tuple[str, bytes]], bytes | str | None]:
+    """Multipart -> (text fields, (file name, bytes) of each image, the ``mask``: a file's bytes,
+    a text field's value, or None when none was sent)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequestError(
             "edits take multipart/form-data, with the image file(s) as image or image[]", field="image"
         )
     fields: dict[str, str] = {}
+    mask: bytes | str | None = None
     try:
         async with request.form(max_files=64, max_fields=256) as form:
             uploads: list[UploadFile] = []
+            mask_part: UploadFile | str | None = None
             for key, value in form.multi_items():
                 _check_part(key, value)
                 if key == MASK:
-                    fields[MASK] = "sent"
+                    if mask_part is not None:
+                        raise InvalidRequestError("mask: send one mask file, not several", field="mask")
+                    mask_part = value
                 elif isinstance(value, UploadFile):
                     uploads.append(value)
                 else:
                     fields[key] = value
             parts = await _read_uploads(uploads, limits)
+            if isinstance(mask_part, UploadFile):
+                limits.check_image_bytes(mask_part.size or 0, "mask", field="mask")
+                mask = await mask_part.read()
+            else:
+                mask = mask_part
     except HTTPException as exc:  # starlette's multipart parser: malformed body, too many parts
         raise InvalidRequestError(f"the multipart body could not be read: {exc.detail}") from None
-    return fields, parts
+    return fields, parts, mask
 
 
 async def _read_uploads(uploads: list[UploadFile], limits: Limits) -> list[tuple[str, bytes]]:
@@ -256,7 +272,7 @@ async def _read_uploads(uploads: list[UploadFile], limits: Limits) -> list[tuple
 
 def _check_part(key: str, value: str | UploadFile) -> None:
     if key == MASK:
-        return  # a file or not: the route refuses it, naming the engine
+        return  # a file or not: the route reads or refuses it
     is_file = isinstance(value, UploadFile)
     if key in IMAGE_FIELDS and not is_file:
         raise InvalidRequestError(f"{key} must be a file upload, not a text field", field="image")
