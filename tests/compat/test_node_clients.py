@@ -53,7 +53,7 @@ def picture(b64: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(b64)))
 
 
-def test_google_genai_for_node_generates_edits_with_several_images_and_streams(base: str) -> None:
+def test_google_genai_for_node_generates_edits_streams_and_chats(base: str) -> None:
     result = scenario("genai", base)
     (generated,) = result["generated"]
     assert generated["mimeType"] == "image/png" and picture(generated["bytes"]).size == (1344, 768)  # 16:9
@@ -61,6 +61,7 @@ def test_google_genai_for_node_generates_edits_with_several_images_and_streams(b
     assert picture(edited["bytes"]).format == "PNG"
     assert result["usage"]["promptTokenCount"] > 0  # two input images and the text were counted
     assert sum(result["streamed"]) == 1  # the image arrives once on the stream
+    assert result["chat"] == [1, 1] and result["history"] == 4  # two turns, each with its image
     assert result["refused"]["status"] == 404 and "no-such-model" in result["refused"]["message"]
 
 

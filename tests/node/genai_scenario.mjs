@@ -1,4 +1,5 @@
-// @google/genai (Node) against a live Plantain server: generate, edit with several images, stream.
+// @google/genai (Node) against a live Plantain server: generate, edit with several images, stream,
+// chat.
 // Usage: node genai_scenario.mjs BASE_URL INPUT_PNG_BASE64. Prints one JSON object with what each step got back.
 import { GoogleGenAI } from "@google/genai";
 
@@ -37,6 +38,11 @@ for await (const chunk of await ai.models.generateContentStream({ model, content
   chunks.push(images(chunk).length);
 }
 
+// A chat: the second turn edits the first turn's image (the SDK sends the history back).
+const chat = ai.chats.create({ model, config: { imageConfig: { aspectRatio: "9:16" } } });
+const firstTurn = images(await chat.sendMessage({ message: "a tall tower" }));
+const secondTurn = images(await chat.sendMessage({ message: "the same tower at night" }));
+
 let refused = null;
 try {
   await ai.models.generateContent({ model: "no-such-model", contents: "a cat" });
@@ -50,6 +56,8 @@ console.log(
     edited: images(edited),
     usage: edited.usageMetadata ?? null,
     streamed: chunks,
+    chat: [firstTurn.length, secondTurn.length],
+    history: chat.getHistory().length,
     refused,
   }),
 );

@@ -240,6 +240,15 @@ def test_litellm_gemini_image_generation(litellm: ModuleType, server: str) -> No
     png(base64.b64decode(response.data[0].b64_json))
 
 
+@pytest.mark.parametrize("suffix", ["", "/v1beta"])
+def test_litellm_gemini_imagen_calls_predict(litellm: ModuleType, server: str, suffix: str) -> None:
+    """LiteLLM's gemini/imagen-… models post to {api_base}/models/{model}:predict (Imagen's form)."""
+    response = litellm.image_generation(
+        model="gemini/imagen-4.0-generate-001", prompt="a kite", api_base=f"{server}{suffix}", api_key="k"
+    )
+    assert png(base64.b64decode(response.data[0].b64_json)) == (1024, 1024)
+
+
 def test_litellm_gemini_completion_returns_the_image(litellm: ModuleType, server: str) -> None:
     response = litellm.completion(
         model="gemini/gemini-3.1-flash-image",
