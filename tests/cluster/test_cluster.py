@@ -77,15 +77,18 @@ def wait_ended(door: FrontDoor, task_id: str, timeout: float = 120) -> dict[str,
 def events(door: FrontDoor, task_id: str, last_event_id: int | None = None) -> list[tuple[int, str]]:
     """(seq, type) of each event of the SSE stream, from ``last_event_id`` on, to its end."""
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
-    seen: list[tuple[int, str]] = []
     with httpx.stream("GET", f"{door.url}/v1/tasks/{task_id}/events", headers=headers, timeout=60) as sse:
-        seq = 0
-        for line in sse.iter_lines():
-            if line.startswith("id: "):
-                seq = int(line[4:])
-            elif line.startswith("event: "):
-                seen.append((seq, line[7:]))
-    return seen
+        return list(sse_events(sse))
+
+
+def sse_events(sse: httpx.Response) -> Iterator[tuple[int, str]]:
+    """(seq, type) of each event of an SSE stream as it arrives."""
+    seq = 0
+    for line in sse.iter_lines():
+        if line.startswith("id: "):
+            seq = int(line[4:])
+        elif line.startswith("event: "):
+            yield seq, line[7:]
 
 
 def test_tasks_sent_to_either_front_door_complete_once_and_read_from_both(cluster: Cluster) -> None:
@@ -176,15 +179,11 @@ def test_an_sse_client_resumes_on_the_other_front_door_after_a_kill(cluster: Clu
     task_id = submit(first, steps=60)["id"]
     seen: list[tuple[int, str]] = []
     with httpx.stream("GET", f"{first.url}/v1/tasks/{task_id}/events", timeout=60) as sse:
-        seq = 0
-        for line in sse.iter_lines():
-            if line.startswith("id: "):
-                seq = int(line[4:])
-            elif line.startswith("event: "):
-                seen.append((seq, line[7:]))
-                if line == "event: progress" and len(seen) >= 4:
-                    first.kill()  # mid-stream, mid-run
-                    break
+        for event in sse_events(sse):
+            seen.append(event)
+            if event[1] == "progress" and len(seen) >= 4:
+                first.kill()  # mid-stream, mid-run
+                break
     rest = events(second, task_id, last_event_id=seen[-1][0])
     whole = seen + rest
     assert [seq for seq, _ in whole] == list(range(1, len(whole) + 1))  # nothing missed or repeated

@@ -69,10 +69,10 @@ class StoreChannel:
 
     @contextmanager
     def subscribe(self, task_id: str) -> Iterator[Subscription]:
+        newest = self._store.last_seq(task_id)  # read outside the lock publishers take
         with self._lock:
-            if task_id not in self._watched:
-                # From the newest event now: the subscriber reads the store itself after this.
-                self._watched[task_id] = self._store.last_seq(task_id)
+            # From the newest event now: the subscriber reads the store itself after this.
+            self._watched.setdefault(task_id, newest)
             self._watchers[task_id] = self._watchers.get(task_id, 0) + 1
         try:
             with self._local.subscribe(task_id) as subscription:

@@ -111,10 +111,13 @@ class Uploads:
     def session(self, session: str) -> Upload:
         """The file a session token uploads, or NotFoundError (unknown, finished or expired)."""
         with self._database.read() as db:
-            row = db.execute(
-                "SELECT * FROM uploads WHERE session = ? AND state = 'uploading' AND expires_at > ?",
-                (session, self._clock()),
-            ).fetchone()
+            return self._session(db, session)
+
+    def _session(self, db: Connection, session: str) -> Upload:
+        row = db.execute(
+            "SELECT * FROM uploads WHERE session = ? AND state = 'uploading' AND expires_at > ?",
+            (session, self._clock()),
+        ).fetchone()
         if row is None:
             raise _no_session()
         return _upload(row)
@@ -123,13 +126,7 @@ class Uploads:
         """Record the chunk ``data`` at ``offset``, which must be where the session stands; the
         session may not pass its declared size."""
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT * FROM uploads WHERE session = ? AND state = 'uploading' AND expires_at > ?",
-                (session, self._clock()),
-            ).fetchone()
-            if row is None:
-                raise _no_session()
-            upload = _upload(row)
+            upload = self._session(db, session)
             if offset != upload.received:
                 raise InvalidRequestError(
                     f"X-Goog-Upload-Offset: {offset} is not where this upload stands; send the "

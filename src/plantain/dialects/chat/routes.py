@@ -27,8 +27,8 @@ from plantain.dialects.openai import errors
 from plantain.dialects.openai.routes import OpenAIRoute
 from plantain.dialects.report import answer_headers, report_headers
 from plantain.dialects.wire import ImageAnswer
-from plantain.engines.model_names import served_models, without_vendor
-from plantain.errors import PlantainError, UnknownModelError
+from plantain.engines.model_names import without_vendor
+from plantain.errors import PlantainError
 from plantain.scheduler import FrontDoor
 from plantain.scheduler.frontdoor import Submission
 from plantain.types import ImageRequest, Task, TokenUsage
@@ -80,23 +80,10 @@ for _path in PATHS:
 
 
 def _resolve(door: FrontDoor, model: str | None) -> tuple[str, str | None]:
-    """(the engine ``model`` runs on, the name its task records). The name is tried as sent (a
-    ``models`` setting may list ``org/name``), then without a known vendor prefix; the task
-    records the bare vendor name, which usage counts tokens by. Unknown: a 404 naming it as sent."""
-    bare = without_vendor(door.registry, model) if model else None
-    for candidate in dict.fromkeys([model, bare]):
-        try:
-            engine = door.engine_name(candidate)
-        except UnknownModelError:
-            continue
-        kept_whole = candidate == model and model in door.settings.models
-        return engine, model if kept_whole else bare
-    served = ", ".join(served_models(door.registry))
-    raise UnknownModelError(
-        f"model {model!r} is not served here; use one of {served} (a vendor prefix such as google/ "
-        "is allowed)",
-        field="model",
-    )
+    """(the engine ``model`` runs on, the name its task records): model_names' rule, which drops
+    a known vendor prefix (``google/…``) and keeps a name the ``models`` setting lists whole; the
+    task records the bare name, which usage counts tokens by. Unknown: a 404 naming it."""
+    return door.engine_name(model), without_vendor(door.registry, model) if model else None
 
 
 async def _stream(door: FrontDoor, completion: Completion) -> Response:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from plantain.dialects import openapi
 from plantain.dialects.deps import BatchesDep, CallerKey, FrontDoorDep
 from plantain.dialects.gemini import batch_convert
+from plantain.dialects.gemini.paging import page_size
 from plantain.dialects.gemini.protocol import BatchGenerateContentRequest
 from plantain.errors import InvalidRequestError, NotFoundError, PlantainError
 from plantain.scheduler import FrontDoor, bulk
@@ -28,7 +29,6 @@ from plantain.storage.batches import Batch
 from plantain.types import ImageRequest, ImageResult, Task
 
 DEFAULT_PAGE = 20
-MAX_PAGE = 100  # a larger pageSize is lowered to it, as Google's list methods do
 # read by list_batches itself, so that a bad one is refused with Google's rules (docs/gemini.md)
 LIST_PARAMETERS = openapi.query_parameters(
     {"pageSize": {"type": "integer", "minimum": 0}, "pageToken": {"type": "string"}}
@@ -91,7 +91,7 @@ async def get_batch(door: FrontDoorDep, batches: BatchesDep, batch_id: str) -> J
 async def list_batches(request: Request, door: FrontDoorDep, store: BatchesDep) -> JSONResponse:
     """Newest first, without outputs (a page of finished batches would carry all their images):
     ``batches.get`` one for its responses."""
-    size = _page_size(request.query_params.get("pageSize"))
+    size = page_size(request.query_params.get("pageSize"), default=DEFAULT_PAGE, items="batches")
     token = request.query_params.get("pageToken") or None
     batches, next_token = store.page(limit=size, after=token)
     operations = [
@@ -144,22 +144,6 @@ def _results(door: FrontDoor, tasks: Sequence[Task | None]) -> dict[str, ImageRe
             with contextlib.suppress(PlantainError, OSError):
                 results[task.id] = door.result_of(task)
     return results
-
-
-def _page_size(value: str | None) -> int:
-    if value is None or not value.strip():
-        return DEFAULT_PAGE
-    try:
-        size = int(value)
-    except ValueError:
-        size = -1
-    if size < 0:
-        raise InvalidRequestError(
-            f"pageSize: {value!r} is not allowed; send a whole number of batches, 1 to {MAX_PAGE} "
-            f"(0 or none gives {DEFAULT_PAGE})",
-            field="pageSize",
-        )
-    return min(size, MAX_PAGE) or DEFAULT_PAGE
 
 
 def register(router: APIRouter, versions: Sequence[str]) -> None:

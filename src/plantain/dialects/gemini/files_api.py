@@ -34,6 +34,7 @@ from plantain.dialects import openapi
 from plantain.dialects.deps import CallerKey, FrontDoorDep
 from plantain.dialects.gemini import errors
 from plantain.dialects.gemini.convert import FILES_API_HOST, uploaded_file_id
+from plantain.dialects.gemini.paging import page_size
 from plantain.dialects.wire import load_json, validate
 from plantain.errors import (
     ImageTooLargeError,
@@ -50,7 +51,6 @@ from plantain.types import ImageRequest, InputImage
 
 SESSION_PATH = "/v1/files/upload-sessions"  # under /v1/files/: no API key (the SDK sends none)
 DEFAULT_PAGE = 10  # as Google's files.list
-MAX_PAGE = 100
 LIST_PARAMETERS = openapi.query_parameters(
     {"pageSize": {"type": "integer", "minimum": 0}, "pageToken": {"type": "string"}}
 )
@@ -117,23 +117,22 @@ def uploads_of(door: FrontDoor) -> Uploads:
 # --- upload -----------------------------------------------------------------------------------
 
 
+def _expect_header(request: Request, name: str, wanted: str, hint: str) -> None:
+    """A 400 naming header ``name`` and what it held unless it says ``wanted``."""
+    sent = (request.headers.get(name) or "").strip().lower()
+    if sent != wanted:
+        raise InvalidRequestError(
+            f"{name}: {sent or None!r} is not served here; send {wanted!r} ({hint})", field=name
+        )
+
+
 async def start_upload(request: Request, door: FrontDoorDep, caller: CallerKey) -> JSONResponse:
     """A resumable session for one image, checked before any byte is sent."""
+    _expect_header(request, "X-Goog-Upload-Protocol", "resumable", "as google-genai's files.upload does")
+    _expect_header(
+        request, "X-Goog-Upload-Command", "start", "then the bytes to the x-goog-upload-url it answers"
+    )
     headers = request.headers
-    protocol = (headers.get("x-goog-upload-protocol") or "").strip().lower()
-    if protocol != "resumable":
-        raise InvalidRequestError(
-            f"X-Goog-Upload-Protocol: {protocol or None!r} is not served; send 'resumable' (as "
-            "google-genai's files.upload does)",
-            field="X-Goog-Upload-Protocol",
-        )
-    command = (headers.get("x-goog-upload-command") or "").strip().lower()
-    if command != "start":
-        raise InvalidRequestError(
-            f"X-Goog-Upload-Command: {command or None!r} does not start an upload; send 'start', "
-            "then the bytes to the x-goog-upload-url it answers",
-            field="X-Goog-Upload-Command",
-        )
     raw = await request.body()
     file = validate(StartUploadRequest, load_json(raw) if raw.strip() else {}).file or FileMetadata()
     limits = door.limits
@@ -271,7 +270,7 @@ async def delete_file(door: FrontDoorDep, caller: CallerKey, file_id: str) -> JS
 
 async def list_files(request: Request, door: FrontDoorDep, caller: CallerKey) -> JSONResponse:
     """The caller's files, newest first, ``pageSize`` at a time."""
-    size = _page_size(request.query_params.get("pageSize"))
+    size = page_size(request.query_params.get("pageSize"), default=DEFAULT_PAGE, items="files")
     token = request.query_params.get("pageToken") or None
     uploads, next_token = await asyncio.to_thread(uploads_of(door).page, caller, limit=size, after=token)
     base = _base(request, door)
@@ -279,22 +278,6 @@ async def list_files(request: Request, door: FrontDoorDep, caller: CallerKey) ->
     if next_token is not None:
         body["nextPageToken"] = next_token
     return JSONResponse(body)
-
-
-def _page_size(value: str | None) -> int:
-    if value is None or not value.strip():
-        return DEFAULT_PAGE
-    try:
-        size = int(value)
-    except ValueError:
-        size = -1
-    if size < 0:
-        raise InvalidRequestError(
-            f"pageSize: {value!r} is not allowed; send a whole number of files, 1 to {MAX_PAGE} "
-            f"(0 or none gives {DEFAULT_PAGE})",
-            field="pageSize",
-        )
-    return min(size, MAX_PAGE) or DEFAULT_PAGE
 
 
 def file_resource(upload: Upload, base: str) -> dict[str, Any]:

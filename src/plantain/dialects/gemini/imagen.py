@@ -101,8 +101,9 @@ def to_image_request(body: PredictRequest, *, engine: str, limits: Limits = DEFA
     instance, parameters = body.instances[0], body.parameters
     if parameters.mode == "upscale" or instance.image is not None:
         raise InvalidRequestError(
-            "parameters.mode: upscaling (upscale_image) is not served here; generate at the size "
-            "you need with parameters.sampleImageSize (1K, 2K or 4K)",
+            f"parameters.mode: {parameters.mode or 'an input image'!r} asks for upscaling "
+            "(upscale_image), which is not served here; generate at the size you need with "
+            "parameters.sampleImageSize (1K, 2K or 4K)",
             field="parameters.mode",
         )
     fields: dict[str, Any] = {
