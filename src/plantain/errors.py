@@ -225,6 +225,39 @@ class EngineRunError(PlantainError):
     status = 500
 
 
+class ProviderError(EngineRunError):
+    """A remote provider (providers/) failed or refused. ``upstream_status`` is its HTTP status
+    (None: no answer — a timeout or a dropped connection); ``retry_after`` its Retry-After."""
+
+    code = "provider_failed"
+    status = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, field=field)
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """What may pass by itself: no answer, 429 (rate limited) or a 5xx."""
+        status = self.upstream_status
+        return status is None or status == 429 or status >= 500
+
+
+class RouteFailedError(EngineRunError):
+    """Every engine of a route (providers/routing.py) refused or failed; the message names each."""
+
+    code = "route_failed"
+    status = 503
+
+
 class AttemptsExhaustedError(EngineRunError):
     code = "attempts_exhausted"
 

@@ -19,6 +19,7 @@ from plantain.errors import PlantainError
 from plantain.imaging.background import apply_background, steered
 from plantain.imaging.codecs import decode_image, encode_image, media_type
 from plantain.limits import DEFAULT_LIMITS, Limits
+from plantain.providers.passthrough import remote_output
 from plantain.types import GeneratedImage, ImageRequest, ImageResult, InputImage, OutputFormat, Provenance
 
 if TYPE_CHECKING:
@@ -133,7 +134,11 @@ def encode_output(
     image: Image.Image, seed: int, request: ImageRequest, stamper: Stamper | None = None, index: int = 0
 ) -> GeneratedImage:
     """``image`` with the background, in the format and quality ``request`` asks for, marked and
-    signed by ``stamper``."""
+    signed by ``stamper``. An image a remote provider made is handed out as it sent it
+    (:func:`~plantain.providers.passthrough.remote_output`)."""
+    remote = remote_output(image, seed, request)
+    if remote is not None:
+        return remote
     image = apply_background(image, request.background)
     output_format, quality = request.output_format, request.output_quality
 

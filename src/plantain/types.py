@@ -177,6 +177,10 @@ class Provenance(BaseModel):
 
     watermark: bool = False
     content_credentials: bool = False
+    # The remote provider (engine name) that made the image (docs/providers.md): its bytes are
+    # handed out as it sent them, so ``content_credentials`` is whether the provider's own
+    # manifest is in them, and this server added no watermark. None: made here.
+    provider: str | None = None
 
     @property
     def applied(self) -> tuple[str, ...]:
@@ -302,6 +306,9 @@ class Usage(BaseModel):
     device_seconds: float
     cost: Cost
     provenance_seconds: float = 0.0  # watermarking and signing, not in device_seconds or the cost
+    # The engine that made the images: for a route (providers/routing.py), the member that served
+    # after any failover; else the task's own engine. None: it never ran.
+    served_by: str | None = None
 
 
 class Task(BaseModel):

@@ -50,6 +50,7 @@ SECONDS_DECIMALS = 3
 DEVICE_SECONDS_HEADER = "X-Plantain-Device-Seconds"
 COST_HEADER = "X-Plantain-Cost"
 CURRENCY_HEADER = "X-Plantain-Cost-Currency"
+SERVED_BY_HEADER = "X-Plantain-Served-By"  # the engine that made the images (a route's member)
 
 
 # --- tokens -----------------------------------------------------------------------------------
@@ -119,12 +120,25 @@ class Price:
         amount = round(device_seconds / 3600 * self.per_device_hour, COST_DECIMALS)
         return Cost(amount=amount, currency=self.currency)
 
+    def amount(self, amount: float) -> Cost:
+        """A price already in this currency (a provider's per-image price), rounded as costs are."""
+        return Cost(amount=round(amount, COST_DECIMALS), currency=self.currency)
+
 
 def task_usage(
-    task: Task, *, images: int, device_seconds: float, price: Price, provenance_seconds: float = 0.0
+    task: Task,
+    *,
+    images: int,
+    device_seconds: float,
+    price: Price,
+    provenance_seconds: float = 0.0,
+    served_by: str | None = None,
+    provider_cost: float | None = None,
 ) -> Usage:
     """The usage of ``task`` once it has run: tokens only for a run that made images (a failed or
-    cancelled one is billed no tokens, as Gemini bills none), device time whatever the outcome."""
+    cancelled one is billed no tokens, as Gemini bills none), device time whatever the outcome.
+    ``served_by`` names the engine that made the images (a route's member); ``provider_cost``,
+    when a remote provider made them, is its price, which replaces the device-time estimate."""
     seconds = round(device_seconds, SECONDS_DECIMALS)
     tokens = (
         count_tokens(
@@ -141,8 +155,9 @@ def task_usage(
         tokens=tokens,
         images=images,
         device_seconds=seconds,
-        cost=price.cost(seconds),
+        cost=price.cost(seconds) if provider_cost is None else price.amount(provider_cost),
         provenance_seconds=round(provenance_seconds, SECONDS_DECIMALS),
+        served_by=served_by,
     )
 
 
@@ -155,11 +170,14 @@ def usage_headers(usage: Usage | None) -> dict[str, str]:
     """Device seconds and cost as response headers (none for a task without usage)."""
     if usage is None:
         return {}
-    return {
+    headers = {
         DEVICE_SECONDS_HEADER: f"{usage.device_seconds:.{SECONDS_DECIMALS}f}",
         COST_HEADER: f"{usage.cost.amount:.{COST_DECIMALS}f}",
         CURRENCY_HEADER: usage.cost.currency,
     }
+    if usage.served_by is not None:
+        headers[SERVED_BY_HEADER] = usage.served_by
+    return headers
 
 
 # --- who ----------------------------------------------------------------------------------------

@@ -7,12 +7,16 @@ the one list of them that the registry, the tests and the bench scripts read.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from plantain.engines import flux1, flux2, qwen_image, tiny, zimage
 from plantain.engines.base import Engine
 from plantain.engines.family import EngineFactory, Family
-from plantain.errors import UnknownEngineError
+from plantain.errors import ConfigurationError, UnknownEngineError
 from plantain.settings import Settings
+
+if TYPE_CHECKING:
+    from plantain.providers.routing import AttemptSink
 
 __all__ = ["BUILTIN_ENGINES", "FAMILIES", "EngineFactory", "EngineRegistry"]
 
@@ -35,8 +39,13 @@ class EngineRegistry:
         if factories is None:  # read when made, so that every engine in FAMILIES is served
             factories = {entry.engine: entry.create for entry in FAMILIES}
         self._factories = dict(factories)
+        self._factories.update(_provider_factories(settings, self._factories))
+        self._factories.update(_route_factories(settings, self._factories, self))
         self._engines: dict[str, Engine] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a route's members are made while it is made
+        # Where routes report each member's try (the store's engine statistics); set by the
+        # scheduler once it has a store, None before (and in the CLI: nothing to record into).
+        self.attempts: AttemptSink | None = None
 
     def names(self) -> list[str]:
         return list(self._factories)
@@ -56,3 +65,65 @@ class EngineRegistry:
 
     def all(self) -> list[Engine]:
         return [self.get(name) for name in self._factories]
+
+
+def _provider_factories(settings: Settings, engines: dict[str, EngineFactory]) -> dict[str, EngineFactory]:
+    """An engine per entry of the ``providers`` setting (providers/; imported only when set)."""
+    if not settings.providers:
+        return {}
+    from plantain.providers.kinds import engine_class
+
+    factories: dict[str, EngineFactory] = {}
+    for name, config in settings.providers.items():
+        if name in engines:
+            raise ConfigurationError(
+                f"setting providers (PLANTAIN_PROVIDERS): {name!r} is already an engine here; "
+                "give the provider another name",
+                field="providers",
+            )
+
+        def create(engine: str, settings: Settings, config: object = config) -> Engine:
+            from plantain.settings.providers import ProviderConfig
+
+            assert isinstance(config, ProviderConfig)
+            return engine_class(config.kind)(engine, settings, config)
+
+        factories[name] = create
+    return factories
+
+
+def _route_factories(
+    settings: Settings, engines: dict[str, EngineFactory], registry: EngineRegistry
+) -> dict[str, EngineFactory]:
+    """An engine per entry of the ``routes`` setting, over engines and providers (not routes)."""
+    if not settings.routes:
+        return {}
+    from plantain.providers.routing import RoutedEngine
+
+    factories: dict[str, EngineFactory] = {}
+    for name, members in settings.routes.items():
+        _check_route(name, members, engines)
+
+        def create(engine: str, settings: Settings, members: list[str] = members) -> Engine:
+            made = [registry.get(member) for member in members]
+            return RoutedEngine(engine, settings, made, sink=lambda: registry.attempts)
+
+        factories[name] = create
+    return factories
+
+
+def _check_route(name: str, members: list[str], engines: dict[str, EngineFactory]) -> None:
+    problem = None
+    if name in engines:
+        problem = f"{name!r} is already an engine here; give the route another name"
+    elif not members:
+        problem = f"route {name!r} lists no engines"
+    elif unknown := [member for member in members if member not in engines]:
+        problem = (
+            f"route {name!r} names {', '.join(map(repr, unknown))}, which are not engines or "
+            f"providers here (a route's members cannot be routes); known: {', '.join(engines)}"
+        )
+    elif len(set(members)) != len(members):
+        problem = f"route {name!r} lists an engine twice"
+    if problem:
+        raise ConfigurationError(f"setting routes (PLANTAIN_ROUTES): {problem}", field="routes")

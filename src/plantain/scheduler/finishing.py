@@ -17,6 +17,7 @@ from typing import Any
 
 from plantain.generation import OutputScreen, finish_images
 from plantain.logs import task_context
+from plantain.providers.base import origin_of, served_by
 from plantain.scheduler.batching import Finished, Processed
 from plantain.scheduler.outcomes import Outcomes
 from plantain.scheduler.postprocess import PostProcessor
@@ -90,6 +91,8 @@ class Finishing:
             device_seconds=finished.device_seconds,
             price=self.outcomes.price,
             provenance_seconds=member.stamper.seconds,
+            served_by=_served_by(finished),
+            provider_cost=_provider_cost(finished),
         )
         data: dict[str, Any] = {
             "outputs": [output.model_dump() for output in processed.outputs],
@@ -104,6 +107,20 @@ class Finishing:
             for output in processed.outputs:
                 self.store.blobs.delete(output.file_id)
         self.outcomes.publish(event, processed.images)
+
+
+def _served_by(finished: Finished) -> str:
+    """The engine that made the images: a route's member or a provider tags them; else the task's."""
+    tagged = {served_by(image) for image in finished.images} - {None}
+    return str(tagged.pop()) if len(tagged) == 1 else finished.member.task.engine
+
+
+def _provider_cost(finished: Finished) -> float | None:
+    """A remote provider's price for the images it made (None: this server made them)."""
+    origins = [origin_of(image) for image in finished.images]
+    if not origins or any(origin is None for origin in origins):
+        return None
+    return sum(origin.price_per_image for origin in origins if origin is not None)
 
 
 def _output(file_id: str, image: GeneratedImage) -> TaskOutput:

@@ -37,6 +37,7 @@ from typing import IO
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import ConfigurationError
 from plantain.provenance.policy import ProvenancePolicy
+from plantain.providers.routing import Attempt
 from plantain.safety.policy import SafetyPolicy
 from plantain.scheduler.batching import BatchLimits
 from plantain.scheduler.channel import EventChannel, LocalChannel
@@ -92,6 +93,7 @@ class Scheduler:
             lease_seconds=settings.lease_seconds,
             database_url=settings.database_url,
         )
+        registry.attempts = self._record_attempt  # each engine's tries, for /metrics and /v1/usage
         self.channel = channel or (
             StoreChannel(self.store, settings.poll_seconds) if self.shared else LocalChannel()
         )
@@ -125,6 +127,16 @@ class Scheduler:
     def draining(self) -> threading.Event:
         """Set once a drain has begun: the front door refuses new requests from then on."""
         return self.front.closed
+
+    def _record_attempt(self, attempt: Attempt) -> None:
+        self.store.engine_stats.record(
+            attempt.engine,
+            attempt.outcome,
+            attempt.seconds,
+            images=attempt.images,
+            cost=attempt.cost,
+            currency=self.settings.price_currency,
+        )
 
     def start(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Take the data directory and recover what a dead process left (embedded database

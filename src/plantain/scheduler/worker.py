@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from PIL import Image
+
 from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, inputs_digest
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import EngineRunError, TaskCancelledError
@@ -22,6 +24,7 @@ from plantain.generation import prepare
 from plantain.limits import Limits
 from plantain.logs import task_context
 from plantain.provenance.policy import ProvenancePolicy
+from plantain.providers.routing import RoutedEngine, attempt_of, report
 from plantain.safety.policy import SafetyPolicy
 from plantain.scheduler.batching import SCAN_LIMIT, Batch, BatchLimits, Finished, Member
 from plantain.scheduler.channel import Signal
@@ -247,8 +250,11 @@ class Worker:
                 order[0].previews,
             )
         except Exception as exc:
+            if not isinstance(exc, TaskCancelledError):
+                self._tried(batch.engine, "failed", started, [])
             self._failed(batch, exc, started)
             return
+        self._tried(batch.engine, "succeeded", started, images)
         seconds = time.perf_counter() - started
         made = dict(zip((member.task.id for member in order), images, strict=True))
         self.finishing.submit(
@@ -264,6 +270,11 @@ class Worker:
                 for member in batch.live()  # a cancel after the last step is too late: it gets them
             ]
         )
+
+    def _tried(self, engine: Engine, outcome: str, started: float, made: list[list[Image.Image]]) -> None:
+        """The engine's statistics (a route reports each of its members' tries itself)."""
+        if not isinstance(engine, RoutedEngine):
+            report(self.registry.attempts, attempt_of(engine, outcome, time.perf_counter() - started, made))
 
     def _on_step(self, batch: Batch, started: float) -> StepCallback:
         """Progress for each member; a member stopped meanwhile ends here, the others run on."""

@@ -12,6 +12,7 @@ counted); ``status`` is how the task ended: succeeded, failed or cancelled.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -25,6 +26,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from plantain.storage.engine_stats import ENGINE_BUCKETS, OUTCOMES, EngineTotals
 from plantain.storage.ledger import GROUP_COLUMNS, LATENCY_BUCKETS, Totals
 from plantain.storage.tasks import TaskStore
 
@@ -58,6 +60,7 @@ class UsageCollector(Collector):
         yield _by_key(rows)
         yield from self._gauges()
         yield self._latency()
+        yield from engine_metrics(self._store.engine_stats.totals())
 
     def _gauges(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -80,6 +83,43 @@ class UsageCollector(Collector):
             ]
             family.add_metric([phase], [*buckets, ("+Inf", found.count)], found.total)
         return family
+
+
+def engine_metrics(engines: Sequence[EngineTotals]) -> Iterator[Metric]:
+    """Each engine's tries (a route's members each their own): by outcome, cost, the latency
+    histogram of the tries that served, and its p50 and p95 estimated from it."""
+    attempts = CounterMetricFamily(
+        "plantain_engine_attempts",
+        "Tries of each engine by outcome (succeeded, failed, refused); a route's members count "
+        "their own, so a failover shows as a failed try of one and a served try of the next.",
+        labels=["engine", "outcome"],
+    )
+    cost = CounterMetricFamily(
+        "plantain_engine_cost",
+        "Cost of each engine's tries: a provider's price per image, or device time at its price.",
+        labels=["engine", "currency"],
+    )
+    latency = HistogramMetricFamily(
+        "plantain_engine_latency_seconds", "Seconds of each engine's tries that served.", labels=["engine"]
+    )
+    quantiles = GaugeMetricFamily(
+        "plantain_engine_latency_quantile_seconds",
+        "p50 and p95 of each engine's served tries, estimated from its histogram.",
+        labels=["engine", "quantile"],
+    )
+    for entry in engines:
+        for outcome in OUTCOMES:
+            attempts.add_metric([entry.engine, outcome], entry.attempts.get(outcome, 0))
+        cost.add_metric([entry.engine, entry.currency], entry.cost)
+        served = entry.attempts.get("succeeded", 0)
+        cumulative = list(itertools.accumulate(entry.latency))
+        buckets = [(_bound(b), n) for b, n in zip(ENGINE_BUCKETS, cumulative, strict=True)]
+        latency.add_metric([entry.engine], [*buckets, ("+Inf", served)], entry.latency_seconds)
+        for q in (0.5, 0.95):
+            value = entry.quantile(q)
+            if value is not None:
+                quantiles.add_metric([entry.engine, str(q)], value)
+    yield from (attempts, cost, latency, quantiles)
 
 
 def _requests(rows: Sequence[Totals]) -> Metric:

@@ -24,6 +24,7 @@ from plantain.settings.checks import (
     default_data_dir,
     refuse_hub_kernels,
 )
+from plantain.settings.providers import ProviderSettings
 from plantain.settings.scaleout import ScaleOutSettings
 
 CORS_ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:(\d{1,5}|\*))?")
@@ -39,11 +40,11 @@ def check_cors_origins(origins: list[str] | None) -> list[str] | None:
 
 
 # Never echoed in an error.
-SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret", "s3_secret_access_key"})
+SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret", "s3_secret_access_key", "providers"})
 AttentionBackend = Literal["auto", "sdpa", "cudnn", "flash", "flash3", "sage", "xformers", "flex"]
 
 
-class Settings(ScaleOutSettings):
+class Settings(ScaleOutSettings, ProviderSettings):
     """Server and CLI configuration."""
 
     model_config = SettingsConfigDict(env_prefix="PLANTAIN_", extra="forbid")

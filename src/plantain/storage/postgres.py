@@ -258,6 +258,30 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (upload_id, start_offset)
     );
     """,
+    # 10: every engine's tries (storage/engine_stats.py), a route's members one by one: running
+    # totals by outcome and a latency histogram of the tries that served, read by /metrics and
+    # GET /v1/usage for each engine's success rate, p50/p95 and cost. A task's usage keeps the
+    # engine that served it (a route's member).
+    """
+    ALTER TABLE usage_ledger ADD COLUMN served_by TEXT;
+    CREATE TABLE engine_attempts (
+        engine TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        images BIGINT NOT NULL,
+        seconds DOUBLE PRECISION NOT NULL,
+        cost DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (engine, outcome, currency)
+    );
+    CREATE TABLE engine_latency (
+        engine TEXT NOT NULL,
+        le DOUBLE PRECISION NOT NULL,
+        count BIGINT NOT NULL,
+        seconds DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (engine, le)
+    );
+    """,
 )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from plantain.errors import IdempotencyConflictError, NotFoundError
 from plantain.storage.blobs import Blobs, LocalBlobs
 from plantain.storage.db import Connection, open_database
+from plantain.storage.engine_stats import EngineStats
 from plantain.storage.leases import TaskLeases
 from plantain.storage.ledger import UsageLedger
 from plantain.storage.marks import ImageMarks
@@ -83,6 +84,7 @@ class TaskStore:
         self.database = open_database(data_dir, database_url)
         self.outbox = Outbox(self.database)
         self.ledger = UsageLedger(self.database)
+        self.engine_stats = EngineStats(self.database)
         self.marks = ImageMarks(self.database, self._clock)
         self._rows = TaskRows(
             self.outbox, retention_seconds=retention_seconds, webhook_body=webhook_body, clock=clock

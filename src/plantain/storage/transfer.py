@@ -44,6 +44,8 @@ TABLES: tuple[str, ...] = (
     "quota_days",
     "uploads",  # Gemini Files API uploads (their bytes stay in the file store), then chunks
     "upload_chunks",
+    "engine_attempts",  # each engine's tries and latency (storage/engine_stats.py)
+    "engine_latency",
 )
 
 CHUNK_ROWS = 500

@@ -21,6 +21,7 @@ from plantain.dialects.deps import CallerKey, FrontDoorDep
 from plantain.dialects.native import errors
 from plantain.dialects.routing import dialect_route
 from plantain.errors import InvalidRequestError
+from plantain.storage.engine_stats import OUTCOMES, EngineTotals
 from plantain.storage.ledger import Totals
 from plantain.usage import COST_DECIMALS, SECONDS_DECIMALS
 
@@ -63,6 +64,8 @@ async def get_usage(
         "data": [usage_entry(entry) for entry in totals],
         # What the key may still do (docs/usage.md, "Quotas"): a limit of null is no limit.
         "quota": door.quotas.allowance(key_id, await asyncio.to_thread(door.store.quota_use, key_id)),
+        # Every engine's tries on this server, every caller's (docs/providers.md, "Statistics").
+        "engines": [engine_entry(entry) for entry in await asyncio.to_thread(door.store.engine_stats.totals)],
     }
     return JSONResponse(body)
 
@@ -131,8 +134,24 @@ def usage_entry(totals: Totals) -> dict[str, Any]:
     }
 
 
+def engine_entry(totals: EngineTotals) -> dict[str, Any]:
+    """One engine's tries: a route's members each count their own, so a failover shows."""
+    p50, p95 = totals.quantile(0.5), totals.quantile(0.95)
+    rate = totals.success_rate
+    return {
+        "engine": totals.engine,
+        "attempts": totals.tries,
+        **{outcome: totals.attempts.get(outcome, 0) for outcome in OUTCOMES},
+        "success_rate": None if rate is None else round(rate, 4),
+        "images": totals.images,
+        "p50_seconds": None if p50 is None else round(p50, SECONDS_DECIMALS),
+        "p95_seconds": None if p95 is None else round(p95, SECONDS_DECIMALS),
+        "cost": {"amount": round(totals.cost, COST_DECIMALS), "currency": totals.currency},
+    }
+
+
 def _iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
-__all__ = ["parse_group_by", "parse_time", "router", "usage_entry"]
+__all__ = ["engine_entry", "parse_group_by", "parse_time", "router", "usage_entry"]
