@@ -122,7 +122,7 @@ class Delivery:
         return json.loads(self.body)
 
 
-class _BackgroundServer:
+class BackgroundServer:
     """A ThreadingHTTPServer on 127.0.0.1 that serves in a daemon thread while its ``with`` block
     lasts; :attr:`base` is its ``http://127.0.0.1:PORT``."""
 
@@ -150,7 +150,7 @@ class _Quiet(BaseHTTPRequestHandler):
 Route = Callable[[BaseHTTPRequestHandler], None]
 
 
-class FileHost(_BackgroundServer):
+class FileHost(BackgroundServer):
     """A web server for image URLs: ``GET /<name>`` answers :attr:`files` [name] (any type: the
     server sniffs it), ``routes`` [path] answers however it likes (redirects, slow bodies), else
     404. Allow-list its :attr:`host_port` in ``allowed_hosts`` for the server to fetch from it.
@@ -185,7 +185,7 @@ def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: Ma
     handler.wfile.write(body)
 
 
-class WebhookReceiver(_BackgroundServer):
+class WebhookReceiver(BackgroundServer):
     """A webhook endpoint on 127.0.0.1 that records every delivery, as a user's receiver would.
 
     ``respond(n)`` picks the status for the n-th request (from 1), e.g. ``lambda n: 503 if n <= 3
@@ -229,7 +229,7 @@ class WebhookReceiver(_BackgroundServer):
         return Handler
 
 
-class LocalHub(_BackgroundServer):
+class LocalHub(BackgroundServer):
     """A minimal Hugging Face hub on 127.0.0.1 that serves saved checkpoints.
 
     It answers the calls ``snapshot_download`` makes (revision info, file tree, file HEAD/GET), so

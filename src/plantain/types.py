@@ -87,6 +87,9 @@ class EngineOptions(BaseModel):
     guidance: float | None = Field(default=None, ge=0.0, le=30.0)
     # A multiple of the preset's steps (OpenAI `quality`), rounded, at least 1; `steps` wins.
     steps_scale: float | None = Field(default=None, gt=0.0, le=4.0)
+    # Tries after the first when a remote provider answers 429 or 5xx or not at all (inference.sh's
+    # retry_count); None: the provider's own ``retries`` setting. A local engine has none to make.
+    retries: int | None = Field(default=None, ge=0, le=10)
 
 
 class ProvenanceChoice(BaseModel):

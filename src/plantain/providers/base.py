@@ -15,13 +15,15 @@ help (429, 5xx, no answer) or not (a refusal).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.utils
 import io
+import threading
 import time
 import warnings
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +124,7 @@ class RemoteEngine(Engine):
         self.pipeline_class = f"{self.kind} API"
         self.backoff = Backoff(config.retries, config.backoff_seconds, config.max_backoff_seconds)
         self._client = client
+        self._running = threading.local()  # the client of the run going on in this thread
         self._sleep = sleep
 
     # --- what a provider family implements ---------------------------------------------------
@@ -134,9 +137,25 @@ class RemoteEngine(Engine):
 
     @property
     def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.config.timeout_seconds, follow_redirects=True)
-        return self._client
+        """The injected client, else the one :meth:`run` opened for its jobs."""
+        client = self._client or getattr(self._running, "client", None)
+        if client is None:
+            raise RuntimeError(f"engine {self.name}: provider calls are made inside run()")
+        return client
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        """A client for one run when none was injected, closed after it: an engine lives as long
+        as its server, and a client left open would hold its connections until then."""
+        if self._client is not None:
+            yield
+            return
+        with httpx.Client(timeout=self.config.timeout_seconds, follow_redirects=True) as client:
+            self._running.client = client
+            try:
+                yield
+            finally:
+                self._running.client = None
 
     def weights_status(self) -> WeightsStatus:
         return WeightsStatus(present=True, location=self.config.base_url)
@@ -178,7 +197,12 @@ class RemoteEngine(Engine):
     ) -> list[list[Image.Image]]:
         """Each job sent to the provider in turn (retried on 429, 5xx or no answer); one
         "step" per job, since a provider reports none."""
-        stop = should_stop or (lambda: False)
+        with self._session():
+            return self._run(jobs, on_step, should_stop or (lambda: False))
+
+    def _run(
+        self, jobs: Sequence[EngineJob], on_step: StepCallback | None, stop: StopFlag
+    ) -> list[list[Image.Image]]:
         made = []
         for done, job in enumerate(jobs, start=1):
             if stop():
@@ -186,9 +210,10 @@ class RemoteEngine(Engine):
             if not isinstance(job, RemoteJob) or job.request is None:
                 raise ValueError(f"engine {self.name} runs jobs it planned itself")
             request = job.request
+            retries = request.options.retries
             answered = with_retries(
                 lambda job=job, request=request: self.call(job, request),  # type: ignore[misc]
-                self.backoff,
+                self.backoff if retries is None else dataclasses.replace(self.backoff, retries=retries),
                 what=f"provider {self.name}",
                 should_stop=stop,
                 sleep=self._sleep,

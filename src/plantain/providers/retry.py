@@ -69,8 +69,12 @@ def with_retries(
 
 
 def _wait(seconds: float, should_stop: Callable[[], bool], sleep: Callable[[float], None]) -> None:
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
+    """``seconds`` in short sleeps, a stop request read between them. Counted from the sleeps
+    asked for, not the clock, so that an injected ``sleep`` (tests) is the whole wait."""
+    left = seconds
+    while left > 0:
         if should_stop():
             raise TaskCancelledError("cancelled while waiting to retry a provider")
-        sleep(min(left, 0.1))
+        step = min(left, 0.1)
+        sleep(step)
+        left -= step
