@@ -19,6 +19,7 @@ COMMANDS = [
     ["tasks", "show"],
     ["tasks", "wait"],
     ["tasks", "cancel"],
+    ["app", "run"],
     ["engines"],
     ["pull"],
     ["demo"],

@@ -173,7 +173,7 @@ def test_resuming_past_the_end_of_a_running_task_ends_when_it_does(
     ("input_", "extra", "field", "text"),
     [
         ({"prompt": "p", "resolution": "8K"}, {}, "input.resolution", "'8K' is not allowed"),
-        ({"prompt": "p", "colour": "red"}, {}, "input.colour", "Extra inputs are not permitted"),
+        ({"prompt": "p", "colour": "red"}, {}, "input.colour", "input.colour is not a known field"),
         (
             {"prompt": "p", "steps": 400},
             {},

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from plantain import __version__
+from plantain.cli import apps as cli_apps
 from plantain.cli import bench as cli_bench
 from plantain.cli import cluster as cli_cluster
 from plantain.cli import remote as cli_remote
@@ -222,6 +223,8 @@ def engines(settings: Settings, as_json: bool) -> None:
             f"preset: {row['steps']} steps, guidance {row['guidance']:g}"
         )
         click.echo(f"    pipeline: {row['pipeline']}; weights: {weights} ({row['location']})")
+        if "route" in row:
+            click.echo(f"    route: {' -> '.join(row['route'])} (tried in this order)")
 
 
 def _inputs_label(count: int) -> str:
@@ -229,8 +232,8 @@ def _inputs_label(count: int) -> str:
 
 
 def _weights_label(row: dict[str, Any]) -> str:
-    if row["weights"] == "present":
-        return "present"
+    if row["weights"] in ("present", "remote"):
+        return str(row["weights"])
     return "built on first use" if row["buildable"] else "missing"
 
 
@@ -384,6 +387,7 @@ def webhook_secret_command(settings: Settings) -> None:
 
 cli.add_command(cli_remote.run)
 cli.add_command(cli_remote.tasks)
+cli.add_command(cli_apps.app)
 cli.add_command(cli_verify.verify)
 cli.add_command(cli_bench.bench)
 cli.add_command(cli_cluster.worker)

@@ -34,6 +34,10 @@ from plantain.dialects.deps import FrontDoorDep, sent_key
 from plantain.dialects.gemini import errors as gemini_errors
 from plantain.dialects.gemini import render as gemini_render
 from plantain.dialects.gemini import routes as gemini_routes
+from plantain.dialects.inference_sh import errors as inference_sh_errors
+from plantain.dialects.inference_sh import routes as inference_sh_routes
+from plantain.dialects.nanobanana import convert as nanobanana_convert
+from plantain.dialects.nanobanana import routes as nanobanana_routes
 from plantain.dialects.native import convert as tasks_convert
 from plantain.dialects.native import errors as tasks_errors
 from plantain.dialects.native import provenance_routes, usage_routes
@@ -76,6 +80,8 @@ SERVED_ROUTES = (
     "Gemini Files API (files, upload/…/files), "
     "OpenAI's /v1/images/generations, /v1/images/edits and /v1/images/variations (also under "
     "/openai/v1), chat completions with images (/v1/chat/completions, /api/v1/chat/completions), "
+    "inference.sh's app API (/apps/run, /v1/apps/{owner}/{app}/run, /tasks/{id}, /files), "
+    "nanobananaapi.dev's /v1/images/generate, "
     "the task API under /v1/tasks, /v1/usage, /v1/provenance/verify, /metrics, /v1/files/{id}, "
     "/v1/models, /docs, /openapi.json, /healthz and /readyz"
 )
@@ -95,13 +101,21 @@ def speaks_gemini(request: Request) -> bool:
 
 # Plantain's own API: errors in the task envelope.
 PLANTAIN_PATHS = ("/v1/tasks", "/v1/usage", "/v1/provenance", "/metrics")
+# The vendors' own APIs, which answer errors in their own envelopes (problem+json; nanobananaapi's).
+INFERENCE_SH_PATHS = ("/apps/", "/v1/apps/", "/tasks/", "/files")
+NANOBANANA_PATHS = ("/v1/images/generate",)
 
 
 def guessed_envelope(request: Request) -> ErrorBody:
     """The envelope of the dialect a request seems to speak, from its path and headers: for the
     errors no dialect's route answers (unrouted 404/405, a missing API key, a body too large)."""
-    if request.url.path.startswith(PLANTAIN_PATHS):
+    path = request.url.path
+    if path.startswith(PLANTAIN_PATHS):
         return tasks_errors.error_body
+    if path.startswith(INFERENCE_SH_PATHS):
+        return inference_sh_errors.error_body
+    if path.rstrip("/") in NANOBANANA_PATHS:
+        return nanobanana_convert.error_body
     if speaks_gemini(request):
         return gemini_errors.error_body
     return openai_errors.error_body
@@ -329,7 +343,9 @@ DIALECTS: list[APIRouter] = [
     gemini_routes.router,
     openai_routes.router,
     chat_routes.router,  # /v1/chat/completions and /api/v1/chat/completions: images in chat
+    nanobanana_routes.router,  # nanobananaapi.dev's /v1/images/generate
     tasks_routes.router,
+    inference_sh_routes.router,  # /apps/run, /v1/apps/{owner}/{app}/run, /tasks/{id}: inference.sh's app API
     usage_routes.router,
     provenance_routes.router,
     files.router,  # /v1/files/{id}: every dialect's output URLs

@@ -11,10 +11,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from plantain.dialects.native.protocol import TaskCreate, TaskInput
+from plantain.dialects.inference_sh import convert as inference_sh_convert
+from plantain.dialects.inference_sh import render as inference_sh_render
+from plantain.dialects.inference_sh.convert import SAFETY_FILTERS, SAFETY_TOLERANCES
+from plantain.dialects.native.protocol import USED_VENDOR_FIELDS, VENDOR_RANGES, TaskCreate, TaskInput
+from plantain.dialects.report import ignored
 from plantain.dialects.wire import decode_base64, load_json, validation_error
 from plantain.errors import InvalidRequestError
 from plantain.limits import DEFAULT_LIMITS, Limits
+from plantain.safety.terms import strictest
 from plantain.types import (
     EVENT_TYPES,
     ImageRequest,
@@ -61,10 +66,45 @@ def parse_create(raw: bytes) -> tuple[TaskCreate, str]:
     try:
         body = TaskCreate.model_validate(payload)
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise _body_error(exc) from None
+    safety_level(body.input)  # a bad or contradictory safety value is refused with the body's other errors
     _check_events_filter(body.webhook_events_filter)
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return body, hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _body_error(exc: ValidationError) -> InvalidRequestError:
+    """pydantic's first complaint about a body, said for the task API: an unknown field named as
+    unknown (not pydantic's "Extra inputs are not permitted"), a vendor field's value against the
+    vendor's range, a safety field against the values it takes; anything else as every dialect
+    says it (wire.validation_error)."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    field = ".".join(loc[:2]) if loc[:1] == ("input",) else ".".join(loc[:1])
+    if error["type"] == "extra_forbidden":
+        name = ".".join(loc)
+        return InvalidRequestError(
+            f"{name} is not a known field of the task API; docs/tasks.md lists the fields it "
+            "takes, and the vendors' field names it accepts",
+            field=name,
+        )
+    if loc[:1] == ("input",) and len(loc) > 1 and loc[1] in VENDOR_RANGES:
+        return InvalidRequestError(
+            f"{field}: {error.get('input')!r} is not allowed; must be {VENDOR_RANGES[loc[1]]} "
+            "(the vendor's range; the field is accepted here and reported as ignored)",
+            field=field,
+        )
+    if field in {"input.safety_tolerance", "input.safety_filter"}:
+        return _safety_error(field, error.get("input"))
+    return validation_error(exc)
+
+
+def _safety_error(field: str, value: object) -> InvalidRequestError:
+    if field == "input.safety_filter":
+        takes = ", ".join(SAFETY_FILTERS)
+    else:
+        takes = f"a whole number from 0 (strictest) to 6, or one of {', '.join(SAFETY_TOLERANCES)}"
+    return InvalidRequestError(f"{field}: {value!r} is not allowed; must be {takes}", field=field)
 
 
 def image_sources(body: TaskInput, limits: Limits = DEFAULT_LIMITS) -> list[InputImage]:
@@ -91,19 +131,68 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
         "output_quality": body.output_quality,
         "background": body.background,
         "seed": body.seed,
-        "options": {"steps": body.steps, "guidance": body.guidance},
-        "safety": None if body.safety_tolerance is None else SAFETY_TOLERANCE[body.safety_tolerance],
+        "options": {"steps": body.steps, "guidance": body.guidance, "retries": body.retry_count},
+        "safety": safety_level(body),
         "provenance": ProvenanceChoice(
             watermark=body.watermark,
             content_credentials=body.content_credentials,
             watermark_field="input.watermark",
             content_credentials_field="input.content_credentials",
         ),
+        "ignored": ignored(
+            {name: getattr(body, name) for name in VENDOR_RANGES if name not in USED_VENDOR_FIELDS}
+        ),
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
     except InvalidRequestError as exc:
         raise exc.renamed(FIELD_NAMES) from None
+
+
+def safety_level(body: TaskInput) -> SafetyLevel | None:
+    """The level ``input.safety_tolerance`` and ``input.safety_filter`` ask for; None: the server's.
+
+    ``safety_tolerance`` is BFL's and fal's 0–6 or inference.sh's ``BLOCK_MOST`` … ``BLOCK_NONE``;
+    ``safety_filter`` is inference.sh's Gemini threshold. Two inference.sh values that differ
+    give the stricter, as inference.sh's own door does (dialects/inference_sh); the task API's
+    number beside a ``safety_filter`` that means another level is refused naming both, since
+    neither can be said to be the one meant."""
+    tolerance = _tolerance_level(body.safety_tolerance)
+    threshold = _filter_level(body.safety_filter)
+    if tolerance is None or threshold is None or tolerance == threshold:
+        return tolerance or threshold
+    if isinstance(body.safety_tolerance, int) or str(body.safety_tolerance).strip().isdigit():
+        raise InvalidRequestError(
+            f"input.safety_tolerance and input.safety_filter disagree: safety_tolerance "
+            f"{body.safety_tolerance!r} is level {tolerance!r}, safety_filter {body.safety_filter!r} "
+            f"is level {threshold!r}; send one of them",
+            field="input.safety_filter",
+        )
+    return strictest([tolerance, threshold])
+
+
+def _tolerance_level(value: int | str | None) -> SafetyLevel | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())  # "2": the number, as pydantic's lax int read it before
+    if isinstance(value, int):
+        if not 0 <= value <= 6:
+            raise _safety_error("input.safety_tolerance", value)
+        return SAFETY_TOLERANCE[value]
+    level = SAFETY_TOLERANCES.get(value.strip().upper())
+    if level is None:
+        raise _safety_error("input.safety_tolerance", value)
+    return level
+
+
+def _filter_level(value: str | None) -> SafetyLevel | None:
+    if value is None:
+        return None
+    level = SAFETY_FILTERS.get(value.strip().lower())
+    if level is None:
+        raise _safety_error("input.safety_filter", value)
+    return level
 
 
 _OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://")
@@ -226,6 +315,8 @@ def webhook_renderer(base: str) -> Callable[[Task, TaskEvent], str]:
         return f"{base}/v1/files/{file_id}"
 
     def render(task: Task, event: TaskEvent) -> str:
+        if task.source == inference_sh_convert.SOURCE:  # submitted as inference.sh's: their body
+            return inference_sh_render.webhook_body(task, file_url)
         position = event.data.get("position") if event.type == "queued" else None
         data = task_body(task, file_url, base=base, position=position)
         data["event"] = event_body(event, file_url)

@@ -1,8 +1,13 @@
-"""The task API's wire models: ``POST /v1/tasks`` bodies (strict: an unknown field is a typo)."""
+"""The task API's wire models: ``POST /v1/tasks`` bodies (strict: an unknown field is a typo).
+
+Some vendors' field names are taken too (docs/tasks.md, "Vendors' field names"): a body written
+for inference.sh's image apps runs as it is, its safety fields mapped to a level and the fields
+with no meaning here reported as ignored, rather than refused one by one.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class TaskInput(BaseModel):
@@ -19,11 +24,36 @@ class TaskInput(BaseModel):
     seed: int | None = None
     steps: int | None = None
     guidance: float | None = None
-    # 0 (strictest) to 6, as BFL and fal take it; mapped to a level in convert.SAFETY_TOLERANCE.
-    safety_tolerance: int | None = Field(default=None, ge=0, le=6)
+    # 0 (strictest) to 6, as BFL and fal take it (convert.SAFETY_TOLERANCE); or inference.sh's
+    # BLOCK_MOST … BLOCK_NONE, the same field name with their meaning (convert.safety_level).
+    safety_tolerance: StrictInt | str | None = None
+    # inference.sh's Gemini thresholds, block_low_and_above … block_none (convert.safety_level).
+    safety_filter: str | None = None
     # false: no watermark / no content credentials on this task's images, where the server allows it.
     watermark: bool | None = None
     content_credentials: bool | None = None
+    # Vendors' fields (inference.sh's image apps) that steer a language model or a remote
+    # provider: accepted so their bodies run as they are, each checked against the vendor's
+    # range (VENDOR_RANGES), and reported in input.ignored, but for retry_count, which sets a
+    # remote provider's retries (USED_VENDOR_FIELDS).
+    enable_google_search: bool | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+    max_tokens: int | None = Field(default=None, ge=1, le=65536)
+    retry_count: int | None = Field(default=None, ge=0, le=10)
+
+
+# What each ignored vendor field takes, in words, for the error that refuses a value outside it.
+VENDOR_RANGES = {
+    "enable_google_search": "true or false",
+    "temperature": "a number between 0 and 2",
+    "top_p": "a number between 0 and 1",
+    "top_k": "a whole number between 1 and 1000",
+    "max_tokens": "a whole number between 1 and 65536",
+    "retry_count": "a whole number between 0 and 10",
+}
+USED_VENDOR_FIELDS = frozenset({"retry_count"})  # EngineOptions.retries: a provider's retries
 
 
 class TaskCreate(BaseModel):

@@ -1,0 +1,1 @@
+"""inference.sh's app API: ``/apps/run`` (their SDK), ``/v1/apps/{owner}/{app}/run``, ``/tasks/{id}``."""

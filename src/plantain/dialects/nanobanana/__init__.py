@@ -1,0 +1,1 @@
+"""nanobananaapi.dev's image API: ``POST /v1/images/generate`` (docs/nanobananaapi.md)."""
