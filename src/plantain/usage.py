@@ -166,6 +166,12 @@ def no_usage(currency: str) -> Usage:
     return Usage(tokens=TokenUsage(), images=0, device_seconds=0.0, cost=Cost(amount=0.0, currency=currency))
 
 
+def cost_of(task: Task) -> float | None:
+    """A finished task's cost in the server's currency (None: it has no usage yet), as gateways
+    report it in ``usage.cost``."""
+    return None if task.usage is None else task.usage.cost.amount
+
+
 def usage_headers(usage: Usage | None) -> dict[str, str]:
     """Device seconds and cost as response headers (none for a task without usage)."""
     if usage is None:
@@ -194,6 +200,7 @@ __all__ = [
     "DEFAULT_IMAGE_TOKENS",
     "IMAGE_TOKENS",
     "Price",
+    "cost_of",
     "count_tokens",
     "input_image_tokens",
     "key_id",

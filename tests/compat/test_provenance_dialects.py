@@ -134,7 +134,8 @@ def test_a_task_image_verifies_with_its_task_id(server: Server) -> None:
     assert_made_here(report, task["id"])
     assert_signed_here(report)
     assert report["content_credentials"]["model"] == "tiny"
-    assert task["output"]["images"][0]["provenance"] == {"watermark": True, "content_credentials": True}
+    made_here = {"watermark": True, "content_credentials": True, "provider": None}  # no provider made it
+    assert task["output"]["images"][0]["provenance"] == made_here
     assert task["usage"]["provenance_seconds"] > 0
 
 
@@ -280,7 +281,8 @@ def test_a_server_without_marks_says_so(server_settings: Callable[..., Settings]
         provenance = bare.http.get("/v1/models").json()["data"][0]["provenance"]
         assert not provenance["watermark"]["applied"] and not provenance["content_credentials"]["applied"]
         task = bare.task(prompt="p")
-        assert task["output"]["images"][0]["provenance"] == {"watermark": False, "content_credentials": False}
+        unmarked = {"watermark": False, "content_credentials": False, "provider": None}
+        assert task["output"]["images"][0]["provenance"] == unmarked
         assert bare.verify(bare.image(task))["verdict"] == "no provenance found"
 
 

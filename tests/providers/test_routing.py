@@ -212,3 +212,23 @@ def test_a_requests_retry_count_replaces_the_providers_retries(
         assert len(relay.posts()) == 1
         again = submit(live.url, {"prompt": "a buoy", "retry_count": 1})
         assert again["usage"]["served_by"] == "cloud"
+
+
+def test_openai_and_chat_answers_carry_the_providers_cost_as_gateways_do(
+    server_settings: Callable[..., Settings], remote: str
+) -> None:
+    with serve(server_settings, ["cloud"], cloud=provider(remote)) as live:
+        images = httpx.post(
+            f"{live.url}/v1/images/generations",
+            json={"model": "gemini-2.5-flash-image", "prompt": "a dune", "n": 2},
+            timeout=120,
+        )
+        chat = httpx.post(
+            f"{live.url}/v1/chat/completions",
+            json={"model": "gemini-2.5-flash-image", "messages": [{"role": "user", "content": "a dune"}]},
+            timeout=120,
+        )
+    assert images.status_code == 200 and chat.status_code == 200, (images.text, chat.text)
+    assert images.json()["usage"]["cost"] == pytest.approx(2 * PRICE)  # Lumenfall's usage.cost
+    assert chat.json()["usage"]["cost"] == pytest.approx(PRICE)  # OpenRouter's
+    assert images.headers["x-plantain-served-by"] == chat.headers["x-plantain-served-by"] == "cloud"

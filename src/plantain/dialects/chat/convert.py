@@ -105,7 +105,13 @@ def renamed(error: PlantainError) -> PlantainError:
 
 
 def completion_body(
-    result: ImageResult, completion_id: str, model: str, created: int, *, counted: TokenUsage
+    result: ImageResult,
+    completion_id: str,
+    model: str,
+    created: int,
+    *,
+    counted: TokenUsage,
+    cost: float | None = None,
 ) -> dict[str, Any]:
     """A ``chat.completion``: one choice per image, its ``message.images`` holding it."""
     choices = [
@@ -120,7 +126,7 @@ def completion_body(
     return {
         **_head(completion_id, model, created, "chat.completion"),
         "choices": choices,
-        "usage": usage(counted),
+        "usage": usage(counted, cost),
     }
 
 
@@ -137,7 +143,13 @@ def opening_chunk(completion_id: str, model: str, created: int, choices: int) ->
 
 
 def closing_chunks(
-    result: ImageResult, completion_id: str, model: str, created: int, *, counted: TokenUsage
+    result: ImageResult,
+    completion_id: str,
+    model: str,
+    created: int,
+    *,
+    counted: TokenUsage,
+    cost: float | None = None,
 ) -> list[str]:
     """Each choice's image, then each choice's ``finish_reason``, then the usage (``choices``
     empty, as OpenAI sends ``include_usage``), then ``[DONE]``."""
@@ -146,7 +158,7 @@ def closing_chunks(
     return [
         *(chunk(completion_id, model, created, [item]) for item in images),
         chunk(completion_id, model, created, stops),
-        chunk(completion_id, model, created, [], usage(counted)),
+        chunk(completion_id, model, created, [], usage(counted, cost)),
         DONE,
     ]
 
@@ -184,9 +196,11 @@ def _head(completion_id: str, model: str, created: int, kind: str) -> dict[str, 
     return {"id": completion_id, "object": kind, "created": created, "model": model}
 
 
-def usage(counted: TokenUsage) -> dict[str, Any]:
-    """Tokens as Gemini counts them for the model (plantain.usage): every output token an image's."""
+def usage(counted: TokenUsage, cost: float | None = None) -> dict[str, Any]:
+    """Tokens as Gemini counts them for the model (plantain.usage): every output token an image's;
+    ``cost``, the task's cost in the server's currency, as OpenRouter's ``usage.cost``."""
     return {
+        **({} if cost is None else {"cost": cost}),
         "prompt_tokens": counted.input,
         "completion_tokens": counted.output,
         "total_tokens": counted.total,

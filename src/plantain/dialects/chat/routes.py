@@ -32,6 +32,7 @@ from plantain.errors import PlantainError
 from plantain.scheduler import FrontDoor
 from plantain.scheduler.frontdoor import Submission
 from plantain.types import ImageRequest, Task, TokenUsage
+from plantain.usage import cost_of
 
 KEEPALIVE_SECONDS = 10.0  # between SSE comments while a streamed task runs
 PATHS = ("/v1/chat/completions", "/api/v1/chat/completions")
@@ -68,7 +69,12 @@ async def chat_completions(request: Request, door: FrontDoorDep, caller: CallerK
         return await _stream(door, completion)
     task, result = await door.run(image_request, submission, is_disconnected=request.is_disconnected)
     answer = convert.completion_body(
-        result, _completion_id(task), completion.model, completion.created, counted=_tokens(task)
+        result,
+        _completion_id(task),
+        completion.model,
+        completion.created,
+        counted=_tokens(task),
+        cost=cost_of(task),
     )
     return ImageAnswer(answer, headers=answer_headers(task, image_request, result))
 
@@ -108,7 +114,9 @@ async def _events(door: FrontDoor, task: Task, completion: Completion) -> AsyncI
         except PlantainError as error:
             yield convert.data_line(errors.error_body(convert.renamed(error))[1])
             return
-        for line in convert.closing_chunks(result, completion_id, model, created, counted=_tokens(task)):
+        for line in convert.closing_chunks(
+            result, completion_id, model, created, counted=_tokens(task), cost=cost_of(task)
+        ):
             yield line
     finally:
         if not task.finished:  # the client went away mid-stream: stop the run at its next step

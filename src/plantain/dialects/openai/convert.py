@@ -358,6 +358,7 @@ def response_body(
     urls: Sequence[str] | None = None,
     *,
     counted: TokenUsage,
+    cost: float | None = None,
 ) -> dict[str, Any]:
     """The ``ImagesResponse`` body: ``b64_json`` per image, or ``url`` when ``urls`` are given;
     ``counted`` is the task's usage (plantain.usage), reported in gpt-image's ``usage`` shape."""
@@ -369,16 +370,27 @@ def response_body(
         data = [{"url": url, "revised_prompt": None} for url in urls]
     for item, image in zip(data, result.images, strict=True):
         item["seed"] = image.seed  # a Plantain extension, as the seed parameter is
-    return {"created": created, "data": data, **_echo(result.images[0], params), "usage": usage(counted)}
+    return {
+        "created": created,
+        "data": data,
+        **_echo(result.images[0], params),
+        "usage": usage(counted, cost),
+    }
 
 
 def stream_events(
-    result: ImageResult, params: ImageParams, created: int, endpoint: Endpoint, *, counted: TokenUsage
+    result: ImageResult,
+    params: ImageParams,
+    created: int,
+    endpoint: Endpoint,
+    *,
+    counted: TokenUsage,
+    cost: float | None = None,
 ) -> list[str]:
     """The stream's last events: one ``<endpoint>.completed`` per image, each with the usage of the
     whole request (a client reads it from any one of them)."""
     kind = f"{endpoint}.completed"
-    shared = {**_echo(result.images[0], params), "usage": usage(counted)}  # once, not per image
+    shared = {**_echo(result.images[0], params), "usage": usage(counted, cost)}  # once, not per image
     return [
         sse(kind, {"type": kind, "b64_json": _b64(image), "seed": image.seed, "created_at": created} | shared)
         for image in result.images
@@ -420,10 +432,12 @@ def _echo(first: GeneratedImage, params: ImageParams) -> dict[str, Any]:
     }
 
 
-def usage(counted: TokenUsage) -> dict[str, Any]:
+def usage(counted: TokenUsage, cost: float | None = None) -> dict[str, Any]:
     """Tokens in gpt-image's shape, counted as Gemini counts them for the model asked for (the
-    prompt's estimated); every output token is an image token."""
+    prompt's estimated); every output token is an image token. ``cost``, the task's cost in the
+    server's currency, goes in as ``cost``, as gateways (Lumenfall, OpenRouter) report it."""
     return {
+        **({} if cost is None else {"cost": cost}),
         "input_tokens": counted.input,
         "input_tokens_details": {"text_tokens": counted.input_text, "image_tokens": counted.input_image},
         "output_tokens": counted.output,

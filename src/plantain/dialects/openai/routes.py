@@ -32,6 +32,7 @@ from plantain.limits import Limits
 from plantain.scheduler import FrontDoor
 from plantain.scheduler.frontdoor import Submission
 from plantain.types import ImageRequest, ImageResult, InputImage, Task, TokenUsage
+from plantain.usage import cost_of
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,9 @@ async def _answer(
     task, result = await door.run(image_request, submission, is_disconnected=request.is_disconnected)
     fmt = fmt or convert.response_format(params.response_format, params.model)
     urls = _urls(request, task) if fmt == "url" else None
-    body = convert.response_body(result, params, int(time.time()), urls, counted=_tokens(task))
+    body = convert.response_body(
+        result, params, int(time.time()), urls, counted=_tokens(task), cost=cost_of(task)
+    )
     return ImageAnswer(body, headers=answer_headers(task, image_request, result))
 
 
@@ -176,7 +179,12 @@ async def _stream(request: Request, door: FrontDoor, streaming: Streaming) -> Re
         if first is None:
             task, result = await run
             events = convert.stream_events(
-                result, streaming.params, streaming.created, streaming.endpoint, counted=_tokens(task)
+                result,
+                streaming.params,
+                streaming.created,
+                streaming.endpoint,
+                counted=_tokens(task),
+                cost=cost_of(task),
             )
             headers = answer_headers(task, streaming.request, result)
             return StreamingResponse(iter(events), media_type="text/event-stream", headers=headers)
@@ -219,7 +227,9 @@ async def _events(
         except PlantainError as error:
             yield convert.error_event(_error_body(error))
             return
-        for event in convert.stream_events(result, params, created, endpoint, counted=_tokens(task)):
+        for event in convert.stream_events(
+            result, params, created, endpoint, counted=_tokens(task), cost=cost_of(task)
+        ):
             yield event
     finally:
         run.cancel()  # the client went away mid-stream: stop the engine at its next step
