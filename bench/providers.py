@@ -24,6 +24,7 @@ machine's cores, so the provider's figure includes B's run on the same CPU.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import tempfile
 import time
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    logging.getLogger("plantain.providers.routing").setLevel(logging.ERROR)  # one line per failover
     work = Path(tempfile.mkdtemp(prefix="plantain-bench-"))
     tiny_dir = build_once(tiny.build_checkpoint, tiny.checkpoint_dir(Settings(data_dir=work)))
     base = {"default_engine": "tiny", "weights": {"tiny": tiny_dir}, "hub_cache": work / "hub"}

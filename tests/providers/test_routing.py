@@ -19,7 +19,7 @@ from tests.providers.flaky import FlakyRemote
 from plantain.provenance.manifests import read_credentials
 from plantain.server.app import create_app
 from plantain.settings import Settings
-from plantain.testing import LiveServer, free_port
+from plantain.testing import LiveServer, free_port, make_input
 
 PRICE = 0.039  # the remote's price per image, in the server's currency
 
@@ -232,3 +232,14 @@ def test_openai_and_chat_answers_carry_the_providers_cost_as_gateways_do(
     assert images.json()["usage"]["cost"] == pytest.approx(2 * PRICE)  # Lumenfall's usage.cost
     assert chat.json()["usage"]["cost"] == pytest.approx(PRICE)  # OpenRouter's
     assert images.headers["x-plantain-served-by"] == chat.headers["x-plantain-served-by"] == "cloud"
+
+
+def test_a_member_that_cannot_make_the_request_is_skipped_and_counted_refused(
+    server_settings: Callable[..., Settings],
+) -> None:
+    image = "data:image/png;base64," + base64.b64encode(make_input(64, 64).data).decode()
+    with serve(server_settings, ["flux2-klein-4b", "tiny"]) as live:  # klein takes 4 inputs, tiny 14
+        task = submit(live.url, {"prompt": "fuse them", "images": [image] * 5, "resolution": "512"})
+        assert task["usage"]["served_by"] == "tiny"
+        stats = engines(live.url)
+    assert stats["flux2-klein-4b"]["refused"] == 1 and stats["flux2-klein-4b"]["failed"] == 0

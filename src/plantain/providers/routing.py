@@ -174,9 +174,10 @@ class RoutedEngine(Engine):
         for member in self.members:
             member_jobs = [_member_job(job, member.name) for job in jobs]
             refused = next((job for job in member_jobs if isinstance(job, PlantainError)), None)
-            if refused is not None:
+            if refused is not None:  # it planned to a refusal: never tried, counted as refused
                 refusals.append(refused)
                 failures.append(f"{member.name} refused: {refused.message}")
+                self._report(member, "refused", 0.0, [])
                 continue
             planned = [job for job in member_jobs if isinstance(job, EngineJob)]
             started = time.perf_counter()
@@ -186,8 +187,11 @@ class RoutedEngine(Engine):
                 raise
             except Exception as exc:
                 message = exc.message if isinstance(exc, PlantainError) else f"{type(exc).__name__}: {exc}"
-                self._report(member, "failed", time.perf_counter() - started, [])
-                failures.append(f"{member.name} failed: {message}")
+                refused_now = isinstance(exc, InvalidRequestError)
+                self._report(
+                    member, "refused" if refused_now else "failed", time.perf_counter() - started, []
+                )
+                failures.append(f"{member.name} {'refused' if refused_now else 'failed'}: {message}")
                 if isinstance(exc, InvalidRequestError):
                     refusals.append(exc)
                 logger.warning(
