@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from plantain.dialects.openai import convert
+from plantain.dialects.openai import convert, models
 from plantain.dialects.openai.protocol import ImageParams
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidRequestError, TooManyImagesError, UnknownModelError
@@ -265,11 +265,11 @@ def test_output_compression_is_the_cores_jpeg_webp_quality(registry: EngineRegis
 
 def test_model_list_and_model_lookup(registry: EngineRegistry) -> None:
     provenance = {"watermark": {"applied": True}}
-    body = convert.models_body(registry, provenance)
+    body = models.models_body(registry, provenance)
     assert body["object"] == "list"
     ids = [model["id"] for model in body["data"]]
     assert "gpt-image-1" in ids and "tiny" in ids
-    assert convert.model_body(registry, "tiny", provenance) == {
+    assert models.model_body(registry, "tiny", provenance) == {
         "id": "tiny",
         "object": "model",
         "created": 0,
@@ -277,7 +277,7 @@ def test_model_list_and_model_lookup(registry: EngineRegistry) -> None:
         "provenance": provenance,
     }
     with pytest.raises(UnknownModelError):
-        convert.model_body(registry, "nope", provenance)
+        models.model_body(registry, "nope", provenance)
 
 
 def test_a_size_past_any_engine_is_refused_naming_size() -> None:

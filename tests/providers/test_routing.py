@@ -243,3 +243,18 @@ def test_a_member_that_cannot_make_the_request_is_skipped_and_counted_refused(
         assert task["usage"]["served_by"] == "tiny"
         stats = engines(live.url)
     assert stats["flux2-klein-4b"]["refused"] == 1 and stats["flux2-klein-4b"]["failed"] == 0
+
+
+def test_model_listings_say_a_providers_images_carry_none_of_our_marks(
+    server_settings: Callable[..., Settings],
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    with serve(server_settings, ["tiny", "cloud"], cloud=provider(down)) as live:
+        cloud = httpx.get(f"{live.url}/v1/models/cloud").json()["provenance"]
+        banana = httpx.get(f"{live.url}/v1/models/banana").json()["provenance"]
+        tiny = httpx.get(f"{live.url}/v1beta/models/tiny").json()["provenance"]
+        listed = httpx.get(f"{live.url}/v1beta/models/cloud").json()["provenance"]
+    assert cloud["watermark"]["applied"] is False and cloud["content_credentials"]["applied"] is False
+    assert cloud["provider"] == "cloud" and listed == cloud
+    assert banana["providers"] == ["cloud"] and banana["watermark"]["applied"] is True
+    assert tiny["watermark"]["applied"] is True and "provider" not in tiny

@@ -34,7 +34,7 @@ from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, Previ
 from plantain.engines.loading import WeightsSource, WeightsStatus
 from plantain.errors import ProviderError, TaskCancelledError
 from plantain.imaging.codecs import sniff_media_type
-from plantain.imaging.sizes import SizeLimits
+from plantain.imaging.sizes import TABLE_1K, TIER_SCALE, SizeLimits
 from plantain.providers.retry import Backoff, with_retries
 from plantain.settings import Settings
 from plantain.settings.providers import ProviderConfig
@@ -45,7 +45,8 @@ SERVED_BY = "plantain.served_by"  # PIL ``info`` key: the engine that made an im
 
 # What a provider may be asked for: the tier table up to 4K at every ratio (the provider refuses
 # what it does not make, and a route then tries its next engine).
-REMOTE_SIZES = SizeLimits(multiple=16, min_side=64, max_pixels=4096 * 4096 * 2, max_aspect=8.0)
+_LARGEST_4K = max(width * height for width, height in TABLE_1K.values()) * int(TIER_SCALE["4K"]) ** 2
+REMOTE_SIZES = SizeLimits(multiple=16, min_side=64, max_pixels=_LARGEST_4K, max_aspect=8.0)
 MAX_OUTPUT_PIXELS = 8192 * 8192  # a provider's image larger than this is refused, not decoded
 
 

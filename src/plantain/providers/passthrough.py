@@ -9,12 +9,18 @@ another format than the provider sent.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from PIL import Image
 
 from plantain.imaging.codecs import encode_image, media_type
 from plantain.provenance.manifests import read_credentials
-from plantain.providers.base import origin_of
+from plantain.providers.base import RemoteEngine, origin_of
+from plantain.providers.routing import RoutedEngine
 from plantain.types import GeneratedImage, ImageRequest, Provenance
+
+if TYPE_CHECKING:
+    from plantain.engines.base import Engine
 
 
 def remote_output(image: Image.Image, seed: int, request: ImageRequest) -> GeneratedImage | None:
@@ -42,3 +48,22 @@ def _plain(image: Image.Image) -> Image.Image:
     copy = image.copy()
     copy.info = {}
     return copy
+
+
+def listed_provenance(engine: Engine, server: dict[str, Any]) -> dict[str, Any]:
+    """What the model listings (``/v1/models``) say ``engine``'s images carry: ``server``'s marks
+    (ProvenancePolicy.describe) for a local engine; none of this server's for a provider, whose
+    images keep their own; a route with providers among its members names them, since the marks
+    depend on which member serves."""
+    if isinstance(engine, RemoteEngine):
+        return {
+            **server,
+            "watermark": {**server["watermark"], "applied": False},
+            "content_credentials": {**server["content_credentials"], "applied": False},
+            "provider": engine.name,  # its images are handed out as it sent them
+        }
+    if isinstance(engine, RoutedEngine):
+        remote = [member.name for member in engine.members if isinstance(member, RemoteEngine)]
+        if remote:
+            return {**server, "providers": remote}  # images they serve carry no mark of ours
+    return server

@@ -42,8 +42,8 @@ from plantain.dialects.native import convert as tasks_convert
 from plantain.dialects.native import errors as tasks_errors
 from plantain.dialects.native import provenance_routes, usage_routes
 from plantain.dialects.native import routes as tasks_routes
-from plantain.dialects.openai import convert as openai_convert
 from plantain.dialects.openai import errors as openai_errors
+from plantain.dialects.openai import models as openai_models
 from plantain.dialects.openai import routes as openai_routes
 from plantain.dialects.routing import DialectRoute, ErrorBody
 from plantain.engines.registry import EngineRegistry
@@ -326,7 +326,7 @@ async def list_models(request: Request, door: FrontDoorDep) -> dict[str, Any]:
     provenance = door.provenance.describe()
     if speaks_gemini(request):
         return gemini_render.list_models_body(door.registry, provenance)
-    return openai_convert.models_body(door.registry, provenance)
+    return openai_models.models_body(door.registry, provenance)
 
 
 @shared_models.get("/v1/models/{model:path}", include_in_schema=False)
@@ -334,7 +334,7 @@ async def get_model(request: Request, door: FrontDoorDep, model: str) -> dict[st
     provenance = door.provenance.describe()
     if speaks_gemini(request):
         return gemini_render.get_model_body(door.registry, model, provenance)
-    return openai_convert.model_body(door.registry, model, provenance)
+    return openai_models.model_body(door.registry, model, provenance)
 
 
 # Every front door, in the order their routes are matched; each router's route class renders its

@@ -29,6 +29,7 @@ from plantain.dialects.gemini.protocol import GenerateContentResponse as Respons
 from plantain.dialects.wire import encode_base64
 from plantain.engines.model_names import API_OF, engine_for_model, served_models
 from plantain.engines.registry import EngineRegistry
+from plantain.providers.passthrough import listed_provenance
 from plantain.types import ImageRequest, ImageResult
 from plantain.usage import count_tokens, input_image_tokens, output_image_tokens, prompt_tokens
 
@@ -154,23 +155,22 @@ PREDICT_METHODS = ["predict"]  # Imagen names (engines/model_names.py: api "imag
 def list_models_body(registry: EngineRegistry, provenance: dict[str, Any]) -> dict[str, Any]:
     """The body of ``GET /v1beta/models``: every name a caller may pass as ``model``, with the
     ``provenance`` marks its images get."""
-    models = [
-        _model_entry(name, engine_for_model(registry, name), provenance) for name in served_models(registry)
-    ]
+    models = [_model_entry(registry, name, provenance) for name in served_models(registry)]
     return ListModelsResponse(models=models).wire()
 
 
 def get_model_body(registry: EngineRegistry, model: str, provenance: dict[str, Any]) -> dict[str, Any]:
     """The body of ``GET /v1beta/models/{model}``; UnknownModelError (404) for a name not served."""
-    name = model_id(model)
-    return _model_entry(name, engine_for_model(registry, name), provenance).wire()
+    return _model_entry(registry, model_id(model), provenance).wire()
 
 
 def _methods(name: str) -> list[str]:
     return list(PREDICT_METHODS if API_OF.get(name) == "imagen" else GENERATION_METHODS)
 
 
-def _model_entry(name: str, engine: str, provenance: dict[str, Any]) -> Model:
+def _model_entry(registry: EngineRegistry, name: str, provenance: dict[str, Any]) -> Model:
+    """``name``'s entry; the provenance its engine's images get (a provider's carry none of ours)."""
+    engine = engine_for_model(registry, name)
     input_limit, output_limit = TOKEN_LIMITS.get(name, DEFAULT_TOKEN_LIMITS)
     return Model(
         name=f"models/{name}",
@@ -181,7 +181,7 @@ def _model_entry(name: str, engine: str, provenance: dict[str, Any]) -> Model:
         input_token_limit=input_limit,
         output_token_limit=output_limit,
         supported_generation_methods=_methods(name),
-        provenance=provenance,
+        provenance=listed_provenance(registry.get(engine), provenance),
     )
 
 

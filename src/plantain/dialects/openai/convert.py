@@ -22,9 +22,7 @@ from pydantic import ValidationError
 from plantain.dialects.openai.protocol import ImageParams, VariationParams
 from plantain.dialects.report import background_made, ignored
 from plantain.dialects.wire import encode_base64, validation_error
-from plantain.engines.model_names import is_served, served_models
-from plantain.engines.registry import EngineRegistry
-from plantain.errors import InvalidImageError, InvalidRequestError, UnknownModelError
+from plantain.errors import InvalidImageError, InvalidRequestError
 from plantain.imaging.codecs import encode_image, sniff_format
 from plantain.imaging.sizes import ASPECT_RATIOS, TIERS, nearest_aspect_ratio
 from plantain.types import (
@@ -448,34 +446,3 @@ def usage(counted: TokenUsage, cost: float | None = None) -> dict[str, Any]:
 
 def _b64(image: GeneratedImage) -> str:
     return encode_base64(image.data)
-
-
-# --- models ---------------------------------------------------------------------------------
-
-MODEL_CREATED = 0  # served models have no meaningful creation time
-
-
-def models_body(registry: EngineRegistry, provenance: dict[str, Any]) -> dict[str, Any]:
-    """``GET /v1/models`` in OpenAI's list shape: vendor model names, then engine names, each
-    with the ``provenance`` marks its images get (an extension field; the SDK keeps extras)."""
-    return {"object": "list", "data": [_model(name, provenance) for name in served_models(registry)]}
-
-
-def model_body(registry: EngineRegistry, model: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    """``GET /v1/models/{model}``; an unknown name is a 404."""
-    served = served_models(registry)
-    if not is_served(registry, model):
-        raise UnknownModelError(
-            f"model {model!r} is not served here; use one of {', '.join(served)}", field="model"
-        )
-    return _model(model, provenance)
-
-
-def _model(name: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": name,
-        "object": "model",
-        "created": MODEL_CREATED,
-        "owned_by": "plantain",
-        "provenance": provenance,
-    }
