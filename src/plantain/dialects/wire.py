@@ -42,6 +42,14 @@ def load_json(raw: bytes) -> Any:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}", field="body") from None
 
 
+def load_object(raw: bytes) -> dict[str, Any]:
+    """The body's JSON object (an empty body is ``{}``), or a 400: malformed, or another JSON value."""
+    data = load_json(raw)
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"the request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
 def validate(model: type[Body], payload: Any) -> Body:
     """``payload`` as a ``model``, or the 400 :func:`validation_error` makes of pydantic's complaint."""
     try:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from plantain.dialects.chat.messages import read_conversation
 from plantain.dialects.chat.protocol import IGNORED_PARAMS, ChatRequest
 from plantain.dialects.report import ignored
-from plantain.dialects.wire import encode_base64, load_json, validation_error
+from plantain.dialects.wire import encode_base64, load_object, validation_error
 from plantain.errors import InvalidRequestError, PlantainError
 from plantain.limits import Limits
 from plantain.types import GeneratedImage, ImageRequest, ImageResult, ProvenanceChoice, TokenUsage
@@ -34,9 +34,7 @@ FIELD_NAMES = {
 
 def parse_request(raw: bytes) -> ChatRequest:
     """The body, or a 400 naming the malformed field or the unknown parameter."""
-    data = load_json(raw)
-    if not isinstance(data, dict):
-        raise InvalidRequestError(f"the request body must be a JSON object, not {type(data).__name__}")
+    data = load_object(raw)
     try:
         body = ChatRequest.model_validate(data)
     except ValidationError as exc:

@@ -23,7 +23,7 @@ from plantain.dialects.nanobanana.protocol import (
     GenerateRequest,
 )
 from plantain.dialects.report import ignored
-from plantain.dialects.wire import decode_base64, load_json, validation_error
+from plantain.dialects.wire import decode_base64, load_object, validation_error
 from plantain.engines.model_names import is_served, served_models
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
@@ -53,9 +53,7 @@ FIELD_NAMES = {
 
 def parse_request(raw: bytes) -> GenerateRequest:
     """The body, or a 400 naming the malformed field, its value and its limit, or the unknown field."""
-    data = load_json(raw)
-    if not isinstance(data, dict):
-        raise InvalidRequestError(f"the request body must be a JSON object, not {type(data).__name__}")
+    data = load_object(raw)
     try:
         body = GenerateRequest.model_validate(data)
     except ValidationError as exc:
