@@ -137,6 +137,9 @@ class ImageRequest(BaseModel):
     # Parameters the caller sent that nothing here uses, as the caller named them: reported back
     # (docs/parameters.md), never applied.
     ignored: tuple[str, ...] = ()
+    # The planner stage (planner/, docs/planner.md): None follows the server's ``planner`` setting;
+    # False skips it for this request; True asks for it (refused when no planner is configured).
+    plan: bool | None = None
 
     @model_validator(mode="after")
     def _exact_size_is_a_pair(self) -> ImageRequest:
@@ -206,6 +209,21 @@ class GeneratedImage(BaseModel):
     provenance: Provenance = Provenance()
 
 
+class PlanResult(BaseModel):
+    """What the planner stage made of a request before the engine ran (planner/): the prompt the
+    engine got instead of the caller's, and the text that goes beside the images."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str  # the planner's checkpoint
+    original_prompt: str
+    revised_prompt: str  # what the engine was given
+    text: str  # the answer's text part (Gemini text part, chat content, inference.sh description)
+    seconds: float
+    input_tokens: int
+    output_tokens: int
+
+
 class ImageResult(BaseModel):
     """What a request produced."""
 
@@ -216,6 +234,7 @@ class ImageResult(BaseModel):
     steps: int
     guidance: float
     seconds: float  # wall time of the engine run
+    plan: PlanResult | None = None  # None: no planner ran
 
 
 # --- tasks: every request, whichever door it came in by, runs as one -------------------------
@@ -249,6 +268,7 @@ class TaskResult(BaseModel):
     steps: int
     guidance: float
     seconds: float  # wall time of the engine run
+    plan: PlanResult | None = None  # None: no planner ran
 
 
 class TaskError(BaseModel):
@@ -312,6 +332,7 @@ class Usage(BaseModel):
     # The engine that made the images: for a route (providers/routing.py), the member that served
     # after any failover; else the task's own engine. None: it never ran.
     served_by: str | None = None
+    planner_seconds: float = 0.0  # the planner stage (planner/), not in device_seconds or the cost
 
 
 class Task(BaseModel):

@@ -134,11 +134,13 @@ def task_usage(
     provenance_seconds: float = 0.0,
     served_by: str | None = None,
     provider_cost: float | None = None,
+    planner_seconds: float = 0.0,
 ) -> Usage:
     """The usage of ``task`` once it has run: tokens only for a run that made images (a failed or
     cancelled one is billed no tokens, as Gemini bills none), device time whatever the outcome.
     ``served_by`` names the engine that made the images (a route's member); ``provider_cost``,
-    when a remote provider made them, is its price, which replaces the device-time estimate."""
+    when a remote provider made them, is its price, which replaces the device-time estimate;
+    ``planner_seconds``, the planner stage's time (planner/), is reported apart like provenance's."""
     seconds = round(device_seconds, SECONDS_DECIMALS)
     tokens = (
         count_tokens(
@@ -158,6 +160,7 @@ def task_usage(
         cost=price.cost(seconds) if provider_cost is None else price.amount(provider_cost),
         provenance_seconds=round(provenance_seconds, SECONDS_DECIMALS),
         served_by=served_by,
+        planner_seconds=round(planner_seconds, SECONDS_DECIMALS),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PIL import Image
@@ -94,6 +94,10 @@ class EngineJob:
     inputs_digest: str  # identifies the input images and mask, so only jobs with the same ones batch
     # Where to repaint the first image (``L``, its size: white repaints, black keeps); None: no mask.
     mask: Image.Image | None = None
+
+    def with_prompt(self, prompt: str) -> EngineJob:
+        """This job with another prompt (the planner's rewrite); the rest of the plan holds."""
+        return replace(self, prompt=prompt)
 
     def batch_key(self) -> tuple[object, ...]:
         """Jobs with equal keys can run in one pipeline call (prompts and seeds may differ); a

@@ -68,6 +68,11 @@ class RemoteJob(EngineJob):
 
     request: ImageRequest | None = None
 
+    def with_prompt(self, prompt: str) -> EngineJob:
+        """The provider reads the request's prompt too (OpenAI's), so both change."""
+        request = None if self.request is None else self.request.model_copy(update={"prompt": prompt})
+        return dataclasses.replace(self, prompt=prompt, request=request)
+
 
 @dataclass(frozen=True)
 class RemoteImage:

@@ -58,6 +58,13 @@ class RoutedJob(EngineJob):
     def plan_for(self, member: str) -> EngineJob | PlantainError:
         return dict(self.plans)[member]
 
+    def with_prompt(self, prompt: str) -> EngineJob:
+        """Every member's job gets the prompt, whichever ends up serving."""
+        plans = tuple(
+            (name, job.with_prompt(prompt) if isinstance(job, EngineJob) else job) for name, job in self.plans
+        )
+        return replace(self, prompt=prompt, plans=plans)
+
 
 class RoutedEngine(Engine):
     """An engine made of ``members``, tried in order."""
@@ -217,6 +224,14 @@ class RoutedEngine(Engine):
 
     def plan_fast_path(self) -> Any:
         return self.members[0].plan_fast_path()
+
+
+def lead_family(engine: Engine) -> str:
+    """The model family a run's prompts are written for: a route's first member's (the one it
+    tries first), else the engine's own."""
+    if isinstance(engine, RoutedEngine):
+        return lead_family(engine.members[0])
+    return engine.family
 
 
 def attempt_of(

@@ -21,7 +21,7 @@ from PIL import Image
 from plantain.engines.base import Engine, EngineJob, Previews
 from plantain.provenance.policy import Stamper
 from plantain.settings import Settings
-from plantain.types import GeneratedImage, ImageRequest, Task, TaskOutput
+from plantain.types import GeneratedImage, ImageRequest, PlanResult, Task, TaskOutput
 
 SCAN_LIMIT = 64  # queued tasks looked at per scan for joiners (each costs a prepare)
 
@@ -50,6 +50,7 @@ class Member:
     stamper: Stamper
     previews: Previews | None = None
     ended: bool = False  # stopped during the run: its images are discarded
+    plan: PlanResult | None = None  # what the planner stage made of it (None: it did not run)
 
     @property
     def images(self) -> int:

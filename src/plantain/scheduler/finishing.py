@@ -84,6 +84,7 @@ class Finishing:
             steps=member.job.steps,
             guidance=member.job.guidance,
             seconds=finished.seconds,
+            plan=member.plan,
         )
         usage = task_usage(
             member.task,
@@ -93,6 +94,7 @@ class Finishing:
             provenance_seconds=member.stamper.seconds,
             served_by=_served_by(finished),
             provider_cost=_provider_cost(finished),
+            planner_seconds=member.plan.seconds if member.plan else 0.0,
         )
         data: dict[str, Any] = {
             "outputs": [output.model_dump() for output in processed.outputs],

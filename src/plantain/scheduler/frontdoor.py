@@ -129,8 +129,20 @@ class FrontDoor:
         engine_name = request.engine or self.engine_name(submission.model)
         request = request.model_copy(update={"engine": engine_name})
         self.provenance.applied(request.provenance)  # a refused opt-out is a 400, not a failed task
+        self._check_plan(request)
         precheck(request, self.registry.get(engine_name), self.limits)
         return self.safety.admit(request)
+
+    def _check_plan(self, request: ImageRequest) -> None:
+        """A request that asks for the planner stage on a server without one is refused, not run
+        without it: the caller expects its rewrite and text."""
+        if request.plan and self.settings.planner != "on":
+            raise InvalidRequestError(
+                "plan: True is not allowed; this server has no planner stage (setting planner, "
+                "PLANTAIN_PLANNER, is off), so a prompt cannot be rewritten here; send the request "
+                "without asking for it",
+                field="plan",
+            )
 
     async def check_inputs(self, prechecked: ImageRequest, submission: Submission) -> Checked:
         """A request :meth:`precheck` returned with its URL inputs fetched, every input decoded

@@ -19,6 +19,7 @@ def result_from(task: Task, images: tuple[GeneratedImage, ...]) -> ImageResult:
         steps=result.steps,
         guidance=result.guidance,
         seconds=result.seconds,
+        plan=result.plan,
     )
 
 

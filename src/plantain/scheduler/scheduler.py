@@ -32,7 +32,7 @@ import fcntl
 import logging
 import threading
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import ConfigurationError
@@ -51,6 +51,9 @@ from plantain.settings import Settings
 from plantain.storage.blobs import open_blobs
 from plantain.storage.tasks import TaskStore, WebhookBody
 from plantain.webhooks.delivery import RetryPolicy, WebhookDeliverer, webhook_secret
+
+if TYPE_CHECKING:
+    from plantain.planner.stage import Planner
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +106,7 @@ class Scheduler:
             settings, registry, self.store, self.channel, safety=self.safety, provenance=self.provenance
         )
         outcomes = Outcomes(self.store, self.channel, self.front.price, self._wake_webhooks)
+        self.planner = _planner(settings) if self.roles.worker else None
         self.finishing = Finishing(outcomes, self.safety.screen_images, workers=settings.postprocess_workers)
         self.worker = Worker(
             outcomes,
@@ -114,6 +118,7 @@ class Scheduler:
             safety=self.safety,
             engines=self.roles.engines,
             idle_poll_seconds=settings.poll_seconds if self.shared else IDLE_POLL_SECONDS,
+            planner=self.planner,
         )
         self.leases = LeaseKeeper(
             outcomes, max_attempts=settings.max_attempts, on_lost=self.worker.flags.stop
@@ -179,6 +184,8 @@ class Scheduler:
         if self.roles.worker:
             for name in names:
                 self.registry.get(name).load()
+            if self.planner is not None:
+                self.planner.load()  # a missing planner model shows in readiness, not per task
         self.safety.load()  # a missing or mislabelled classifier shows in readiness, not per task
         self.ready.set()
 
@@ -226,3 +233,13 @@ def _lock_data_dir(settings: Settings) -> IO[str]:
             "give this one its own PLANTAIN_DATA_DIR"
         ) from None
     return handle
+
+
+def _planner(settings: Settings) -> Planner | None:
+    """The planner stage when the server has one (``planner`` on), imported only then: its model
+    is a language model, loaded beside the engines by the worker."""
+    if settings.planner != "on":
+        return None
+    from plantain.planner.stage import Planner
+
+    return Planner(settings)

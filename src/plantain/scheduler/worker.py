@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -21,10 +22,11 @@ from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, inp
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import EngineRunError, TaskCancelledError
 from plantain.generation import prepare
+from plantain.imaging.background import steered
 from plantain.limits import Limits
 from plantain.logs import task_context
 from plantain.provenance.policy import ProvenancePolicy
-from plantain.providers.routing import RoutedEngine, attempt_of, report
+from plantain.providers.routing import RoutedEngine, attempt_of, lead_family, report
 from plantain.safety.policy import SafetyPolicy
 from plantain.scheduler.batching import SCAN_LIMIT, Batch, BatchLimits, Finished, Member
 from plantain.scheduler.channel import Signal
@@ -33,6 +35,9 @@ from plantain.scheduler.outcomes import Outcomes
 from plantain.scheduler.prepared import PreparedJobs
 from plantain.storage.tasks import TaskStore
 from plantain.types import ImageRequest, Task, TaskEvent
+
+if TYPE_CHECKING:
+    from plantain.planner.stage import Planner
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,7 @@ class Worker:
         safety: SafetyPolicy,
         engines: tuple[str, ...] | None = None,
         idle_poll_seconds: float = IDLE_POLL_SECONDS,
+        planner: Planner | None = None,
     ) -> None:
         self.outcomes = outcomes
         self.store = outcomes.store
@@ -77,6 +83,7 @@ class Worker:
         self.provenance = provenance
         self.safety = safety
         self.engines = engines  # the pool this worker serves (None: every engine)
+        self.planner = planner  # the planner stage, when the server has one (planner/)
         self.idle_poll_seconds = idle_poll_seconds  # a queued task in another process wakes nobody here
         self.draining = threading.Event()
         self._grace_over = threading.Event()  # a drain's grace is over: the running batch stops
@@ -240,6 +247,9 @@ class Worker:
 
     def _run(self, batch: Batch) -> None:
         """One engine run for the whole batch; its images go on to finishing."""
+        self._plan(batch)
+        if not batch.live():
+            return
         started = time.perf_counter()
         order = batch.run_order()
         try:
@@ -270,6 +280,27 @@ class Worker:
                 for member in batch.live()  # a cancel after the last step is too late: it gets them
             ]
         )
+
+    def _plan(self, batch: Batch) -> None:
+        """The planner stage for the members that want it, before the engine: each gets its
+        rewritten prompt (steered again for a transparent background) and keeps the plan for its
+        answer. A member whose planning fails ends with that error; the others run on."""
+        if self.planner is None:
+            return
+        family = lead_family(batch.engine)
+        for member in batch.live():
+            if member.plan is not None or not self.planner.enabled_for(member.request):
+                continue
+            try:
+                with task_context(task_id=member.task.id):
+                    plan = self.planner.plan(member.request, family)
+            except Exception as exc:
+                member.ended = True
+                self.outcomes.end(member.task, exc, self.outcomes.used(member.task, 0.0))
+                continue
+            revised = steered(member.request.model_copy(update={"prompt": plan.revised_prompt})).prompt
+            member.plan = plan
+            member.job = member.job.with_prompt(revised)
 
     def _tried(self, engine: Engine, outcome: str, started: float, made: list[list[Image.Image]]) -> None:
         """The engine's statistics (a route reports each of its members' tries itself)."""

@@ -24,6 +24,7 @@ from plantain.settings.checks import (
     default_data_dir,
     refuse_hub_kernels,
 )
+from plantain.settings.planner import PlannerSettings
 from plantain.settings.providers import ProviderSettings
 from plantain.settings.scaleout import ScaleOutSettings
 
@@ -44,7 +45,7 @@ SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret", "s3_secret_access_key
 AttentionBackend = Literal["auto", "sdpa", "cudnn", "flash", "flash3", "sage", "xformers", "flex"]
 
 
-class Settings(ScaleOutSettings, ProviderSettings):
+class Settings(ScaleOutSettings, ProviderSettings, PlannerSettings):
     """Server and CLI configuration."""
 
     model_config = SettingsConfigDict(env_prefix="PLANTAIN_", extra="forbid")

@@ -95,8 +95,8 @@ class UsageLedger:
         db.execute(
             "INSERT INTO usage_ledger (task_id, api_key_id, source, model, engine, status, images, "
             "input_text_tokens, input_image_tokens, output_tokens, device_seconds, cost, currency, "
-            "provenance_seconds, served_by, created_at, started_at, finished_at) "
-            "SELECT id, api_key_id, source, model, engine, status, ?, ?, ?, ?, ?, ?, ?, ?, ?, created_at, "
+            "provenance_seconds, served_by, planner_seconds, created_at, started_at, finished_at) "
+            "SELECT id, api_key_id, source, model, engine, status, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, created_at, "
             "started_at, ? FROM tasks WHERE id = ?",
             (
                 usage.images,
@@ -108,6 +108,7 @@ class UsageLedger:
                 usage.cost.currency,
                 usage.provenance_seconds,
                 usage.served_by,
+                usage.planner_seconds,
                 finished_at,
                 task_id,
             ),

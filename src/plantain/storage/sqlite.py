@@ -256,9 +256,10 @@ MIGRATIONS: tuple[str, ...] = (
     # 10: every engine's tries (storage/engine_stats.py), a route's members one by one: running
     # totals by outcome and a latency histogram of the tries that served, read by /metrics and
     # GET /v1/usage for each engine's success rate, p50/p95 and cost. A task's usage keeps the
-    # engine that served it (a route's member).
+    # engine that served it (a route's member) and the planner stage's seconds (planner/).
     """
     ALTER TABLE usage_ledger ADD COLUMN served_by TEXT;
+    ALTER TABLE usage_ledger ADD COLUMN planner_seconds REAL NOT NULL DEFAULT 0;
     CREATE TABLE engine_attempts (
         engine TEXT NOT NULL,
         outcome TEXT NOT NULL,

@@ -23,7 +23,8 @@ TASK_QUERY = (
     "SELECT t.*, u.images AS usage_images, u.input_text_tokens AS usage_input_text, "
     "u.input_image_tokens AS usage_input_image, u.output_tokens AS usage_output, "
     "u.device_seconds AS usage_device_seconds, u.cost AS usage_cost, u.currency AS usage_currency, "
-    "u.provenance_seconds AS usage_provenance_seconds, u.served_by AS usage_served_by "
+    "u.provenance_seconds AS usage_provenance_seconds, u.served_by AS usage_served_by, "
+    "u.planner_seconds AS usage_planner_seconds "
     "FROM tasks AS t LEFT JOIN usage_ledger AS u ON u.task_id = t.id WHERE t.id = ?"
 )
 
@@ -160,6 +161,7 @@ def _usage(row: Row) -> Usage | None:
         cost=Cost(amount=row["usage_cost"], currency=row["usage_currency"]),
         provenance_seconds=row["usage_provenance_seconds"],
         served_by=row["usage_served_by"],
+        planner_seconds=row["usage_planner_seconds"],
     )
 
 

@@ -1,0 +1,61 @@
+"""``planner_model=tiny``: a Qwen3 causal language model at tiny size with random weights.
+
+Built offline with the real transformers classes (the byte-level Qwen2 tokenizer the tiny engines
+use, whose minimal ChatML template is all the planner needs of a chat template) and saved with
+``save_pretrained``, it loads through :class:`~plantain.planner.model.PlannerModel` exactly as a
+downloaded Qwen3 checkpoint does: ``AutoTokenizer``/``AutoModelForCausalLM.from_pretrained`` and
+``apply_chat_template``. Its words are random bytes, but loading, templating, greedy decoding and
+token counting all run for real, in well under a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from plantain.engines.checkpoints import save_atomically
+from plantain.engines.loading import quiet_libraries
+from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
+
+CHECKPOINT_DIR_NAME = "tiny-planner-qwen3"
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    """A model and its tokenizer, saved into one directory as a hub repository holds them."""
+
+    model: Any
+    tokenizer: Any
+
+    def save_pretrained(self, directory: Path) -> None:
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+
+def build_checkpoint(directory: Path, seed: int = 0) -> None:
+    """Build the tiny planner model into ``directory`` (hidden size 32, two layers)."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    quiet_libraries()
+    torch.manual_seed(seed)
+    tokenizer = tiny_qwen2_tokenizer()
+    end_of_turn = token_id(tokenizer, "<|im_end|>")
+    pad_id = token_id(tokenizer, "<|endoftext|>")
+    config = Qwen3Config(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,  # as the small Qwen3 checkpoints (and klein's text encoder) do
+        bos_token_id=pad_id,
+        eos_token_id=end_of_turn,  # a chat turn ends the answer, as in the real checkpoints
+        pad_token_id=pad_id,
+    )
+    save_atomically(_Checkpoint(Qwen3ForCausalLM(config), tokenizer), directory)
