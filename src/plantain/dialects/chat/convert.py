@@ -2,7 +2,10 @@
 
 A chat body -> :class:`ImageRequest`; an :class:`ImageResult` -> a ``chat.completion`` whose
 choices carry ``message.images`` (OpenRouter's shape), or the ``chat.completion.chunk`` events of
-a stream. ``n`` is OpenAI's: that many choices, each with one image. Nothing here does I/O.
+a stream. ``n`` is OpenAI's: that many choices, each with one image. When the planner stage ran
+(docs/planner.md), its text is each choice's ``message.content`` (a content delta before the
+image in a stream), as an image model on OpenRouter answers; otherwise the content is empty.
+Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from plantain.dialects.chat.messages import read_conversation
-from plantain.dialects.chat.protocol import IGNORED_PARAMS, ChatRequest
+from plantain.dialects.chat.protocol import IGNORED_PARAMS, ChatRequest, Reasoning
 from plantain.dialects.report import ignored
 from plantain.dialects.wire import encode_base64, load_object, validation_error
 from plantain.errors import InvalidRequestError, PlantainError
@@ -29,6 +32,7 @@ FIELD_NAMES = {
     "size": "image_config.image_size",
     "engine": "model",
     "prompt": "messages",
+    "plan": "rewrite_prompt",
 }
 
 
@@ -87,11 +91,28 @@ def to_image_request(body: ChatRequest, engine: str, limits: Limits) -> ImageReq
             watermark=body.watermark, content_credentials=body.content_credentials
         ),
         "ignored": ignored(body.extra_params()),
+        "plan": plan_choice(body),
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
     except InvalidRequestError as exc:
         raise exc.renamed(FIELD_NAMES) from None
+
+
+def plan_choice(body: ChatRequest) -> bool | None:
+    """``ImageRequest.plan``: ``rewrite_prompt`` when sent (Plantain's own switch wins); else
+    False when reasoning is turned off (``reasoning.enabled: false``, an effort of ``none``,
+    ``reasoning.max_tokens: 0``), since the planner is this server's reasoning; else None, the
+    server's ``planner`` setting (a reasoning effort cannot ask for a planner the server lacks)."""
+    if body.rewrite_prompt is not None:
+        return body.rewrite_prompt
+    return False if _reasoning_off(body.reasoning) or body.reasoning_effort == "none" else None
+
+
+def _reasoning_off(reasoning: Reasoning | None) -> bool:
+    if reasoning is None:
+        return False
+    return reasoning.enabled is False or reasoning.effort == "none" or reasoning.max_tokens == 0
 
 
 def renamed(error: PlantainError) -> PlantainError:
@@ -111,13 +132,15 @@ def completion_body(
     counted: TokenUsage,
     cost: float | None = None,
 ) -> dict[str, Any]:
-    """A ``chat.completion``: one choice per image, its ``message.images`` holding it."""
+    """A ``chat.completion``: one choice per image, its ``message.images`` holding it and its
+    ``message.content`` the planner's text (each choice is a whole answer, so each has it)."""
+    content = plan_text(result)
     choices = [
         {
             "index": index,
             "finish_reason": "stop",
             "logprobs": None,
-            "message": {"role": "assistant", "content": "", "images": [image_item(image)]},
+            "message": {"role": "assistant", "content": content, "images": [image_item(image)]},
         }
         for index, image in enumerate(result.images)
     ]
@@ -126,6 +149,11 @@ def completion_body(
         "choices": choices,
         "usage": usage(counted, cost),
     }
+
+
+def plan_text(result: ImageResult) -> str:
+    """The planner stage's text (docs/planner.md); empty when none ran, as before it existed."""
+    return result.plan.text if result.plan is not None else ""
 
 
 def image_item(image: GeneratedImage) -> dict[str, Any]:
@@ -149,11 +177,15 @@ def closing_chunks(
     counted: TokenUsage,
     cost: float | None = None,
 ) -> list[str]:
-    """Each choice's image, then each choice's ``finish_reason``, then the usage (``choices``
-    empty, as OpenAI sends ``include_usage``), then ``[DONE]``."""
+    """The planner's text as each choice's content delta (when there is any), each choice's image,
+    then each choice's ``finish_reason``, then the usage (``choices`` empty, as OpenAI sends
+    ``include_usage``), then ``[DONE]``."""
+    content = plan_text(result)
+    texts = [_choice(i, {"content": content}) for i in range(len(result.images))] if content else []
     images = [_choice(i, {"images": [image_item(image)]}) for i, image in enumerate(result.images)]
     stops = [_choice(i, {}, "stop") for i in range(len(result.images))]
     return [
+        *([chunk(completion_id, model, created, texts)] if texts else []),
         *(chunk(completion_id, model, created, [item]) for item in images),
         chunk(completion_id, model, created, stops),
         chunk(completion_id, model, created, [], usage(counted, cost)),

@@ -9,9 +9,9 @@ accepted and reported as ignored (``X-Plantain-Ignored-Parameters``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_CHOICES = 10  # the most images one request makes (types.MAX_IMAGES_PER_REQUEST)
 
@@ -58,12 +58,34 @@ class StreamOptions(BaseModel):
     include_usage: bool | None = None  # usage is always in the last chunk, as OpenRouter sends it
 
 
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# OpenAI's and OpenRouter's reasoning efforts; "none" turns reasoning off.
+Effort = Annotated[
+    Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None, BeforeValidator(_lower)
+]
+
+
+class Reasoning(BaseModel):
+    """OpenRouter's ``reasoning``. The planner stage (docs/planner.md) is this server's reasoning,
+    so turning reasoning off skips it (convert.plan_choice); the other settings have no effect."""
+
+    model_config = ConfigDict(extra="ignore")  # OpenRouter adds settings; none of them matter here
+
+    enabled: bool | None = None
+    effort: Effort = None
+    max_tokens: int | None = Field(default=None, ge=0)
+    exclude: bool | None = None
+
+
 # Chat parameters that steer a text model or a router: accepted, unused, reported back.
 IGNORED_PARAMS = (
     *("temperature", "top_p", "top_k", "min_p", "top_a", "max_tokens", "max_completion_tokens"),
     *("frequency_penalty", "presence_penalty", "repetition_penalty", "stop", "logprobs"),
     *("top_logprobs", "logit_bias", "response_format", "tools", "tool_choice", "parallel_tool_calls"),
-    *("user", "metadata", "store", "service_tier", "reasoning", "reasoning_effort", "verbosity"),
+    *("user", "metadata", "store", "service_tier", "verbosity"),
     *("prediction", "audio", "provider", "transforms", "models", "route", "usage", "plugins"),
     *("web_search_options", "safety_identifier", "prompt_cache_key", "functions", "function_call"),
 )
@@ -85,6 +107,11 @@ class ChatRequest(BaseModel):
     # Plantain extensions: false opts out of a provenance mark, where the server allows it.
     watermark: bool | None = None
     content_credentials: bool | None = None
+    # The planner stage (docs/planner.md): Plantain's extension ``rewrite_prompt`` (false skips it,
+    # true asks for it), or reasoning turned off, which skips it (convert.plan_choice).
+    rewrite_prompt: bool | None = None
+    reasoning: Reasoning | None = None
+    reasoning_effort: Effort = None  # OpenAI's spelling of reasoning.effort
 
     def extra_params(self) -> dict[str, Any]:
         """Parameters sent beyond the declared fields."""

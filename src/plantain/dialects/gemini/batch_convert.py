@@ -191,6 +191,7 @@ def _entry(
             task.request.get("size", "1K"),
             len(result.images),
             batch.model,
+            text_tokens=render.plan_output_tokens(result),
         )
         response = render.response_with_usage(result, usage, batch.model, response_id=task.id)
         return InlinedResponse(response=response, metadata=member.metadata)

@@ -13,8 +13,9 @@ The way back, results -> Gemini responses, usage and model listings, is :mod:`re
   other check (a batch refuses it: :mod:`batch_convert`), or with a Files API file (``files/ID``
   or the file's ``uri``, :func:`uploaded_file_id`), kept as its name for the route to read from
   the caller's uploads (:mod:`files_api`), never fetched over HTTP.
-- Only images are made: text parts are never returned, and ``responseModalities`` without IMAGE is
-  refused rather than answered with nothing.
+- Images are what is made: ``responseModalities`` without IMAGE is refused rather than answered
+  with nothing. Text comes back only from the planner stage (docs/planner.md), which
+  ``thinkingConfig`` steers (:func:`plan_choice`, :func:`include_thoughts`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ FIELD_NAMES: dict[str, str] = {
 # generationConfig fields of a language model, accepted and reported as ignored (docs/parameters.md).
 IGNORED_CONFIG = (
     *("temperature", "top_p", "top_k", "max_output_tokens", "presence_penalty", "frequency_penalty"),
-    *("stop_sequences", "response_mime_type", "thinking_config", "media_resolution"),
+    *("stop_sequences", "response_mime_type", "media_resolution"),
 )
 
 FILES_API_HOST = "generativelanguage.googleapis.com"  # its file URIs need Google's credentials
@@ -224,8 +225,26 @@ def _generation_fields(config: GenerationConfig) -> dict[str, Any]:
         "background": image.background if image else None,
         "provenance": _provenance(image),
         "ignored": _ignored(config),
+        "plan": plan_choice(config),
     }
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def plan_choice(config: GenerationConfig) -> bool | None:
+    """``ImageRequest.plan`` from ``thinkingConfig``: the planner stage is this server's thinking,
+    so a client that turns thinking off (``thinkingBudget: 0``) gets none (False); any other
+    setting leaves it to the server's ``planner`` setting (None), since Gemini clients send a
+    budget or ``includeThoughts`` by habit, and neither can ask for a planner the server lacks."""
+    thinking = config.thinking_config
+    return False if thinking is not None and thinking.thinking_budget == 0 else None
+
+
+def include_thoughts(body: GenerateContentRequest) -> bool:
+    """Whether the answer carries the planner's revised prompt as a thought part
+    (``thinkingConfig.includeThoughts``, how Gemini asks for thought summaries)."""
+    config = body.generation_config
+    thinking = config.thinking_config if config else None
+    return bool(thinking and thinking.include_thoughts)
 
 
 def _provenance(image: ImageConfig | None) -> ProvenanceChoice:
@@ -270,7 +289,9 @@ def _create(**fields: Any) -> ImageRequest:
 
 __all__ = [
     "decode_base64",
+    "include_thoughts",
     "parse_request",
+    "plan_choice",
     "to_image_request",
     "uploaded_file_id",
 ]

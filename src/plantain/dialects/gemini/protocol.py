@@ -2,7 +2,7 @@
 
 Proto-JSON accepts ``lowerCamel`` and ``snake_case`` for every field, and google-genai ≥2.34 mixes
 them in one body (``"inlineData": {"mime_type": …}``), so every model validates by alias *and* by
-name. Unknown fields (tools, thinkingConfig, functionCall, …) are ignored: real clients send them.
+name. Unknown fields (tools, functionCall, …) are ignored: real clients send them.
 Base64 stays a string here; the converter decodes it so errors can name the part.
 """
 
@@ -75,11 +75,23 @@ class ImageConfig(Wire):
     content_credentials: bool | None = None
 
 
+class ThinkingConfig(Wire):
+    """A thinking model's settings. The planner stage (docs/planner.md) is this server's thinking,
+    so two of them steer it (convert.plan_choice, render's thought part): ``thinkingBudget`` 0
+    skips it, ``includeThoughts`` answers the prompt the engine got as a thought summary.
+    ``thinkingLevel`` is accepted and has no effect."""
+
+    include_thoughts: bool | None = None
+    thinking_budget: int | None = Field(default=None, ge=-1)  # -1: dynamic, 0: off (Gemini's)
+    thinking_level: str | None = None
+
+
 class GenerationConfig(Wire):
     response_modalities: list[str] | None = None
     image_config: ImageConfig | None = None
     candidate_count: int | None = None
     seed: int | None = None
+    thinking_config: ThinkingConfig | None = None  # steers the planner stage (ThinkingConfig)
     # Settings of a language model: accepted, no diffusion equivalent, reported as ignored
     # (convert.IGNORED_CONFIG; docs/parameters.md).
     temperature: float | None = None
@@ -90,7 +102,6 @@ class GenerationConfig(Wire):
     frequency_penalty: float | None = None
     stop_sequences: list[str] | None = None
     response_mime_type: str | None = None
-    thinking_config: dict[str, Any] | None = None
     media_resolution: str | None = None
 
 

@@ -7,6 +7,10 @@ The request side, a Gemini body -> :class:`~plantain.types.ImageRequest`, is :mo
   ``candidateCount`` > 1: ``response.parts`` (= ``candidates[0].content.parts``) then shows the first
   image, and a client that asked for more reads ``response.candidates``.
 - Images are sent in standard base64; every candidate finishes with ``STOP``.
+- When the planner stage ran (``result.plan``, docs/planner.md), each candidate answers as Nano
+  Banana does, text then image: the planner's text part before the image, and first, when the
+  request set ``thinkingConfig.includeThoughts``, the prompt the engine got as a thought part
+  (``"thought": true``, how Gemini returns thought summaries). Without a plan, image parts only.
 """
 
 from __future__ import annotations
@@ -40,16 +44,30 @@ def new_response_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def to_response(result: ImageResult, request: ImageRequest, model: str, response_id: str) -> Response:
-    """One candidate per image, each finished with STOP; images in standard base64."""
-    return response_with_usage(result, usage(request, result, model), model, response_id)
+def to_response(
+    result: ImageResult,
+    request: ImageRequest,
+    model: str,
+    response_id: str,
+    *,
+    include_thoughts: bool = False,
+) -> Response:
+    """One candidate per image, each finished with STOP; images in standard base64.
+    ``include_thoughts``: the request's ``thinkingConfig.includeThoughts`` (a plan's thought part)."""
+    metadata = usage(request, result, model)
+    return response_with_usage(result, metadata, model, response_id, include_thoughts=include_thoughts)
 
 
 def response_with_usage(
-    result: ImageResult, usage_metadata: UsageMetadata, model: str, response_id: str
+    result: ImageResult,
+    usage_metadata: UsageMetadata,
+    model: str,
+    response_id: str,
+    *,
+    include_thoughts: bool = False,
 ) -> Response:
     """:func:`to_response` with the usage already counted (a batch counts it from a stored task)."""
-    candidates = [_candidate(result, index) for index in range(len(result.images))]
+    candidates = [_candidate(result, index, include_thoughts) for index in range(len(result.images))]
     return Response(
         candidates=candidates,
         usage_metadata=usage_metadata,
@@ -59,12 +77,18 @@ def response_with_usage(
 
 
 def to_stream_chunks(
-    result: ImageResult, request: ImageRequest, model: str, response_id: str
+    result: ImageResult,
+    request: ImageRequest,
+    model: str,
+    response_id: str,
+    *,
+    include_thoughts: bool = False,
 ) -> list[Response]:
-    """One chunk per image (an image never splits); the last chunk also carries usageMetadata."""
+    """One chunk per image (an image never splits), its candidate's text parts before it as in
+    :func:`to_response`; the last chunk also carries usageMetadata."""
     chunks = [
         Response(
-            candidates=[_candidate(result, index)],
+            candidates=[_candidate(result, index, include_thoughts)],
             model_version=model_id(model),
             response_id=response_id,
         )
@@ -74,31 +98,60 @@ def to_stream_chunks(
     return chunks
 
 
-def _candidate(result: ImageResult, index: int) -> Candidate:
+def _candidate(result: ImageResult, index: int, include_thoughts: bool) -> Candidate:
+    """Each candidate is a whole answer, so each carries the plan's text parts before its image."""
     image = result.images[index]
     blob = Blob(mime_type=image.media_type, data=encode_base64(image.data))
     return Candidate(
-        content=Content(role="model", parts=[Part(inline_data=blob)]),
+        content=Content(role="model", parts=[*_plan_parts(result, include_thoughts), Part(inline_data=blob)]),
         finish_reason="STOP",
         index=index,
     )
 
 
+def _plan_parts(result: ImageResult, include_thoughts: bool) -> list[Part]:
+    """The planner's parts (none without a plan): the revised prompt as a thought when asked for,
+    then its text (left out when empty: an empty part says nothing)."""
+    plan = result.plan
+    if plan is None:
+        return []
+    parts = [Part(text=plan.revised_prompt, thought=True)] if include_thoughts else []
+    return [*parts, Part(text=plan.text)] if plan.text else parts
+
+
 def usage(request: ImageRequest, result: ImageResult, model: str) -> UsageMetadata:
     """Token counts as Gemini reports them for ``model`` (plantain.usage; the prompt is estimated)."""
-    return usage_of(request.prompt, len(request.images), request.size, len(result.images), model)
+    return usage_of(
+        request.prompt,
+        len(request.images),
+        request.size,
+        len(result.images),
+        model,
+        text_tokens=plan_output_tokens(result),
+    )
 
 
-def usage_of(prompt: str, input_images: int, size: str, output_images: int, model: str) -> UsageMetadata:
+def plan_output_tokens(result: ImageResult) -> int:
+    """The planner's output tokens (0 without a plan): the text it answers with is output."""
+    return result.plan.output_tokens if result.plan is not None else 0
+
+
+def usage_of(
+    prompt: str, input_images: int, size: str, output_images: int, model: str, *, text_tokens: int = 0
+) -> UsageMetadata:
     """:func:`usage` from its parts: a stored task keeps how many input images it had, not them.
-    The counting is the core's (plantain.usage), so every dialect reports the same tokens."""
+    The counting is the core's (plantain.usage), so every dialect reports the same tokens;
+    ``text_tokens``, the planner's output, are added as the TEXT part of the candidates' count."""
     tokens = count_tokens(prompt, input_images, size, output_images, model_id(model))
+    details = [ModalityTokenCount(modality="IMAGE", token_count=tokens.output)]
+    if text_tokens:
+        details.insert(0, ModalityTokenCount(modality="TEXT", token_count=text_tokens))
     return UsageMetadata(
         prompt_token_count=tokens.input,
-        candidates_token_count=tokens.output,
-        total_token_count=tokens.total,
+        candidates_token_count=tokens.output + text_tokens,
+        total_token_count=tokens.total + text_tokens,
         prompt_tokens_details=_prompt_details(tokens.input_text, tokens.input_image),
-        candidates_tokens_details=[ModalityTokenCount(modality="IMAGE", token_count=tokens.output)],
+        candidates_tokens_details=details,
     )
 
 
@@ -191,6 +244,7 @@ __all__ = [
     "model_id",
     "new_response_id",
     "output_image_tokens",
+    "plan_output_tokens",
     "response_with_usage",
     "to_response",
     "to_stream_chunks",

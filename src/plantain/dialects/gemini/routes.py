@@ -41,30 +41,34 @@ router = APIRouter(tags=["gemini"], route_class=dialect_route(errors.error_body)
 
 async def _generate(
     request: Request, door: FrontDoor, caller: str, model: str
-) -> tuple[ImageRequest, Task, ImageResult]:
+) -> tuple[ImageRequest, Task, ImageResult, bool]:
+    """The run, and whether the answer shows the planner's revised prompt as a thought part."""
     engine = door.engine_name(model)
-    image_request = await _image_request(request, door, engine)
+    image_request, thoughts = await _image_request(request, door, engine)
     image_request = await files_api.resolve_files(image_request, request, door, caller)  # files/ID
     submission = Submission(model=model, source="gemini", api_key_id=caller)
     task, result = await door.run(image_request, submission, is_disconnected=request.is_disconnected)
-    return image_request, task, result
+    return image_request, task, result, thoughts
 
 
-async def _image_request(request: Request, door: FrontDoor, engine: str) -> ImageRequest:
-    """The body as a core request; its ``fileData`` images are fetched by the door, once
-    everything else has been checked."""
+async def _image_request(request: Request, door: FrontDoor, engine: str) -> tuple[ImageRequest, bool]:
+    """The body as a core request, with its ``thinkingConfig.includeThoughts`` (which the core
+    request does not carry: only the answer uses it); its ``fileData`` images are fetched by the
+    door, once everything else has been checked."""
     body = convert.parse_request(await request.body())
-    return convert.to_image_request(body, engine=engine, limits=door.limits)
+    image_request = convert.to_image_request(body, engine=engine, limits=door.limits)
+    return image_request, convert.include_thoughts(body)
 
 
 async def generate_content(
     request: Request, door: FrontDoorDep, caller: CallerKey, model: str
 ) -> JSONResponse:
     try:
-        image_request, task, result = await _generate(request, door, caller, model)
+        image_request, task, result, thoughts = await _generate(request, door, caller, model)
     except ContentBlockedError as blocked:  # Gemini reports a refusal in a 200 answer
         return JSONResponse(_blocked(blocked, model).wire(), status_code=200)
-    response = render.to_response(result, image_request, model, render.new_response_id())
+    response_id = render.new_response_id()
+    response = render.to_response(result, image_request, model, response_id, include_thoughts=thoughts)
     headers = answer_headers(task, image_request, result)
     return ImageAnswer(response.wire(), status_code=200, headers=headers)
 
@@ -78,8 +82,9 @@ async def stream_generate_content(
     """
     sse = _stream_format(alt) == "sse"  # checked before the run
     try:
-        image_request, task, result = await _generate(request, door, caller, model)
-        chunks = render.to_stream_chunks(result, image_request, model, render.new_response_id())
+        image_request, task, result, thoughts = await _generate(request, door, caller, model)
+        response_id = render.new_response_id()
+        chunks = render.to_stream_chunks(result, image_request, model, response_id, include_thoughts=thoughts)
         headers = answer_headers(task, image_request, result)
     except ContentBlockedError as blocked:  # one chunk saying why, as generateContent answers
         chunks, headers = [_blocked(blocked, model)], {}

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plantain.dialects.inference_sh.convert import app_of
-from plantain.types import Task, TaskEvent
+from plantain.types import PlanResult, Task, TaskEvent
 
 FileURL = Callable[[str], str]  # file id -> absolute URL
 
@@ -102,20 +102,23 @@ def input_echo(task: Task) -> dict[str, Any]:
 
 
 def output_body(task: Task, file_url: FileURL) -> dict[str, Any] | None:
-    """The image apps' output: image URLs, a description (none: a diffusion model writes no text)
-    and ``output_meta``: what was made, with what, by which engine, at what cost."""
+    """The image apps' output: image URLs, a description (the planner stage's text, docs/planner.md;
+    empty without one: a diffusion model writes no text) and ``output_meta``: what was made, with
+    what, by which engine, at what cost."""
     if task.result is None:
         return None
+    plan = task.result.plan
     return {
         "images": [file_url(out.file_id) for out in task.result.outputs],
-        "description": "",
+        "description": plan.text if plan is not None else "",
         "output_meta": output_meta(task),
     }
 
 
 def output_meta(task: Task) -> dict[str, Any]:
     """inference.sh's ``OutputMeta`` (``inputs``/``outputs`` items, their pricing record) plus the
-    resolution, the parameters used, the usage and cost and the engine that served."""
+    resolution, the parameters used, the usage and cost and the engine that served, and, when the
+    planner stage ran, the prompt the engine got (``revised_prompt``) and the planner's numbers."""
     result, usage, request = task.result, task.usage, task.request
     assert result is not None
     inputs: list[dict[str, Any]] = [{"type": "text", "tokens": usage.tokens.input_text if usage else 0}]
@@ -163,7 +166,21 @@ def output_meta(task: Task) -> dict[str, Any]:
         "cost": usage.cost.model_dump() if usage else None,  # an estimate at the operator's price
         "model": task.model,
         "served_by": (usage.served_by if usage else None) or result.engine or task.engine,
+        **_plan_meta(result.plan),
     }
+
+
+def _plan_meta(plan: PlanResult | None) -> dict[str, Any]:
+    """The planner stage's part of ``output_meta``: nothing when it did not run."""
+    if plan is None:
+        return {}
+    numbers = {
+        "model": plan.model,
+        "seconds": plan.seconds,
+        "input_tokens": plan.input_tokens,
+        "output_tokens": plan.output_tokens,
+    }
+    return {"revised_prompt": plan.revised_prompt, "plan": numbers}
 
 
 def envelope(data: Any, ignored: Iterable[str] = ()) -> dict[str, Any]:

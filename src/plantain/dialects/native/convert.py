@@ -24,6 +24,7 @@ from plantain.types import (
     EVENT_TYPES,
     ImageRequest,
     InputImage,
+    PlanResult,
     ProvenanceChoice,
     SafetyLevel,
     Task,
@@ -45,6 +46,7 @@ FIELD_NAMES = {
     "options.steps": "input.steps",
     "options.guidance": "input.guidance",
     "background": "input.background",
+    "plan": "input.rewrite",
 }
 
 # input.safety_tolerance (0 strictest, 6 most permissive, as BFL and fal take it) -> level.
@@ -142,6 +144,7 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
         "ignored": ignored(
             {name: getattr(body, name) for name in VENDOR_RANGES if name not in USED_VENDOR_FIELDS}
         ),
+        "plan": body.rewrite,
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
@@ -266,6 +269,8 @@ def _input_echo(task: Task) -> dict[str, Any]:
         "safety": request.get("safety"),  # the level it ran at, once the server's limits applied
         "watermark": request.get("provenance", {}).get("watermark"),  # as asked: null is the default
         "content_credentials": request.get("provenance", {}).get("content_credentials"),
+        # input.rewrite as asked, shown only when sent (a task without it reads as it always has)
+        **({"rewrite": request["plan"]} if request.get("plan") is not None else {}),
     }
 
 
@@ -284,7 +289,31 @@ def _output(task: Task, file_url: FileURL) -> dict[str, Any] | None:
         }
         for out in result.outputs
     ]
-    return {"images": images, "steps": result.steps, "guidance": result.guidance, "seconds": result.seconds}
+    output: dict[str, Any] = {
+        "images": images,
+        "steps": result.steps,
+        "guidance": result.guidance,
+        "seconds": result.seconds,
+    }
+    if result.plan is not None:
+        output |= _plan_output(result.plan)
+    return output
+
+
+def _plan_output(plan: PlanResult) -> dict[str, Any]:
+    """What the planner stage made (docs/planner.md): its text as ``description`` (inference.sh's
+    name for an image app's text), the prompt the engine got, and the planner's own numbers,
+    apart from the engine's ``seconds`` above. Present only when a planner ran."""
+    return {
+        "description": plan.text,
+        "revised_prompt": plan.revised_prompt,
+        "plan": {
+            "model": plan.model,
+            "seconds": plan.seconds,
+            "input_tokens": plan.input_tokens,
+            "output_tokens": plan.output_tokens,
+        },
+    }
 
 
 def event_body(event: TaskEvent, file_url: FileURL) -> dict[str, Any]:

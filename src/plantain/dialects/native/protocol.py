@@ -32,6 +32,9 @@ class TaskInput(BaseModel):
     # false: no watermark / no content credentials on this task's images, where the server allows it.
     watermark: bool | None = None
     content_credentials: bool | None = None
+    # The planner stage (docs/planner.md): false skips it for this task, true asks for it (refused
+    # when the server has no planner); absent follows the server's ``planner`` setting.
+    rewrite: bool | None = None
     # Vendors' fields (inference.sh's image apps) that steer a language model or a remote
     # provider: accepted so their bodies run as they are, each checked against the vendor's
     # range (VENDOR_RANGES), and reported in input.ignored, but for retry_count, which sets a

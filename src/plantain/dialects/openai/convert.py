@@ -45,7 +45,14 @@ _EXACT = re.compile(r"(\d{1,6})x(\d{1,6})")
 _RESOLUTIONS = {"512": "512", "0.5K": "512", "1K": "1K", "2K": "2K", "4K": "4K"}
 
 # Internal field names -> the OpenAI parameter a caller sent, for error `param`s and messages.
-PARAM_NAMES = {"images": "image", "num_images": "n", "engine": "model", "width": "size", "height": "size"}
+PARAM_NAMES = {
+    "images": "image",
+    "num_images": "n",
+    "engine": "model",
+    "width": "size",
+    "height": "size",
+    "plan": "rewrite_prompt",
+}
 
 # `quality` -> a multiple of the engine preset's steps (docs/parameters.md has each engine's steps);
 # auto, medium and standard run the preset as it is.
@@ -212,6 +219,7 @@ def _create_request(
         ),
         options={"steps_scale": QUALITY_STEPS_SCALE.get(params.quality or "auto")},
         ignored=ignored(unused | {name: params.resolution for name in size.ignored}),
+        plan=params.rewrite_prompt,
     )
 
 
@@ -342,6 +350,11 @@ def response_format(requested: str | None, model: str | None, *, variation: bool
     return "b64_json"
 
 
+def revised_prompt(result: ImageResult) -> str | None:
+    """The prompt the planner stage gave the engine (docs/planner.md), or None when none ran."""
+    return result.plan.revised_prompt if result.plan is not None else None
+
+
 def output_format(params: ImageParams) -> OutputFormat:
     return params.output_format or "png"
 
@@ -359,13 +372,16 @@ def response_body(
     cost: float | None = None,
 ) -> dict[str, Any]:
     """The ``ImagesResponse`` body: ``b64_json`` per image, or ``url`` when ``urls`` are given;
-    ``counted`` is the task's usage (plantain.usage), reported in gpt-image's ``usage`` shape."""
+    ``counted`` is the task's usage (plantain.usage), reported in gpt-image's ``usage`` shape.
+    ``revised_prompt`` is the prompt the engine got from the planner stage, as dall-e-3 reports its
+    rewrite (None when no planner ran)."""
+    revised = revised_prompt(result)
     if urls is None:
         data: list[dict[str, Any]] = [
-            {"b64_json": _b64(image), "revised_prompt": None} for image in result.images
+            {"b64_json": _b64(image), "revised_prompt": revised} for image in result.images
         ]
     else:
-        data = [{"url": url, "revised_prompt": None} for url in urls]
+        data = [{"url": url, "revised_prompt": revised} for url in urls]
     for item, image in zip(data, result.images, strict=True):
         item["seed"] = image.seed  # a Plantain extension, as the seed parameter is
     return {
@@ -386,9 +402,13 @@ def stream_events(
     cost: float | None = None,
 ) -> list[str]:
     """The stream's last events: one ``<endpoint>.completed`` per image, each with the usage of the
-    whole request (a client reads it from any one of them)."""
+    whole request (a client reads it from any one of them), and the planner's ``revised_prompt``
+    when one ran (left out otherwise: OpenAI's events have no such field, and unknown ones are
+    ignored by the SDK)."""
     kind = f"{endpoint}.completed"
     shared = {**_echo(result.images[0], params), "usage": usage(counted, cost)}  # once, not per image
+    if result.plan is not None:
+        shared["revised_prompt"] = result.plan.revised_prompt
     return [
         sse(kind, {"type": kind, "b64_json": _b64(image), "seed": image.seed, "created_at": created} | shared)
         for image in result.images

@@ -54,6 +54,9 @@ class ImageParams(BaseModel):
     # Plantain extensions (extra_body): false opts out of a provenance mark, where the server allows it.
     watermark: bool | None = None
     content_credentials: bool | None = None
+    # Plantain extension (extra_body): false skips the planner stage (docs/planner.md), true asks
+    # for it; absent follows the server's ``planner`` setting. Its rewrite is ``revised_prompt``.
+    rewrite_prompt: bool | None = None
     # Accepted and ignored: they steer OpenAI's own models and have no meaning here.
     input_fidelity: Any = None
     safety_identifier: Any = None
