@@ -110,3 +110,13 @@ def test_a_server_without_a_planner_refuses_a_request_that_asks_for_one(
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert field in error["message"] and "planner" in error["message"]
+
+
+def test_the_python_client_reads_the_text_and_the_rewrite(planned: str) -> None:
+    from plantain.client import Client
+
+    with Client(planned) as client:
+        done = client.run("tiny", {"prompt": "a lighthouse at dusk", "resolution": "512"})
+    assert done.output is not None and isinstance(done.output.revised_prompt, str)
+    assert isinstance(done.output.description, str)
+    assert done.usage is not None and done.usage.planner_seconds > 0 and done.usage.served_by == "tiny"

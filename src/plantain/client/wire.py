@@ -77,6 +77,10 @@ class TaskOutput(_Wire):
     steps: int | None = None
     guidance: float | None = None
     seconds: float | None = None
+    # The planner stage's answer text and the prompt the engine got (docs/planner.md); None
+    # when the stage did not run.
+    description: str | None = None
+    revised_prompt: str | None = None
 
 
 class ErrorInfo(_Wire):
