@@ -43,8 +43,8 @@ def test_the_task_shows_the_rewrite_the_text_and_the_planners_time(planned: str)
     done = task(planned, seed=3)
     output = done["output"]
     assert done["status"] == "succeeded"
-    assert isinstance(output["revised_prompt"], str) and output["revised_prompt"]
-    assert isinstance(output["description"], str)
+    assert output["revised_prompt"] and output["revised_prompt"] != "a red kite over the sea"  # the rewrite
+    assert output["description"]  # the tiny planner writes printable noise, never nothing
     assert output["plan"]["model"] == "tiny" and output["plan"]["output_tokens"] > 0
     assert done["usage"]["planner_seconds"] > 0
     again = task(planned, seed=3)  # greedy decoding: the same request is planned the same way
@@ -66,7 +66,7 @@ def test_gemini_answers_a_text_part_before_the_image_and_the_thought_when_asked(
     }
     parts = httpx.post(planned + GEMINI, json=body, timeout=120).json()["candidates"][0]["content"]["parts"]
     kinds = ["thought" if p.get("thought") else "text" if "text" in p else "image" for p in parts]
-    assert kinds[0] == "thought" and kinds[-1] == "image"
+    assert kinds == ["thought", "text", "image"]
     off = {**body, "generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}}
     parts = httpx.post(planned + GEMINI, json=off, timeout=120).json()["candidates"][0]["content"]["parts"]
     assert all("inlineData" in part for part in parts)  # thinking off: no planning, no text

@@ -58,4 +58,24 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
         eos_token_id=end_of_turn,  # a chat turn ends the answer, as in the real checkpoints
         pad_token_id=pad_id,
     )
-    save_atomically(_Checkpoint(Qwen3ForCausalLM(config), tokenizer), directory)
+    model = Qwen3ForCausalLM(config)
+    _silence_blank_tokens(model, tokenizer)
+    save_atomically(_Checkpoint(model, tokenizer), directory)
+
+
+def _silence_blank_tokens(model: Any, tokenizer: Any) -> None:
+    """Zero the (tied) embedding rows of tokens that decode to nothing visible: whitespace, control
+    characters, a lone byte of a multi-byte character, and the special tokens (the end of turn
+    among them). Greedy decoding of a random model repeats its likeliest token, and when that was
+    a newline or the end of turn every rewrite came out empty, so tests and demos never saw the
+    planner's text; with those rows at zero their logit is 0, below the best random one, and the
+    noise it writes is printable."""
+    special = set(tokenizer.all_special_ids)
+    blank = [token for token in range(len(tokenizer)) if token in special or not _visible(tokenizer, token)]
+    with torch.no_grad():
+        model.get_input_embeddings().weight[blank] = 0.0
+
+
+def _visible(tokenizer: Any, token: int) -> bool:
+    text = tokenizer.decode([token], skip_special_tokens=True)
+    return bool(text.strip()) and text.isprintable() and "\ufffd" not in text
