@@ -18,7 +18,7 @@ from plantain.engines.family import Family
 from plantain.engines.flux2 import FLUX2_INPAINT_MAX_IMAGES, FLUX2_INPUTS, TINY_CALL_KWARGS, Flux2KleinEngine
 from plantain.engines.jobs import Capabilities, Preset
 from plantain.engines.loading import WeightsSource
-from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
+from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, tiny_qwen3_config
 from plantain.imaging.sizes import TABLE_1K, TIER_SCALE, SizeLimits
 from plantain.settings import Settings
 
@@ -49,26 +49,11 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
         Flux2KleinPipeline,
         Flux2Transformer2DModel,
     )
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3ForCausalLM
 
     torch.manual_seed(seed)
     tokenizer = tiny_qwen2_tokenizer()
-    pad_id = token_id(tokenizer, "<|endoftext|>")
-    text_encoder = Qwen3ForCausalLM(
-        Qwen3Config(
-            hidden_size=16,
-            intermediate_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=8,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=512,
-            bos_token_id=pad_id,
-            eos_token_id=token_id(tokenizer, "<|im_end|>"),
-            pad_token_id=pad_id,
-        )
-    )
+    text_encoder = Qwen3ForCausalLM(tiny_qwen3_config(tokenizer))
     transformer = Flux2Transformer2DModel(
         patch_size=1,
         in_channels=32,

@@ -8,7 +8,9 @@ a token, which keeps the models' prompt-template logic valid at the cost of long
 
 from __future__ import annotations
 
-from transformers import CLIPTokenizer, Qwen2Tokenizer, T5Tokenizer
+from typing import Any
+
+from transformers import CLIPTokenizer, Qwen2Tokenizer, Qwen3Config, T5Tokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 BYTE_SYMBOLS: list[str] = list(bytes_to_unicode().values())
@@ -67,3 +69,26 @@ def token_id(tokenizer: Qwen2Tokenizer, token: str) -> int:
     value = tokenizer.convert_tokens_to_ids(token)
     assert isinstance(value, int), f"{token!r} is not a single token"
     return value
+
+
+def tiny_qwen3_config(tokenizer: Qwen2Tokenizer, **sizes: Any) -> Qwen3Config:
+    """A tiny Qwen3 configuration on ``tokenizer``'s vocabulary and special ids (Qwen's default
+    ids lie outside a tiny vocabulary and warn); a chat turn ends at ``<|im_end|>``. ``sizes``
+    override the smallest shape that runs (hidden 16, two layers)."""
+    pad_id = token_id(tokenizer, "<|endoftext|>")
+    shape: dict[str, Any] = {
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "max_position_embeddings": 512,
+    }
+    return Qwen3Config(
+        **{**shape, **sizes},
+        vocab_size=len(tokenizer),
+        bos_token_id=pad_id,
+        eos_token_id=token_id(tokenizer, "<|im_end|>"),
+        pad_token_id=pad_id,
+    )

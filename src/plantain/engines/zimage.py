@@ -26,7 +26,7 @@ from plantain.engines.jobs import Capabilities, EngineJob, Preset
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.prompts import TextEmbeddingHooks, encoder_kwargs
 from plantain.engines.running import decode_latents
-from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
+from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, tiny_qwen3_config
 from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
 
@@ -149,25 +149,10 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> None:
 
 
 def _tiny_text_encoder(tokenizer: Qwen2Tokenizer) -> Any:
-    from transformers import Qwen3Config, Qwen3Model
+    from transformers import Qwen3Model
 
-    pad_id = token_id(tokenizer, "<|endoftext|>")
-    return Qwen3Model(
-        Qwen3Config(
-            hidden_size=16,
-            intermediate_size=16,
-            num_hidden_layers=2,  # the pipeline reads the second-to-last hidden state
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=8,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=1024,
-            # The tiny vocabulary's own ids: Qwen's defaults are outside it and warn.
-            bos_token_id=pad_id,
-            eos_token_id=token_id(tokenizer, "<|im_end|>"),
-            pad_token_id=pad_id,
-        )
-    )
+    # Two layers: the pipeline reads the second-to-last hidden state.
+    return Qwen3Model(tiny_qwen3_config(tokenizer, max_position_embeddings=1024))
 
 
 def _tiny_transformer() -> Any:

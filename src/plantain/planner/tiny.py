@@ -18,7 +18,7 @@ import torch
 
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.loading import quiet_libraries
-from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
+from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, tiny_qwen3_config
 
 CHECKPOINT_DIR_NAME = "tiny-planner-qwen3"
 
@@ -37,26 +37,19 @@ class _Checkpoint:
 
 def build_checkpoint(directory: Path, seed: int = 0) -> None:
     """Build the tiny planner model into ``directory`` (hidden size 32, two layers)."""
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3ForCausalLM
 
     quiet_libraries()
     torch.manual_seed(seed)
     tokenizer = tiny_qwen2_tokenizer()
-    end_of_turn = token_id(tokenizer, "<|im_end|>")
-    pad_id = token_id(tokenizer, "<|endoftext|>")
-    config = Qwen3Config(
+    config = tiny_qwen3_config(
+        tokenizer,
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=16,
-        vocab_size=len(tokenizer),
         max_position_embeddings=4096,
         tie_word_embeddings=True,  # as the small Qwen3 checkpoints (and klein's text encoder) do
-        bos_token_id=pad_id,
-        eos_token_id=end_of_turn,  # a chat turn ends the answer, as in the real checkpoints
-        pad_token_id=pad_id,
     )
     model = Qwen3ForCausalLM(config)
     _silence_blank_tokens(model, tokenizer)
