@@ -197,6 +197,8 @@ def test_a_route_naming_an_unknown_engine_is_refused_at_start(
 
     with pytest.raises(ConfigurationError, match=r"routes.*'nope'.*not engines or providers"):
         EngineRegistry(server_settings(routes={"banana": ["tiny", "nope"]}))
+    with pytest.raises(ConfigurationError, match=r"routes.*'tiny' more than once"):
+        EngineRegistry(server_settings(routes={"banana": ["tiny", "tiny"]}))
 
 
 def test_a_requests_retry_count_replaces_the_providers_retries(

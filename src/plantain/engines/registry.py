@@ -7,6 +7,7 @@ the one list of them that the registry, the tests and the bench scripts read.
 from __future__ import annotations
 
 import threading
+from functools import partial
 from typing import TYPE_CHECKING
 
 from plantain.engines import flux1, flux2, qwen_image, tiny, zimage
@@ -82,13 +83,7 @@ def _provider_factories(settings: Settings, engines: dict[str, EngineFactory]) -
                 field="providers",
             )
 
-        def create(engine: str, settings: Settings, config: object = config) -> Engine:
-            from plantain.settings.providers import ProviderConfig
-
-            assert isinstance(config, ProviderConfig)
-            return engine_class(config.kind)(engine, settings, config)
-
-        factories[name] = create
+        factories[name] = partial(engine_class(config.kind), config=config)
     return factories
 
 
@@ -104,11 +99,7 @@ def _route_factories(
     for name, members in settings.routes.items():
         _check_route(name, members, engines)
 
-        def create(engine: str, settings: Settings, members: list[str] = members) -> Engine:
-            made = [registry.get(member) for member in members]
-            return RoutedEngine(engine, settings, made, sink=lambda: registry.attempts)
-
-        factories[name] = create
+        factories[name] = partial(RoutedEngine.of_registry, registry=registry, members=tuple(members))
     return factories
 
 
@@ -123,7 +114,7 @@ def _check_route(name: str, members: list[str], engines: dict[str, EngineFactory
             f"route {name!r} names {', '.join(map(repr, unknown))}, which are not engines or "
             f"providers here (a route's members cannot be routes); known: {', '.join(engines)}"
         )
-    elif len(set(members)) != len(members):
-        problem = f"route {name!r} lists an engine twice"
+    elif twice := sorted({member for member in members if members.count(member) > 1}):
+        problem = f"route {name!r} lists {', '.join(map(repr, twice))} more than once; name each engine once"
     if problem:
         raise ConfigurationError(f"setting routes (PLANTAIN_ROUTES): {problem}", field="routes")

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -29,6 +29,9 @@ from plantain.errors import InvalidRequestError, PlantainError, RouteFailedError
 from plantain.imaging.sizes import SizeLimits
 from plantain.providers.base import SERVED_BY, origin_of
 from plantain.settings import Settings
+
+if TYPE_CHECKING:
+    from plantain.engines.registry import EngineRegistry
 from plantain.types import ImageRequest
 
 logger = logging.getLogger(__name__)
@@ -93,6 +96,15 @@ class RoutedEngine(Engine):
         )
         self.members = tuple(members)
         self._sink = sink  # read at each try: the store's sink is set once the scheduler has a store
+
+    @classmethod
+    def of_registry(
+        cls, name: str, settings: Settings, *, registry: EngineRegistry, members: Sequence[str]
+    ) -> RoutedEngine:
+        """The route ``name`` over ``registry``'s engines called ``members``, reporting each try to
+        the registry's sink (read at each try: the scheduler sets it once it has a store)."""
+        made = [registry.get(member) for member in members]
+        return cls(name, settings, made, sink=lambda: registry.attempts)
 
     # --- weights: a route has none of its own ------------------------------------------------
 
@@ -278,7 +290,7 @@ def _run_member(
 def _member_job(job: EngineJob, member: str) -> EngineJob | PlantainError:
     if isinstance(job, RoutedJob):
         return job.plan_for(member)
-    return replace(job)  # a job planned elsewhere runs as it is
+    return job  # a job planned elsewhere runs as it is
 
 
 def _union(members: Sequence[Engine]) -> Capabilities:
