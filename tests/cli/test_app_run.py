@@ -72,6 +72,7 @@ def test_a_refusal_is_one_line_naming_the_field(plantain: Plantain) -> None:
     result = plantain("app", "run", "plantain/tiny", "--input", '{"prompt": "x", "temperature": 9}')
     assert result.exit_code == 1
     assert "HTTP 400: input.temperature: 9" in result.stderr and "2" in result.stderr
+    assert "less than or equal to 2" in result.stderr  # the limit, not any "2"
     unknown = plantain("app", "run", "acme/painter", "--input", '{"prompt": "x"}')
     assert unknown.exit_code == 1 and "HTTP 404" in unknown.stderr and "plantain/tiny" in unknown.stderr
 

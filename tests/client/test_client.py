@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from plantain import AsyncClient, Client
-from plantain.client import Event
+from plantain.client import Event, Task
 from plantain.errors import (
     AuthenticationError,
     CancelledError,
@@ -221,6 +221,18 @@ def test_run_raises_cancelled_error_for_a_task_cancelled_while_it_runs(client: C
 
     with pytest.raises(TaskCancelledError, match="was cancelled"):
         client.run("tiny", {"prompt": "slow", "steps": 40}, on_event=cancel_once_started)
+
+
+def test_the_planner_stages_text_and_revised_prompt_are_read_from_the_output() -> None:
+    body = {
+        "id": "t",
+        "status": "succeeded",
+        "output": {"images": [], "description": "a boat, red", "revised_prompt": "a red boat"},
+    }
+    output = Task.model_validate(body).output
+    assert output is not None and (output.description, output.revised_prompt) == ("a boat, red", "a red boat")
+    plain = Task.model_validate({"id": "t", "status": "succeeded", "output": {"images": []}}).output
+    assert plain is not None and (plain.description, plain.revised_prompt) == (None, None)
 
 
 def test_the_former_name_of_task_cancelled_error_still_catches_it() -> None:

@@ -119,6 +119,19 @@ def test_an_upload_url_takes_the_bytes_without_a_key_and_big_files_are_refused(b
     assert too_big.status_code == 400 and too_big.json()["field"] == "files[0].size"
 
 
+def test_an_upload_of_more_bytes_than_declared_is_refused_naming_both(base: str) -> None:
+    declared = httpx.post(
+        f"{base}/files",
+        json={"files": [{"filename": "a.png", "content_type": "image/png", "size": 10}]},
+        headers={"authorization": f"Bearer {KEY}"},
+    ).json()["data"][0]
+    over = httpx.put(declared["upload_url"], content=make_input().data[:11])
+    assert over.status_code == 400 and over.json()["field"] == "body"
+    assert "11 bytes" in over.json()["detail"] and "10 bytes" in over.json()["detail"]
+    # the refused upload is gone: its URL takes nothing more
+    assert httpx.put(declared["upload_url"], content=make_input().data[:10]).status_code == 404
+
+
 def test_ignored_parameters_come_back_as_a_warning(base: str) -> None:
     seen: list[list[dict[str, Any]]] = []
     client = Inference(api_key=KEY, base_url=base, on_message=seen.append)
@@ -138,6 +151,7 @@ def test_errors_are_api_errors_with_their_code_and_detail(client: Any) -> None:
     assert (
         bad.value.status_code == 400 and "input.temperature" in bad.value.message and "2" in bad.value.message
     )
+    assert "less than or equal to 2" in bad.value.message  # the limit ("2" is also in the value 2.5)
 
 
 def test_a_wrong_key_is_refused(base: str) -> None:

@@ -17,9 +17,11 @@ import standardwebhooks
 from PIL import Image
 from tests.callers import serving
 
+from plantain.dialects.inference_sh import render
 from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer, WebhookReceiver, make_input
+from plantain.types import EventType, Task, TaskEvent
 from plantain.webhooks.signing import generate_secret
 
 COMPLETED, FAILED, CANCELLED, QUEUED, RUNNING = 10, 11, 12, 2, 7
@@ -304,3 +306,40 @@ def test_their_curl_example_queues_the_run_and_the_task_finishes(base: str) -> N
     updates = stream_lines(base, task_id)
     assert updates[-1]["status"] == COMPLETED
     assert updates[-1]["output"]["images"][0].startswith(f"{base}/v1/files/")
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+def test_progress_starts_over_when_a_task_is_queued_again() -> None:
+    task = Task(
+        id="t",
+        status="queued",
+        model="tiny",
+        engine="tiny",
+        source="inference_sh",
+        request={"prompt": "p"},
+        input_count=0,
+        attempts=1,
+        cancel_requested=False,
+        webhook_url=None,
+        webhook_events=None,
+        result=None,
+        error=None,
+        created_at=0.0,
+        started_at=None,
+        completed_at=None,
+        expires_at=None,
+    )
+    kinds: list[tuple[EventType, dict[str, Any]]] = [
+        ("queued", {}),
+        ("started", {}),
+        ("progress", {"step": 3, "total": 4}),
+        ("queued", {"requeued": "restart"}),  # its worker went away: it runs over
+    ]
+    events = [
+        TaskEvent(task_id="t", seq=n, type=k, data=d, created_at=0.0) for n, (k, d) in enumerate(kinds, 1)
+    ]
+    assert render.progress_of(task, events[:3]) == 75
+    assert render.progress_of(task, events) == 0
+    assert render.progress_of(task.model_copy(update={"status": "succeeded"}), events) == 100

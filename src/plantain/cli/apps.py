@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from plantain.cli.outputs import MEDIA_TYPE_FORMATS, output_paths
 from plantain.cli.progress import StepBar
 from plantain.cli.remote import SERVER_HELP, server_options
 from plantain.client import DEFAULT_SERVER
+from plantain.client.wire import _ServerKey, _unreachable
 
 COMPLETED, FAILED, CANCELLED = 10, 11, 12
 STREAM_TIMEOUT = httpx.Timeout(30.0, read=120.0)  # the server sends an update at least every 10 s
@@ -54,14 +54,16 @@ def run(app_ref: str, input_json: str, output: Path | None, server: str | None, 
     if not owner or not name:
         raise click.BadParameter(f"{app_ref!r}: write the app as OWNER/APP", param_hint="OWNER/APP")
     payload = inline_files(_load_input(input_json))
-    base = (server or os.environ.get("PLANTAIN_SERVER") or DEFAULT_SERVER).rstrip("/")
-    headers = {
-        "accept": "application/x-ndjson",
-        **({"authorization": f"Bearer {api_key}"} if api_key else {}),
-    }
-    with httpx.Client(base_url=base, headers=headers, timeout=STREAM_TIMEOUT) as client:
-        task = _follow(client, f"/v1/apps/{owner}/{name}/run", {"input": payload}, app_ref)
-        _save(client, task, output)
+    base = (server or DEFAULT_SERVER).rstrip("/")  # --server reads PLANTAIN_SERVER
+    # The key goes to this server only, never to an output URL on another host (as plantain.client).
+    auth = _ServerKey(api_key or None, base)
+    headers = {"accept": "application/x-ndjson"}
+    with httpx.Client(base_url=base, headers=headers, auth=auth, timeout=STREAM_TIMEOUT) as client:
+        try:
+            task = _follow(client, f"/v1/apps/{owner}/{name}/run", {"input": payload}, app_ref)
+            _save(client, task, output)
+        except httpx.TransportError as exc:
+            raise click.ClickException(_unreachable(base, exc).message) from None
 
 
 def inline_files(value: Any) -> Any:
@@ -97,22 +99,16 @@ def _load_input(text: str) -> dict[str, Any]:
 def _follow(client: httpx.Client, path: str, body: dict[str, Any], label: str) -> dict[str, Any]:
     """Run and follow the stream to the task's end; its last update, or the reason it failed raised."""
     last: dict[str, Any] | None = None
-    try:
-        with client.stream("POST", path, params={"stream": "true"}, json=body) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise click.ClickException(_problem(response))
-            with StepBar(label) as bar:
-                for update in _lines(response):
-                    if last is None:
-                        click.echo(f"{update['id']}: {update['status_text']}", err=True)
-                    bar.update(int(update.get("progress") or 0), 100)
-                    last = update
-    except httpx.TransportError as exc:
-        raise click.ClickException(
-            f"cannot reach the Plantain server at {client.base_url} ({exc or type(exc).__name__}); is it "
-            "running? Start one with 'plantain serve', or pass --server / set PLANTAIN_SERVER"
-        ) from None
+    with client.stream("POST", path, params={"stream": "true"}, json=body) as response:
+        if response.is_error:
+            response.read()
+            raise click.ClickException(_problem(response))
+        with StepBar(label) as bar:
+            for update in _lines(response):
+                if last is None:
+                    click.echo(f"{update['id']}: {update['status_text']}", err=True)
+                bar.update(int(update.get("progress") or 0), 100)
+                last = update
     if last is None or last["status"] not in (COMPLETED, FAILED, CANCELLED):
         raise click.ClickException("the stream ended before the task did")
     if last["status"] != COMPLETED:
@@ -136,7 +132,10 @@ def _save(client: httpx.Client, task: dict[str, Any], output: Path | None) -> No
     paths = output_paths(output, [item["extra"]["seed"] for item in items], fmt)
     for path, url in zip(paths, task["output"]["images"], strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(client.get(url).raise_for_status().content)
+        response = client.get(url)
+        if response.is_error:
+            raise click.ClickException(f"{url}: {_problem(response)}")
+        path.write_bytes(response.content)
         click.echo(str(path))
     first = items[0]
     click.echo(

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from plantain.dialects.inference_sh.protocol import AppInput, RunRequest
+from plantain.dialects.report import ignored as sent
 from plantain.dialects.wire import decode_base64, load_json, validate
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import InvalidRequestError, UnknownModelError
@@ -170,11 +171,14 @@ def image_sources(body: AppInput, limits: Limits = DEFAULT_LIMITS) -> list[Input
     return [_input_image(value, index, limits) for index, value in enumerate(body.images)]
 
 
+_OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://")  # file://, gs://…: never read
+
+
 def _input_image(value: str, index: int, limits: Limits) -> InputImage:
     label = f"input.images[{index}]"
     if value[:8].lower().startswith(("http://", "https://")):
         return InputImage(url=value, label=label)
-    if re.match(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://", value) or value.startswith(("/", "./", "../", "~")):
+    if _OTHER_URL.match(value) or value.startswith(("/", "./", "../", "~")):
         raise InvalidRequestError(
             f"{label}: {value[:60]!r} cannot be read by the server; send an http(s) URL, a data: URI or "
             "base64 (the SDK and 'plantain app run' upload local files as base64)",
@@ -199,7 +203,7 @@ def to_image_request(
         "safety": _safety(body),
         # A remote provider's retries (docs/providers.md); a local engine has none to make.
         "options": None if body.retry_count is None else {"retries": body.retry_count},
-        "ignored": (*ignored, *(name for name in IGNORED_INPUT_FIELDS if getattr(body, name) is not None)),
+        "ignored": (*ignored, *sent({name: getattr(body, name) for name in IGNORED_INPUT_FIELDS})),
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})

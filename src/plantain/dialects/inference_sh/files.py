@@ -95,7 +95,13 @@ async def upload_file(request: Request, door: FrontDoorDep, session: str) -> JSO
     data = await request.body()
     try:
         door.limits.check_image_bytes(len(data), upload.display_name, "body")
-        await asyncio.to_thread(uploads.append, session, 0, data)
+        if len(data) > upload.size_bytes:
+            raise InvalidRequestError(
+                f"body: {len(data)} bytes is more than the {upload.size_bytes} bytes this upload "
+                "declared (POST /files, files[].size)",
+                field="body",
+            )
+        # The whole file at once: stored as the file itself, never as a chunk to be assembled.
         upload = await asyncio.to_thread(uploads.activate, upload, data, upload.mime_type)
     except PlantainError:
         await asyncio.to_thread(uploads.abandon, upload)
@@ -111,8 +117,9 @@ async def resolve_uploads(
     own = {request.url.netloc, urlsplit(door.settings.public_url or "").netloc} - {""}
     resolved = []
     for image in images:
-        match = UPLOAD_URI.fullmatch(urlsplit(image.url).path) if image.url else None
-        if match is None or urlsplit(image.url or "").netloc not in own:
+        url = urlsplit(image.url or "")
+        match = UPLOAD_URI.fullmatch(url.path) if url.netloc in own else None
+        if match is None:
             resolved.append(image)
             continue
         _, data = await asyncio.to_thread(door.store.uploads.data, caller, match.group(1))

@@ -52,11 +52,20 @@ def progress_of(task: Task, events: Iterable[TaskEvent]) -> int:
         return 100
     percent = 0
     for event in events:
-        if event.type == "progress" and event.data.get("total"):
-            percent = int(100 * event.data["step"] / event.data["total"])
-        elif event.type == "started":
-            percent = 0  # a task run again after a restart starts over
-    return min(percent, 99)
+        step = step_percent(event)
+        if step is not None:
+            percent = step
+        elif event.type in ("queued", "started"):
+            percent = 0  # a task queued again after a restart starts over
+    return percent
+
+
+def step_percent(event: TaskEvent) -> int | None:
+    """The percent a ``progress`` event with a step count reports (at most 99: 100 is the end);
+    None for any other event."""
+    if event.type == "progress" and event.data.get("total"):
+        return min(int(100 * event.data["step"] / event.data["total"]), 99)
+    return None
 
 
 def task_body(

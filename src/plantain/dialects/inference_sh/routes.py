@@ -91,9 +91,7 @@ async def run_named_app(
 @router.get("/tasks/{task_id}")
 async def get_task(request: Request, door: FrontDoorDep, task_id: str) -> JSONResponse:
     task = door.store.get(task_id)
-    return JSONResponse(
-        render.envelope(_body(request, task, render.progress_of(task, door.store.events_after(task_id))))
-    )
+    return JSONResponse(render.envelope(_body(request, task, _progress(door, task))))
 
 
 @router.get("/tasks/{task_id}/stream")
@@ -106,9 +104,7 @@ async def stream_task(request: Request, door: FrontDoorDep, task_id: str) -> Str
 async def cancel_task(request: Request, door: FrontDoorDep, task_id: str) -> JSONResponse:
     """Idempotent: a queued task ends at once, a running one at its next step (``cancelling``)."""
     task = door.cancel(task_id)
-    return JSONResponse(
-        render.envelope(_body(request, task, render.progress_of(task, door.store.events_after(task_id))))
-    )
+    return JSONResponse(render.envelope(_body(request, task, _progress(door, task))))
 
 
 async def _run(
@@ -138,8 +134,7 @@ async def _run(
         return response
     if wait:
         task = await _wait(request, door, task.id)
-    events = door.store.events_after(task.id)
-    data = _body(request, task, render.progress_of(task, events))
+    data = _body(request, task, _progress(door, task))
     return JSONResponse(render.envelope(data, image_request.ignored), headers=headers)
 
 
@@ -173,7 +168,7 @@ async def _updates(
 ) -> AsyncIterator[str]:
     """The task now, then once per change (started, each progress percent, its end), then the
     stream closes. Subscribed before the store is read, so no event falls in between."""
-    task = door.store.get(task_id)
+    task: Task | None = None  # read once subscribed
     try:
         with door.subscribe(task_id) as live:
             events = door.store.events_after(task_id)
@@ -195,17 +190,15 @@ async def _updates(
                     if event.type in TERMINAL_EVENTS:
                         return
     finally:
-        if cancel_on_close and not task.finished:
+        if cancel_on_close and (task is None or not task.finished):
             door.cancel(task_id)  # the caller that started it went away mid-stream
 
 
 def _apply(door: FrontDoor, task: Task, percent: int, event: TaskEvent) -> tuple[Task, int, bool]:
     """The task and progress after ``event``, and whether that is worth an update."""
-    if event.type == "progress" and event.data.get("total"):
-        new = min(int(100 * event.data["step"] / event.data["total"]), 99)
-        return task, new, new != percent
     if event.type == "progress":
-        return task, percent, False
+        new = render.step_percent(event)
+        return task, percent if new is None else new, new is not None and new != percent
     fresh = door.store.get(task.id)
     if fresh.finished and event.type not in TERMINAL_EVENTS:
         return task, percent, False  # its end is a later event: shown then
@@ -214,6 +207,13 @@ def _apply(door: FrontDoor, task: Task, percent: int, event: TaskEvent) -> tuple
     elif event.type in ("queued", "started"):
         percent = 0  # (again) from the start: a task requeued after a restart runs over
     return fresh, percent, True
+
+
+def _progress(door: FrontDoor, task: Task) -> int:
+    """``task``'s progress; its events are read only when it can be anything but 100."""
+    if task.status == "succeeded":
+        return 100
+    return render.progress_of(task, door.store.events_after(task.id))
 
 
 def _body(request: Request, task: Task, progress: int, updated_at: float | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from plantain.dialects.inference_sh import convert as inference_sh_convert
 from plantain.dialects.inference_sh import render as inference_sh_render
 from plantain.dialects.inference_sh.convert import SAFETY_FILTERS, SAFETY_TOLERANCES
-from plantain.dialects.native.protocol import USED_VENDOR_FIELDS, VENDOR_RANGES, TaskCreate, TaskInput
+from plantain.dialects.native.protocol import VENDOR_RANGES, TaskCreate, TaskInput
 from plantain.dialects.report import ignored
 from plantain.dialects.wire import decode_base64, load_json, validation_error
 from plantain.errors import InvalidRequestError
@@ -141,9 +141,8 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
             watermark_field="input.watermark",
             content_credentials_field="input.content_credentials",
         ),
-        "ignored": ignored(
-            {name: getattr(body, name) for name in VENDOR_RANGES if name not in USED_VENDOR_FIELDS}
-        ),
+        # inference.sh's fields with no meaning here (retry_count is used: options.retries)
+        "ignored": ignored({name: getattr(body, name) for name in inference_sh_convert.IGNORED_INPUT_FIELDS}),
         "plan": body.rewrite,
     }
     try:

@@ -38,7 +38,7 @@ class TaskInput(BaseModel):
     # Vendors' fields (inference.sh's image apps) that steer a language model or a remote
     # provider: accepted so their bodies run as they are, each checked against the vendor's
     # range (VENDOR_RANGES), and reported in input.ignored, but for retry_count, which sets a
-    # remote provider's retries (USED_VENDOR_FIELDS).
+    # remote provider's retries (inference_sh.convert.IGNORED_INPUT_FIELDS lists the others).
     enable_google_search: bool | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -56,7 +56,6 @@ VENDOR_RANGES = {
     "max_tokens": "a whole number between 1 and 65536",
     "retry_count": "a whole number between 0 and 10",
 }
-USED_VENDOR_FIELDS = frozenset({"retry_count"})  # EngineOptions.retries: a provider's retries
 
 
 class TaskCreate(BaseModel):
