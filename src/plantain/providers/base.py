@@ -33,7 +33,7 @@ from PIL import Image
 from plantain.engines.base import Capabilities, Engine, EngineJob, Preset, Previews, StepCallback, StopFlag
 from plantain.engines.loading import WeightsSource, WeightsStatus
 from plantain.errors import ProviderError, TaskCancelledError
-from plantain.imaging.codecs import sniff_media_type
+from plantain.imaging.codecs import encode_image, sniff_media_type
 from plantain.imaging.sizes import TABLE_1K, TIER_SCALE, SizeLimits
 from plantain.providers.retry import Backoff, with_retries
 from plantain.settings import Settings
@@ -47,6 +47,7 @@ SERVED_BY = "plantain.served_by"  # PIL ``info`` key: the engine that made an im
 # what it does not make, and a route then tries its next engine).
 _LARGEST_4K = max(width * height for width, height in TABLE_1K.values()) * int(TIER_SCALE["4K"]) ** 2
 REMOTE_SIZES = SizeLimits(multiple=16, min_side=64, max_pixels=_LARGEST_4K, max_aspect=8.0)
+PASSED_INPUT_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})  # sent as the caller sent them
 MAX_OUTPUT_PIXELS = 8192 * 8192  # a provider's image larger than this is refused, not decoded
 
 
@@ -246,6 +247,21 @@ class RemoteEngine(Engine):
         }
 
     # --- helpers for provider families ----------------------------------------------------------
+
+    def inputs(self, job: RemoteJob, request: ImageRequest) -> list[RemoteImage]:
+        """Each input image as the provider is sent it: the caller's own bytes when they are a PNG,
+        JPEG or WebP (every kind reads those as they are: no decode and PNG re-encode of up to 14
+        photos per call, and a JPEG is not inflated into a PNG), else the decoded image as PNG.
+        A provider's planned inputs are the caller's unresized: a remote engine's input limits
+        enlarge nothing."""
+        sent = []
+        for source, decoded in zip(request.images, job.images, strict=True):
+            media_type = sniff_media_type(source.data)
+            if media_type in PASSED_INPUT_TYPES:
+                sent.append(RemoteImage(source.data, media_type))
+            else:
+                sent.append(RemoteImage(encode_image(decoded, "png"), "image/png"))
+        return sent
 
     def url(self, path: str) -> str:
         return self.config.base_url.rstrip("/") + "/" + path.lstrip("/")

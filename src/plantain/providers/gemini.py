@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import quote
 
 from plantain.errors import ProviderError
-from plantain.imaging.codecs import encode_image
 from plantain.imaging.sizes import nearest_aspect_ratio
 from plantain.providers.base import RemoteEngine, RemoteImage, RemoteJob
 from plantain.types import ImageRequest
@@ -56,9 +55,9 @@ class GeminiEngine(RemoteEngine):
     def body(self, job: RemoteJob, request: ImageRequest) -> dict[str, Any]:
         """The ``generateContent`` body for ``job``, without its seed."""
         parts: list[dict[str, Any]] = [{"text": job.prompt}]
-        for image in job.images:
-            data = base64.b64encode(encode_image(image, "png")).decode("ascii")
-            parts.append({"inlineData": {"mimeType": "image/png", "data": data}})
+        for image in self.inputs(job, request):
+            data = base64.b64encode(image.data).decode("ascii")
+            parts.append({"inlineData": {"mimeType": image.media_type, "data": data}})
         image_config: dict[str, str] = {}
         ratio = request.aspect_ratio
         if ratio is None and request.width is not None and request.height is not None:

@@ -33,7 +33,6 @@ from urllib.parse import urlsplit
 
 from plantain.errors import ProviderError
 from plantain.imaging.background import STEER_SUFFIX
-from plantain.imaging.codecs import encode_image
 from plantain.providers.base import RemoteEngine, RemoteImage, RemoteJob
 from plantain.types import ImageRequest
 
@@ -62,7 +61,7 @@ class OpenAIEngine(RemoteEngine):
             if not job.images:
                 answer = self.post("images/generations", sent, headers)
             else:
-                answer = self._post_form("images/edits", sent, self._files(job), headers)
+                answer = self._post_form("images/edits", sent, self._files(job, request), headers)
             made.extend(self.images_of(answer))
         return made
 
@@ -131,11 +130,14 @@ class OpenAIEngine(RemoteEngine):
                 )
         return images
 
-    def _files(self, job: RemoteJob) -> list[tuple[str, tuple[str, bytes, str]]]:
-        """Each input as a PNG file field: ``image[]`` (OpenAI's name for several; one works too)."""
+    def _files(self, job: RemoteJob, request: ImageRequest) -> list[tuple[str, tuple[str, bytes, str]]]:
+        """Each input as a file field: ``image[]`` (OpenAI's name for several; one works too)."""
         return [
-            ("image[]", (f"image-{index}.png", encode_image(image, "png"), "image/png"))
-            for index, image in enumerate(job.images, start=1)
+            (
+                "image[]",
+                (f"image-{index}.{_EXTENSIONS[str(image.media_type)]}", image.data, str(image.media_type)),
+            )
+            for index, image in enumerate(self.inputs(job, request), start=1)
         ]
 
     def _post_form(
@@ -172,3 +174,6 @@ def _media_type(output_format: Any) -> str | None:
     if output_format in {"png", "jpeg", "webp", "avif"}:
         return f"image/{output_format}"
     return None
+
+
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}  # a file name's, by type

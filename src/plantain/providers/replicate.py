@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from plantain.errors import ProviderError
-from plantain.imaging.codecs import encode_image
 from plantain.imaging.sizes import nearest_aspect_ratio
 from plantain.providers.base import RemoteEngine, RemoteImage, RemoteJob
 from plantain.types import ImageRequest
@@ -53,7 +52,7 @@ class ReplicateEngine(RemoteEngine):
         """The create body for ``job``, without its seed."""
         fields: dict[str, Any] = {"prompt": job.prompt}
         if job.images:
-            fields["image_input"] = [_data_uri(encode_image(image, "png")) for image in job.images]
+            fields["image_input"] = [_data_uri(image) for image in self.inputs(job, request)]
         ratio = request.aspect_ratio
         if ratio is None and request.width is not None and request.height is not None:
             ratio = nearest_aspect_ratio(request.width, request.height)
@@ -150,5 +149,5 @@ class ReplicateEngine(RemoteEngine):
         return RemoteImage(data, media_type)
 
 
-def _data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+def _data_uri(image: RemoteImage) -> str:
+    return f"data:{image.media_type};base64," + base64.b64encode(image.data).decode("ascii")
