@@ -10,11 +10,10 @@ messages are prepended to the prompt as an instruction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from plantain.dialects.chat.protocol import ContentPart, Message
-from plantain.dialects.wire import decode_base64
-from plantain.errors import InvalidImageError, InvalidRequestError
+from plantain.dialects.wire import image_url
+from plantain.errors import InvalidRequestError
 from plantain.limits import Limits
 from plantain.types import InputImage
 
@@ -124,20 +123,4 @@ def _image_part(part: ContentPart, label: str) -> ImagePart:
 
 def _input_image(part: ImagePart, limits: Limits) -> InputImage:
     """A data URL decoded now; an http(s) URL left for the front door's safe fetcher."""
-    field = f"{part.label}.url"
-    if part.url[:5].lower() == "data:":
-        if not part.url[5:].lower().startswith("image/"):
-            raise InvalidImageError(
-                f"{field}: a data URL must hold an image, as data:image/png;base64,<data>", field=field
-            )
-        data = decode_base64(part.url, field, field=field, limits=limits, label=part.label)
-        return InputImage(data=data, label=part.label)
-    parsed = urlsplit(part.url)
-    if parsed.scheme.lower() not in {"http", "https"} or not parsed.hostname:
-        shown = part.url if len(part.url) <= 80 else f"{part.url[:80]}…"
-        raise InvalidRequestError(
-            f"{field}: {shown!r} is neither a data URL nor an http(s) URL; send "
-            "data:image/png;base64,<data> or a public image URL",
-            field=field,
-        )
-    return InputImage(url=part.url, label=part.label)
+    return image_url(part.url, part.label, f"{part.label}.url", limits=limits)

@@ -11,7 +11,6 @@ upscaling (``upscale_image``, whose ``mode`` is ``upscale``).
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from fastapi import Request
@@ -22,7 +21,7 @@ from pydantic.alias_generators import to_camel
 from plantain.dialects.deps import CallerKey, FrontDoorDep
 from plantain.dialects.gemini.convert import FIELD_NAMES
 from plantain.dialects.report import answer_headers
-from plantain.dialects.wire import decode_base64, load_json, validate
+from plantain.dialects.wire import ImageAnswer, decode_base64, encode_base64, load_json, validate
 from plantain.errors import InvalidRequestError
 from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.scheduler.frontdoor import Submission
@@ -93,7 +92,7 @@ async def predict(request: Request, door: FrontDoorDep, caller: CallerKey, model
     image_request = to_image_request(body, engine=door.engine_name(model), limits=door.limits)
     submission = Submission(model=model, source="gemini", api_key_id=caller)
     task, result = await door.run(image_request, submission, is_disconnected=request.is_disconnected)
-    return JSONResponse(to_predictions(result), headers=answer_headers(task, image_request, result))
+    return ImageAnswer(to_predictions(result), headers=answer_headers(task, image_request, result))
 
 
 def to_image_request(body: PredictRequest, *, engine: str, limits: Limits = DEFAULT_LIMITS) -> ImageRequest:
@@ -141,6 +140,7 @@ PREDICT_FIELDS = {
 
 
 def _reference_images(references: list[ReferenceImage], limits: Limits) -> tuple[InputImage, ...]:
+    limits.check_input_count(len(references), field="instances[0].referenceImages")  # before decoding
     images = []
     for index, reference in enumerate(references):
         field = f"instances[0].referenceImages[{index}]"
@@ -172,7 +172,7 @@ def to_predictions(result: ImageResult) -> dict[str, Any]:
     """Vertex's answer: one prediction per image, its bytes in standard base64."""
     return {
         "predictions": [
-            {"bytesBase64Encoded": base64.b64encode(image.data).decode(), "mimeType": image.media_type}
+            {"bytesBase64Encoded": encode_base64(image.data), "mimeType": image.media_type}
             for image in result.images
         ]
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -23,12 +22,11 @@ from plantain.dialects.nanobanana.protocol import (
     GenerateRequest,
 )
 from plantain.dialects.report import ignored
-from plantain.dialects.wire import decode_base64, load_object, validation_error
+from plantain.dialects.wire import image_url, load_object, validation_error
 from plantain.engines.model_names import is_served, served_models
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import (
     ContentBlockedError,
-    InvalidImageError,
     InvalidRequestError,
     PlantainError,
     UnknownModelError,
@@ -155,26 +153,11 @@ def ref_images(value: Sequence[str] | str | None, limits: Limits) -> list[InputI
             field="ref_images",
         )
     limits.check_input_count(len(urls), field="ref_images")
-    return [_ref_image(url.strip(), index, limits) for index, url in enumerate(urls)]
+    return [_ref_image(url.strip(), f"ref_images[{index}]", limits) for index, url in enumerate(urls)]
 
 
-def _ref_image(url: str, index: int, limits: Limits) -> InputImage:
-    label = f"ref_images[{index}]"
-    if url[:5].lower() == "data:":
-        if not url[5:].lower().startswith("image/"):
-            raise InvalidImageError(
-                f"{label}: a data URI must hold an image, as data:image/png;base64,<data>", field=label
-            )
-        return InputImage(data=decode_base64(url, label, field=label, limits=limits), label=label)
-    parsed = urlsplit(url)
-    if parsed.scheme.lower() not in {"http", "https"} or not parsed.hostname:
-        shown = url if len(url) <= 80 else f"{url[:80]}…"
-        raise InvalidRequestError(
-            f"{label}: {shown!r} is not an http(s) URL; send a public image URL "
-            "(or data:image/png;base64,<data>)",
-            field=label,
-        )
-    return InputImage(url=url, label=label)
+def _ref_image(url: str, label: str, limits: Limits) -> InputImage:
+    return image_url(url, label, label, limits=limits)
 
 
 # --- answers ----------------------------------------------------------------------------------

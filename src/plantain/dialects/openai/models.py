@@ -25,11 +25,9 @@ def models_body(registry: EngineRegistry, provenance: dict[str, Any]) -> dict[st
 
 def model_body(registry: EngineRegistry, model: str, provenance: dict[str, Any]) -> dict[str, Any]:
     """``GET /v1/models/{model}``; an unknown name is a 404."""
-    served = served_models(registry)
     if not is_served(registry, model):
-        raise UnknownModelError(
-            f"model {model!r} is not served here; use one of {', '.join(served)}", field="model"
-        )
+        served = ", ".join(served_models(registry))
+        raise UnknownModelError(f"model {model!r} is not served here; use one of {served}", field="model")
     return _model(registry, model, provenance)
 
 
