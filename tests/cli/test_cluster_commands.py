@@ -53,6 +53,7 @@ def test_migrate_db_refuses_a_database_that_already_holds_tasks(tmp_path: Path, 
     again = runner.invoke(cli, ["--data-dir", str(tmp_path / "second"), "migrate-db", "--to", postgres_url])
     assert again.exit_code == 1
     assert "tasks" in again.output and "plantain_" in again.output  # names what it found and where
+    assert "not empty" in again.output and "1 in tasks" in again.output
 
 
 def test_a_worker_without_database_url_says_what_it_needs(tmp_path: Path) -> None:

@@ -385,11 +385,11 @@ def test_a_database_migrated_by_one_process_is_not_migrated_again(
     """A second store sees the schema version the first wrote; reopening runs no migration."""
     first, second = stores
     version = len(postgres.MIGRATIONS)
-    assert first.database.version == second.database.version == version  # type: ignore[attr-defined]
+    assert first.database.version == second.database.version == version
     task_id = submit(first)[0].id
     monkeypatch.setattr(postgres, "MIGRATIONS", tuple("SELECT 1 / 0" for _ in range(version)))
     again = TaskStore(tmp_path / "c", retention_seconds=RETENTION, database_url=postgres_url)
-    assert again.database.version == version  # type: ignore[attr-defined]
+    assert again.database.version == version
     assert again.get(task_id).status == "queued"
     with again.database.read() as db:
         assert db.execute("SELECT COUNT(*) FROM plantain_schema").fetchone()[0] == 1

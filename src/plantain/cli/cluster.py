@@ -73,4 +73,4 @@ def migrate_db(settings: Settings, database_url: str) -> None:
         target.close()
     for table, rows in counts.items():
         click.echo(f"{table}: {rows}")
-    click.echo(f"copied {counts.get('tasks', 0)} task(s) to {target.description}", err=True)
+    click.echo(f"copied {counts['tasks']} task(s) to {target.description}", err=True)

@@ -148,8 +148,8 @@ def worker_deployment(
 ) -> serve.Deployment:
     if min_replicas < 1:
         raise ConfigurationError(
-            "min_replicas must be at least 1: the replicas report the queue depth, so a deployment "
-            "scaled to zero would never scale up again"
+            f"min_replicas must be at least 1, not {min_replicas}: the replicas report the queue "
+            "depth, so a deployment scaled to zero would never scale up again"
         )
     config = AutoscalingConfig(
         **{

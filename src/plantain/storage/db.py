@@ -86,6 +86,11 @@ class Database(ABC):
         with self._lock:
             yield self._connection()
 
+    @property
+    @abstractmethod
+    def version(self) -> int:
+        """The number of the newest migration applied (0: none)."""
+
     @abstractmethod
     def _connection(self) -> Connection: ...
 

@@ -71,13 +71,7 @@ class TaskRuns:
                 f"AND status = 'queued'{self._database.skip_locked}) RETURNING id, queue_order",
                 (now, now + self.lease_seconds, *task_ids),
             ).fetchall()
-            claimed = []
-            for row in sorted(rows, key=lambda row: row["queue_order"]):
-                task = self._rows.task(db, row["id"])
-                claimed.append(
-                    (task, self._rows.append_event(db, task.id, "started", {"attempt": task.attempts}))
-                )
-            return claimed
+            return [self._started(db, row["id"]) for row in sorted(rows, key=lambda row: row["queue_order"])]
 
     def queued_ids(self, engine: str, limit: int) -> list[str]:
         """Up to ``limit`` queued tasks for ``engine``, oldest first (candidates to join a batch)."""

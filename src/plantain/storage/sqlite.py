@@ -295,6 +295,11 @@ class SqliteDatabase(Database):
     def _connection(self) -> Connection:
         return self._db
 
+    @property
+    def version(self) -> int:
+        with self.read() as db:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+
     def _begin(self, connection: Connection) -> None:
         connection.execute("BEGIN IMMEDIATE")
 

@@ -21,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 
 from plantain.errors import ConfigurationError
-from plantain.storage.db import Connection, Database, Dialect
+from plantain.storage.db import Connection, Database
 from plantain.storage.sqlite import SqliteDatabase
 
 # Every table of the task store, parents before the rows that reference them. The order rows
@@ -70,15 +70,15 @@ def copy_embedded(data_dir: Path, target: Database, *, chunk_rows: int = CHUNK_R
     source = SqliteDatabase(path)
     try:
         with source.transaction() as reading, target.transaction() as writing:
-            _check(path, reading, target, writing)
+            _check(path, source, target, writing)
             return {table: _copy_table(reading, writing, table, chunk_rows) for table in TABLES}
     finally:
         source.close()
 
 
-def _check(path: Path, source: Connection, target: Database, writing: Connection) -> None:
+def _check(path: Path, source: Database, target: Database, writing: Connection) -> None:
     """Refuse a target at another schema version than the source, or one that is not empty."""
-    theirs, ours = _version(source, "sqlite"), _version(writing, target.dialect)
+    theirs, ours = source.version, target.version  # read in the transactions the copy holds
     if theirs != ours:
         raise ConfigurationError(
             f"cannot copy {path} (schema version {theirs}) into {target.description} (schema "
@@ -91,13 +91,6 @@ def _check(path: Path, source: Connection, target: Database, writing: Connection
             f"cannot copy {path} into {target.description}: the target is not empty (it holds "
             f"rows: {held}); copy into a new, empty database, which Plantain migrates when it opens it"
         )
-
-
-def _version(db: Connection, dialect: Dialect) -> int:
-    if dialect == "sqlite":
-        return int(db.execute("PRAGMA user_version").fetchone()[0])
-    row = db.execute("SELECT version FROM plantain_schema").fetchone()
-    return 0 if row is None else int(row[0])
 
 
 def _count(db: Connection, table: str) -> int:

@@ -152,8 +152,8 @@ class Uploads:
 
     def assemble(self, session: str) -> tuple[Upload, bytes]:
         """The session's file and every byte received, in order."""
-        upload = self.session(session)
         with self._database.read() as db:
+            upload = self._session(db, session)
             chunks = db.execute(
                 "SELECT data FROM upload_chunks WHERE upload_id = ? ORDER BY start_offset", (upload.id,)
             ).fetchall()
