@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from plantain.dialects.native import convert
+from plantain.dialects import webhooks
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import ConfigurationError
 from plantain.scheduler.scheduler import Roles, Scheduler
@@ -46,7 +46,7 @@ class WorkerService:
         self.scheduler = Scheduler(
             settings,
             registry,
-            webhook_body=convert.webhook_renderer(settings.base_url),
+            webhook_body=webhooks.webhook_renderer(settings.base_url),
             roles=Roles(front=False, worker=True, engines=self.engines),
         )
         self.stopped = threading.Event()

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plantain import __version__, logs
-from plantain.dialects import files, openapi
+from plantain.dialects import files, openapi, webhooks
 from plantain.dialects.chat import routes as chat_routes
 from plantain.dialects.deps import FrontDoorDep, sent_key
 from plantain.dialects.gemini import errors as gemini_errors
@@ -38,7 +38,6 @@ from plantain.dialects.inference_sh import errors as inference_sh_errors
 from plantain.dialects.inference_sh import routes as inference_sh_routes
 from plantain.dialects.nanobanana import convert as nanobanana_convert
 from plantain.dialects.nanobanana import routes as nanobanana_routes
-from plantain.dialects.native import convert as tasks_convert
 from plantain.dialects.native import errors as tasks_errors
 from plantain.dialects.native import provenance_routes, usage_routes
 from plantain.dialects.native import routes as tasks_routes
@@ -196,7 +195,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> FastAPI:
-    webhook_body = tasks_convert.webhook_renderer(settings.base_url)
+    webhook_body = webhooks.webhook_renderer(settings.base_url)
     scheduler = Scheduler(settings, registry or EngineRegistry(settings), webhook_body=webhook_body)
     batches = BatchStore(scheduler.store.database)  # Gemini batch mode, beside the tasks
 

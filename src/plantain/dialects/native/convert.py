@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from plantain.dialects.inference_sh import convert as inference_sh_convert
-from plantain.dialects.inference_sh import render as inference_sh_render
 from plantain.dialects.inference_sh.convert import SAFETY_FILTERS, SAFETY_TOLERANCES
 from plantain.dialects.native.protocol import VENDOR_RANGES, TaskCreate, TaskInput
 from plantain.dialects.report import ignored
@@ -336,15 +335,14 @@ def sse(event: TaskEvent, file_url: FileURL) -> str:
 
 
 def webhook_renderer(base: str) -> Callable[[Task, TaskEvent], str]:
-    """Webhook bodies for a server reached at ``base``, in the Standard Webhooks shape
-    ``{type, timestamp, data}``: ``data`` is the task as GET shows it, plus the ``event``."""
+    """The task API's webhook bodies for a server reached at ``base``, in the Standard Webhooks
+    shape ``{type, timestamp, data}``: ``data`` is the task as GET shows it, plus the ``event``.
+    (dialects/webhooks.py picks another dialect's body for the tasks that came in by it.)"""
 
     def file_url(file_id: str) -> str:
         return f"{base}/v1/files/{file_id}"
 
     def render(task: Task, event: TaskEvent) -> str:
-        if task.source == inference_sh_convert.SOURCE:  # submitted as inference.sh's: their body
-            return inference_sh_render.webhook_body(task, file_url)
         position = event.data.get("position") if event.type == "queued" else None
         data = task_body(task, file_url, base=base, position=position)
         data["event"] = event_body(event, file_url)
