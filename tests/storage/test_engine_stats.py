@@ -57,3 +57,26 @@ def test_a_try_longer_than_the_last_bucket_is_counted_beyond_it(store: TaskStore
 def test_an_unknown_outcome_is_a_programming_error(store: TaskStore) -> None:
     with pytest.raises(ValueError, match="outcome"):
         store.engine_stats.record("x", "maybe", 1.0, images=0, cost=0.0, currency="USD")
+
+
+def test_metrics_give_an_engine_one_series_when_its_tries_span_two_currencies(store: TaskStore) -> None:
+    from plantain.server.metrics import engine_metrics
+
+    store.engine_stats.record("cloud", "succeeded", 2.0, images=1, cost=0.04, currency="USD")
+    store.engine_stats.record("cloud", "succeeded", 3.0, images=1, cost=0.03, currency="EUR")
+    samples = [
+        (sample.name, tuple(sorted(sample.labels.items())), sample.value)
+        for family in engine_metrics(store.engine_stats.totals())
+        for sample in family.samples
+    ]
+    tries = [
+        s for s in samples if s[0] == "plantain_engine_attempts_total" and ("outcome", "succeeded") in s[1]
+    ]
+    assert [value for *_, value in tries] == [2]  # one series, both tries
+    assert [s[2] for s in samples if s[0] == "plantain_engine_latency_seconds_count"] == [2]
+    costs = {
+        dict(labels)["currency"]: value
+        for name, labels, value in samples
+        if name == "plantain_engine_cost_total"
+    }
+    assert costs == {"USD": pytest.approx(0.04), "EUR": pytest.approx(0.03)}

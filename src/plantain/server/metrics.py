@@ -107,13 +107,18 @@ def engine_metrics(engines: Sequence[EngineTotals]) -> Iterator[Metric]:
         "p50 and p95 of each engine's served tries, estimated from its histogram.",
         labels=["engine", "quantile"],
     )
+    tries: dict[tuple[str, str], int] = defaultdict(int)  # summed over currencies: one series each
     for entry in engines:
-        for outcome in OUTCOMES:
-            attempts.add_metric([entry.engine, outcome], entry.attempts.get(outcome, 0))
         cost.add_metric([entry.engine, entry.currency], entry.cost)
-        served = entry.attempts.get("succeeded", 0)
+        for outcome in OUTCOMES:
+            tries[(entry.engine, outcome)] += entry.attempts.get(outcome, 0)
+    for (engine, outcome), count in tries.items():
+        attempts.add_metric([engine, outcome], count)
+    # The latency histogram is the engine's, whatever the currency: each entry of an engine holds it.
+    for entry in {entry.engine: entry for entry in engines}.values():
         cumulative = list(itertools.accumulate(entry.latency))
         buckets = [(_bound(b), n) for b, n in zip(ENGINE_BUCKETS, cumulative, strict=True)]
+        served = tries[(entry.engine, "succeeded")]
         latency.add_metric([entry.engine], [*buckets, ("+Inf", served)], entry.latency_seconds)
         for q in (0.5, 0.95):
             value = entry.quantile(q)

@@ -11,10 +11,10 @@ whose buckets grow by a quarter each, so an estimate is within about 12% of the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 from plantain.storage.db import Database
+from plantain.storage.ledger import observe
 
 # Upper bounds (seconds) of each engine's latency histogram: 0.05 s to about an hour, each bound a
 # quarter above the last.
@@ -81,13 +81,7 @@ class EngineStats:
                 (engine, outcome, currency, images, seconds, cost),
             )
             if outcome == "succeeded":
-                bound = next((b for b in ENGINE_BUCKETS if seconds <= b), math.inf)
-                db.execute(
-                    "INSERT INTO engine_latency (engine, le, count, seconds) VALUES (?, ?, 1, ?) "
-                    "ON CONFLICT (engine, le) DO UPDATE SET count = engine_latency.count + 1, "
-                    "seconds = engine_latency.seconds + excluded.seconds",
-                    (engine, bound, seconds),
-                )
+                observe(db, "engine_latency", ("engine", engine), ENGINE_BUCKETS, seconds)
 
     def totals(self) -> list[EngineTotals]:
         """Every engine tried so far, one entry per (engine, currency), by engine name."""

@@ -160,13 +160,23 @@ class UsageLedger:
 
 
 def _observe(db: Connection, phase: str, seconds: float) -> None:
-    """One more task in the bucket of ``seconds`` (the first bound it does not exceed)."""
-    bound = next((bound for bound in LATENCY_BUCKETS if seconds <= bound), math.inf)
+    """One more task in the queue or run histogram."""
+    observe(db, "usage_latency", ("phase", phase), LATENCY_BUCKETS, seconds)
+
+
+def observe(
+    db: Connection, table: str, key: tuple[str, str], bounds: Sequence[float], seconds: float
+) -> None:
+    """One more observation in a latency histogram table (``key`` column and value, ``le``,
+    ``count``, ``seconds``): in the bucket of the first of ``bounds`` that ``seconds`` does not
+    exceed, else +Inf. Tables and columns are this module's callers' constants, never input."""
+    column, value = key
+    bound = next((bound for bound in bounds if seconds <= bound), math.inf)
     db.execute(
-        "INSERT INTO usage_latency (phase, le, count, seconds) VALUES (?, ?, 1, ?) "
-        "ON CONFLICT (phase, le) DO UPDATE SET count = usage_latency.count + 1, "
-        "seconds = usage_latency.seconds + excluded.seconds",
-        (phase, bound, seconds),
+        f"INSERT INTO {table} ({column}, le, count, seconds) VALUES (?, ?, 1, ?) "
+        f"ON CONFLICT ({column}, le) DO UPDATE SET count = {table}.count + 1, "
+        f"seconds = {table}.seconds + excluded.seconds",
+        (value, bound, seconds),
     )
 
 
