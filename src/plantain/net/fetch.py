@@ -66,13 +66,23 @@ async def fetch_inputs(
     return tuple(await asyncio.gather(*(fetched(image) for image in images)))
 
 
-def fetch_bytes(url: str, *, field: str, limits: FetchLimits, request_id: str | None = None) -> bytes:
+def fetch_bytes(
+    url: str,
+    *,
+    field: str,
+    limits: FetchLimits,
+    request_id: str | None = None,
+    accept: str = "image/*",
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
     """The body at ``url`` (http/https), following at most :data:`MAX_REDIRECTS` checked redirects;
-    logged, with ``request_id``, whether it succeeds or not."""
+    logged, with ``request_id``, whether it succeeds or not. ``accept`` is the Accept header (a
+    search API asks for JSON); ``headers`` (an API key) go only to ``url``'s own origin: a redirect
+    elsewhere is followed without them, so a key never leaks to a host its owner did not pick."""
     started = time.monotonic()
     hops: list[str] = []
     try:
-        body = _follow(url, field, limits, hops)
+        body = _follow(url, field, limits, hops, accept=accept, headers=headers)
     except PlantainError as exc:
         why = exc.message
         for seen in (url, *hops):  # the message names the URLs in full; the log, without queries
@@ -83,21 +93,42 @@ def fetch_bytes(url: str, *, field: str, limits: FetchLimits, request_id: str | 
     return body
 
 
-def _follow(url: str, field: str, limits: FetchLimits, hops: list[str]) -> bytes:
-    """The body at the end of ``url``'s redirects; ``hops`` gets each location followed."""
+def _follow(
+    url: str,
+    field: str,
+    limits: FetchLimits,
+    hops: list[str],
+    *,
+    accept: str = "image/*",
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """The body at the end of ``url``'s redirects; ``hops`` gets each location followed.
+    ``headers`` are sent only while the URL stays on the first URL's origin."""
     deadline = time.monotonic() + limits.timeout_seconds
+    origin = _origin(url)
     with httpx.Client(
         timeout=limits.timeout_seconds,
         follow_redirects=False,
-        headers={"user-agent": f"plantain/{__version__}", "accept": "image/*"},
+        headers={"user-agent": f"plantain/{__version__}", "accept": accept},
     ) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            location = _get(client, url, field, limits, deadline)
+            sent = headers if headers and _origin(url) == origin else None
+            location = _get(client, url, field, limits, deadline, headers=sent)
             if isinstance(location, bytes):
                 return location
             url = location
             hops.append(url)
     raise FetchError(f"{field}: more than {MAX_REDIRECTS} redirects; send the image's final URL", field=field)
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """``url``'s scheme, host and port (None when it does not parse: such a URL is refused
+    anyway, and matches no origin)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    return parsed.scheme, parsed.host, parsed.port
 
 
 def _log(field: str, request_id: str | None, url: str, hops: list[str], started: float, outcome: str) -> None:
@@ -147,9 +178,17 @@ def pinned_request(
     )
 
 
-def _get(client: httpx.Client, url: str, field: str, limits: FetchLimits, deadline: float) -> bytes | str:
+def _get(
+    client: httpx.Client,
+    url: str,
+    field: str,
+    limits: FetchLimits,
+    deadline: float,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> bytes | str:
     """The body, or the next URL to try when the answer is a redirect."""
-    request = pinned_request(client, "GET", url, field=field, allow=limits.allowed_hosts)
+    request = pinned_request(client, "GET", url, field=field, allow=limits.allowed_hosts, headers=headers)
     try:
         response = client.send(request, stream=True)
     except httpx.HTTPError as exc:

@@ -27,6 +27,7 @@ from plantain.settings.checks import (
 from plantain.settings.planner import PlannerSettings
 from plantain.settings.providers import ProviderSettings
 from plantain.settings.scaleout import ScaleOutSettings
+from plantain.settings.search import SearchSettings
 
 CORS_ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:(\d{1,5}|\*))?")
 
@@ -41,11 +42,13 @@ def check_cors_origins(origins: list[str] | None) -> list[str] | None:
 
 
 # Never echoed in an error.
-SECRET_SETTINGS = frozenset({"api_keys", "webhook_secret", "s3_secret_access_key", "providers"})
+SECRET_SETTINGS = frozenset(
+    {"api_keys", "webhook_secret", "s3_secret_access_key", "providers", "search_api_key"}
+)
 AttentionBackend = Literal["auto", "sdpa", "cudnn", "flash", "flash3", "sage", "xformers", "flex"]
 
 
-class Settings(ScaleOutSettings, ProviderSettings, PlannerSettings):
+class Settings(ScaleOutSettings, ProviderSettings, PlannerSettings, SearchSettings):
     """Server and CLI configuration."""
 
     model_config = SettingsConfigDict(env_prefix="PLANTAIN_", extra="forbid")
