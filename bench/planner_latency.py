@@ -35,6 +35,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,18 @@ def build_model(shape: str, device: torch.device) -> tuple[Any, Any]:
 class Forced(PlannerModel):
     """The real model, with every generation forced to its full ``max_new_tokens``."""
 
-    def generate(self, system: str, user: str, *, max_new_tokens: int, min_new_tokens: int = 0) -> Any:
-        return super().generate(system, user, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
+    def generate(
+        self,
+        system: str,
+        user: str,
+        *,
+        images: Sequence[Any] = (),
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+    ) -> Any:
+        return super().generate(
+            system, user, images=images, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens
+        )
 
 
 def prefill_seconds(model: PlannerModel, planner: Planner, family: str) -> tuple[float, int]:

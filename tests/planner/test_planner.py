@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,19 @@ class Recording(PlannerModel):
         super().__init__(settings)
         self.calls: list[tuple[str, str]] = []
 
-    def generate(self, system: str, user: str, *, max_new_tokens: int, min_new_tokens: int = 0) -> Generated:
+    def generate(
+        self,
+        system: str,
+        user: str,
+        *,
+        images: Sequence[Any] = (),
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+    ) -> Generated:
         self.calls.append((system, user))
-        return super().generate(system, user, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+        return super().generate(
+            system, user, images=images, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens
+        )
 
 
 class Writes(PlannerModel):
@@ -63,7 +74,15 @@ class Writes(PlannerModel):
         super().__init__(settings)
         self.rewrite = rewrite
 
-    def generate(self, system: str, user: str, *, max_new_tokens: int, min_new_tokens: int = 0) -> Generated:
+    def generate(
+        self,
+        system: str,
+        user: str,
+        *,
+        images: Sequence[Any] = (),
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+    ) -> Generated:
         text = "Here is your fox." if system == prompts.ANSWER_SYSTEM else self.rewrite
         return Generated(text=text, input_tokens=10, output_tokens=3)
 

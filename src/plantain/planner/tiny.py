@@ -24,8 +24,9 @@ CHECKPOINT_DIR_NAME = "tiny-planner-qwen3"
 
 
 @dataclass(frozen=True)
-class _Checkpoint:
-    """A model and its tokenizer, saved into one directory as a hub repository holds them."""
+class Checkpoint:
+    """A model and its tokenizer (or a vision model's processor, which holds one), saved into one
+    directory as a hub repository holds them."""
 
     model: Any
     tokenizer: Any
@@ -52,21 +53,23 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
         tie_word_embeddings=True,  # as the small Qwen3 checkpoints (and klein's text encoder) do
     )
     model = Qwen3ForCausalLM(config)
-    _silence_blank_tokens(model, tokenizer)
-    save_atomically(_Checkpoint(model, tokenizer), directory)
+    silence_blank_tokens(model, tokenizer)
+    save_atomically(Checkpoint(model, tokenizer), directory)
 
 
-def _silence_blank_tokens(model: Any, tokenizer: Any) -> None:
+def silence_blank_tokens(model: Any, tokenizer: Any) -> None:
     """Zero the (tied) embedding rows of tokens that decode to nothing visible: whitespace, control
     characters, a lone byte of a multi-byte character, and the special tokens (the end of turn
     among them). Greedy decoding of a random model repeats its likeliest token, and when that was
     a newline or the end of turn every rewrite came out empty, so tests and demos never saw the
     planner's text; with those rows at zero their logit is 0, below the best random one, and the
-    noise it writes is printable."""
+    noise it writes is printable. The output head's rows are zeroed too, which is the same tensor
+    when the embeddings are tied and keeps the rule true if a model does not tie them."""
     special = set(tokenizer.all_special_ids)
     blank = [token for token in range(len(tokenizer)) if token in special or not _visible(tokenizer, token)]
     with torch.no_grad():
         model.get_input_embeddings().weight[blank] = 0.0
+        model.get_output_embeddings().weight[blank] = 0.0
 
 
 def _visible(tokenizer: Any, token: int) -> bool:

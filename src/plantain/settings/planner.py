@@ -19,9 +19,11 @@ class PlannerSettings(BaseSettings):
     )
     planner_model: str = Field(
         default="Qwen/Qwen3-4B-Instruct-2507",
-        description="The planner's causal language model: a hub id in the hub cache (never "
-        "downloaded by the server), a local directory, or tiny (a random-weight checkpoint built "
-        "on first use, for tests and demos).",
+        description="The planner's model: a causal language model, or a vision-language model "
+        "(e.g. Qwen/Qwen3-VL-4B-Instruct, Apache-2.0) that also reads the request's input images; "
+        "a hub id in the hub cache (never downloaded by the server), a local directory, or tiny / "
+        "tiny-vl (random-weight text and vision checkpoints built on first use, for tests and "
+        "demos).",
     )
     planner_device: str = Field(
         default="auto", description="Torch device of the planner model (auto: as device picks)."
