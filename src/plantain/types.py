@@ -105,6 +105,17 @@ class ProvenanceChoice(BaseModel):
     content_credentials_field: str = "content_credentials"
 
 
+class ConversationTurn(BaseModel):
+    """One earlier turn of a conversation (Gemini ``contents``, chat ``messages``) as the planner
+    reads it to resolve which earlier image an edit means."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["user", "model"]
+    text: str
+    images: int = 0  # images the turn carried, in order
+
+
 class ImageRequest(BaseModel):
     """One request to make or edit images, whatever door it came in by."""
 
@@ -140,6 +151,16 @@ class ImageRequest(BaseModel):
     # The planner stage (planner/, docs/planner.md): None follows the server's ``planner`` setting;
     # False skips it for this request; True asks for it (refused when no planner is configured).
     plan: bool | None = None
+    # Search grounding (search/, docs/grounding.md): True looks the request up with the server's
+    # search provider before the engine runs (refused at the door when none is configured).
+    grounding: bool = False
+    # A conversation's earlier turns (Gemini contents, chat messages) when they hold more than one
+    # image, so the planner can resolve which one an edit means (docs/planner.md): the turns, their
+    # images in order, and how many of ``images`` (the first ones) the dialect's own rule took from
+    # them (the newest earlier turn with images). Empty when there is no choice to make.
+    history: tuple[ConversationTurn, ...] = ()
+    earlier: tuple[InputImage, ...] = ()
+    from_history: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _exact_size_is_a_pair(self) -> ImageRequest:
@@ -222,6 +243,49 @@ class PlanResult(BaseModel):
     seconds: float
     input_tokens: int
     output_tokens: int
+    # Which earlier image of the conversation the edit was resolved to (its label), when the
+    # planner chose one other than the dialect's rule would have; None: the rule's choice stood.
+    edited: str | None = None
+
+
+class GroundingSource(BaseModel):
+    """A web page the search returned, whose words went into the rewrite."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str
+    title: str
+    snippet: str = ""
+
+
+class GroundingReference(BaseModel):
+    """An image the search returned, fetched and ranked by image-text similarity."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image_uri: str
+    source_uri: str  # the page it is on
+    title: str
+    score: float  # similarity to the prompt (the reranker's; higher is closer)
+    used: bool  # given to the engine as a reference image
+
+
+class GroundingResult(BaseModel):
+    """What search grounding found for a request before the engine ran (search/)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str  # the search provider's kind (searxng, brave)
+    queries: tuple[str, ...]
+    sources: tuple[GroundingSource, ...]
+    references: tuple[GroundingReference, ...]  # best first
+    seconds: float
+    searches: int  # calls made to the search API
+
+    @property
+    def facts(self) -> list[str]:
+        """The sources as lines for the planner's rewrite."""
+        return [f"{source.title}: {source.snippet}".strip(": ") for source in self.sources]
 
 
 class ImageResult(BaseModel):
@@ -235,6 +299,7 @@ class ImageResult(BaseModel):
     guidance: float
     seconds: float  # wall time of the engine run
     plan: PlanResult | None = None  # None: no planner ran
+    grounding: GroundingResult | None = None  # None: not grounded
 
 
 # --- tasks: every request, whichever door it came in by, runs as one -------------------------
@@ -269,6 +334,7 @@ class TaskResult(BaseModel):
     guidance: float
     seconds: float  # wall time of the engine run
     plan: PlanResult | None = None  # None: no planner ran
+    grounding: GroundingResult | None = None  # None: not grounded
 
 
 class TaskError(BaseModel):
@@ -333,6 +399,10 @@ class Usage(BaseModel):
     # after any failover; else the task's own engine. None: it never ran.
     served_by: str | None = None
     planner_seconds: float = 0.0  # the planner stage (planner/), not in device_seconds or the cost
+    planner_input_tokens: int = 0  # tokens the planner's model read and wrote (not in ``tokens``,
+    planner_output_tokens: int = 0  # which counts as Gemini does for the image model)
+    search_seconds: float = 0.0  # search grounding (search/): searching, fetching, reranking
+    searches: int = 0  # calls made to the search provider
 
 
 class Task(BaseModel):

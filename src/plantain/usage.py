@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from plantain.imaging.sizes import TIER_SCALE
-from plantain.types import Cost, Task, TokenUsage, Usage
+from plantain.types import Cost, GroundingResult, PlanResult, Task, TokenUsage, Usage
 
 if TYPE_CHECKING:
     from plantain.settings import Settings
@@ -134,13 +134,15 @@ def task_usage(
     provenance_seconds: float = 0.0,
     served_by: str | None = None,
     provider_cost: float | None = None,
-    planner_seconds: float = 0.0,
+    plan: PlanResult | None = None,
+    grounding: GroundingResult | None = None,
 ) -> Usage:
     """The usage of ``task`` once it has run: tokens only for a run that made images (a failed or
     cancelled one is billed no tokens, as Gemini bills none), device time whatever the outcome.
     ``served_by`` names the engine that made the images (a route's member); ``provider_cost``,
     when a remote provider made them, is its price, which replaces the device-time estimate;
-    ``planner_seconds``, the planner stage's time (planner/), is reported apart like provenance's."""
+    ``plan`` and ``grounding``, what the planner stage and search grounding did (planner/,
+    search/), are reported apart like provenance's time: their seconds, tokens and searches."""
     seconds = round(device_seconds, SECONDS_DECIMALS)
     tokens = (
         count_tokens(
@@ -160,7 +162,11 @@ def task_usage(
         cost=price.cost(seconds) if provider_cost is None else price.amount(provider_cost),
         provenance_seconds=round(provenance_seconds, SECONDS_DECIMALS),
         served_by=served_by,
-        planner_seconds=round(planner_seconds, SECONDS_DECIMALS),
+        planner_seconds=round(plan.seconds if plan else 0.0, SECONDS_DECIMALS),
+        planner_input_tokens=plan.input_tokens if plan else 0,
+        planner_output_tokens=plan.output_tokens if plan else 0,
+        search_seconds=round(grounding.seconds if grounding else 0.0, SECONDS_DECIMALS),
+        searches=grounding.searches if grounding else 0,
     )
 
 

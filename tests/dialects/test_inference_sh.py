@@ -122,12 +122,14 @@ def test_ignored_parameters_are_reported_in_messages_header_and_meta(base: str) 
         "prompt": "a bee",
         "resolution": "0.5K",
         "temperature": 1.5,
-        "enable_google_search": True,
+        "top_k": 40,
+        "enable_google_search": False,
         "retry_count": 3,
     }
     response = run(base, "plantain/tiny", body)
     assert response.status_code == 200, response.text
-    ignored = ["enable_google_search", "temperature"]  # retry_count is used: a provider's retries
+    # retry_count is used (a provider's retries), enable_google_search is grounding (off here)
+    ignored = ["temperature", "top_k"]
     [message] = response.json()["messages"]
     assert message["level"] == "warning" and message["meta"]["ignored"] == ignored
     assert response.headers["x-plantain-ignored-parameters"] == ", ".join(ignored)

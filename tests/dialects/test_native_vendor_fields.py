@@ -33,7 +33,8 @@ INFERENCE_SH_INPUT: dict[str, Any] = {
     "max_tokens": 32768,
     "retry_count": 3,
 }
-IGNORED = ["enable_google_search", "temperature", "top_p", "top_k", "max_tokens"]  # retry_count is used
+# retry_count is used (a provider's retries) and enable_google_search is grounding (false here)
+IGNORED = ["temperature", "top_p", "top_k", "max_tokens"]
 
 
 @pytest.fixture(scope="module")
@@ -178,4 +179,5 @@ def test_unknown_fields_are_refused_naming_them(
 
 def test_ignored_fields_are_reported_as_sent_and_only_those() -> None:
     request = parsed({"prompt": "p", "top_p": 0.5, "enable_google_search": True})
-    assert request.ignored == ("enable_google_search", "top_p")
+    assert request.ignored == ("top_p",)
+    assert request.grounding  # the vendor's search switch is search grounding (docs/grounding.md)

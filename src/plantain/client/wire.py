@@ -81,6 +81,9 @@ class TaskOutput(_Wire):
     # when the stage did not run.
     description: str | None = None
     revised_prompt: str | None = None
+    # What search grounding searched and found (docs/grounding.md): provider, queries, sources,
+    # references (``used`` marks those the engine got), seconds, searches; None when not grounded.
+    grounding: dict[str, Any] | None = None
 
 
 class ErrorInfo(_Wire):

@@ -21,7 +21,7 @@ from PIL import Image
 from plantain.engines.base import Engine, EngineJob, Previews
 from plantain.provenance.policy import Stamper
 from plantain.settings import Settings
-from plantain.types import GeneratedImage, ImageRequest, PlanResult, Task, TaskOutput
+from plantain.types import GeneratedImage, GroundingResult, ImageRequest, PlanResult, Task, TaskOutput
 
 SCAN_LIMIT = 64  # queued tasks looked at per scan for joiners (each costs a prepare)
 
@@ -51,6 +51,7 @@ class Member:
     previews: Previews | None = None
     ended: bool = False  # stopped during the run: its images are discarded
     plan: PlanResult | None = None  # what the planner stage made of it (None: it did not run)
+    grounding: GroundingResult | None = None  # what search grounding found (None: not grounded)
 
     @property
     def images(self) -> int:

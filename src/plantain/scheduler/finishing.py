@@ -85,6 +85,7 @@ class Finishing:
             guidance=member.job.guidance,
             seconds=finished.seconds,
             plan=member.plan,
+            grounding=member.grounding,
         )
         usage = task_usage(
             member.task,
@@ -94,7 +95,8 @@ class Finishing:
             provenance_seconds=member.stamper.seconds,
             served_by=_served_by(finished),
             provider_cost=_provider_cost(finished),
-            planner_seconds=member.plan.seconds if member.plan else 0.0,
+            plan=member.plan,
+            grounding=member.grounding,
         )
         data: dict[str, Any] = {
             "outputs": [output.model_dump() for output in processed.outputs],

@@ -130,6 +130,8 @@ class FrontDoor:
         request = request.model_copy(update={"engine": engine_name})
         self.provenance.applied(request.provenance)  # a refused opt-out is a 400, not a failed task
         self._check_plan(request)
+        self._check_grounding(request)
+        request = self._without_unplanned_history(request)
         precheck(request, self.registry.get(engine_name), self.limits)
         return self.safety.admit(request)
 
@@ -142,6 +144,25 @@ class FrontDoor:
                 "PLANTAIN_PLANNER, is off), so a prompt cannot be rewritten here; send the request "
                 "without asking for it",
                 field="plan",
+            )
+
+    def _without_unplanned_history(self, request: ImageRequest) -> ImageRequest:
+        """``request`` without its conversation's earlier images when no planner will run for it:
+        nothing else reads them, so they are neither stored nor kept (the dialect's rule stands)."""
+        planned = self.settings.planner == "on" and request.plan is not False
+        if not request.earlier or planned:
+            return request
+        return request.model_copy(update={"history": (), "earlier": (), "from_history": 0})
+
+    def _check_grounding(self, request: ImageRequest) -> None:
+        """A request that asks for search grounding on a server without a search provider is
+        refused, not run ungrounded: the caller expects its image to follow what search finds."""
+        if request.grounding and self.settings.search_provider == "none":
+            raise InvalidRequestError(
+                "grounding: search was asked for, but this server has no search provider (setting "
+                "search_provider, PLANTAIN_SEARCH_PROVIDER, is none); an operator can configure a "
+                "SearXNG or Brave Search provider (docs/grounding.md), or send the request without search",
+                field="grounding",
             )
 
     async def check_inputs(self, prechecked: ImageRequest, submission: Submission) -> Checked:

@@ -20,6 +20,7 @@ def result_from(task: Task, images: tuple[GeneratedImage, ...]) -> ImageResult:
         guidance=result.guidance,
         seconds=result.seconds,
         plan=result.plan,
+        grounding=result.grounding,
     )
 
 

@@ -54,6 +54,7 @@ from plantain.webhooks.delivery import RetryPolicy, WebhookDeliverer, webhook_se
 
 if TYPE_CHECKING:
     from plantain.planner.stage import Planner
+    from plantain.search.grounder import Grounder
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Scheduler:
         )
         outcomes = Outcomes(self.store, self.channel, self.front.price, self._wake_webhooks)
         self.planner = _planner(settings) if self.roles.worker else None
+        self.grounder = _grounder(settings) if self.roles.worker else None
         self.finishing = Finishing(outcomes, self.safety.screen_images, workers=settings.postprocess_workers)
         self.worker = Worker(
             outcomes,
@@ -119,6 +121,7 @@ class Scheduler:
             engines=self.roles.engines,
             idle_poll_seconds=settings.poll_seconds if self.shared else IDLE_POLL_SECONDS,
             planner=self.planner,
+            grounder=self.grounder,
         )
         self.leases = LeaseKeeper(
             outcomes, max_attempts=settings.max_attempts, on_lost=self.worker.flags.stop
@@ -186,6 +189,8 @@ class Scheduler:
                 self.registry.get(name).load()
             if self.planner is not None:
                 self.planner.load()  # a missing planner model shows in readiness, not per task
+            if self.grounder is not None:
+                self.grounder.load()  # so does a missing reranker
         self.safety.load()  # a missing or mislabelled classifier shows in readiness, not per task
         self.ready.set()
 
@@ -243,3 +248,13 @@ def _planner(settings: Settings) -> Planner | None:
     from plantain.planner.stage import Planner
 
     return Planner(settings)
+
+
+def _grounder(settings: Settings) -> Grounder | None:
+    """Search grounding when the server has a search provider, imported only then: its reranker
+    is an image-text model, loaded beside the engines by the worker."""
+    if settings.search_provider == "none":
+        return None
+    from plantain.search.grounder import Grounder
+
+    return Grounder.from_settings(settings)

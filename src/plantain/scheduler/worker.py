@@ -22,13 +22,13 @@ from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, inp
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import EngineRunError, TaskCancelledError
 from plantain.generation import prepare
-from plantain.imaging.background import steered
 from plantain.limits import Limits
 from plantain.logs import task_context
 from plantain.provenance.policy import ProvenancePolicy
-from plantain.providers.routing import RoutedEngine, attempt_of, lead_family, report
+from plantain.providers.routing import RoutedEngine, attempt_of, report
 from plantain.safety.policy import SafetyPolicy
 from plantain.scheduler.batching import SCAN_LIMIT, Batch, BatchLimits, Finished, Member
+from plantain.scheduler.before_run import BeforeRun, runs_alone
 from plantain.scheduler.channel import Signal
 from plantain.scheduler.finishing import Finishing
 from plantain.scheduler.outcomes import Outcomes
@@ -38,6 +38,7 @@ from plantain.types import ImageRequest, Task, TaskEvent
 
 if TYPE_CHECKING:
     from plantain.planner.stage import Planner
+    from plantain.search.grounder import Grounder
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Worker:
         engines: tuple[str, ...] | None = None,
         idle_poll_seconds: float = IDLE_POLL_SECONDS,
         planner: Planner | None = None,
+        grounder: Grounder | None = None,
     ) -> None:
         self.outcomes = outcomes
         self.store = outcomes.store
@@ -83,7 +85,8 @@ class Worker:
         self.provenance = provenance
         self.safety = safety
         self.engines = engines  # the pool this worker serves (None: every engine)
-        self.planner = planner  # the planner stage, when the server has one (planner/)
+        # Search grounding and the planner stage, when the server has them (search/, planner/)
+        self.before = BeforeRun(limits, planner, grounder)
         self.idle_poll_seconds = idle_poll_seconds  # a queued task in another process wakes nobody here
         self.draining = threading.Event()
         self._grace_over = threading.Event()  # a drain's grace is over: the running batch stops
@@ -171,7 +174,7 @@ class Worker:
             self.outcomes.end(task, exc, self.outcomes.used(task, time.perf_counter() - began))
             self.flags.forget(task.id)
             return None
-        if self.batching.batches(engine):
+        if self.batching.batches(engine) and not runs_alone(request):
             self._gather(batch)
         return batch
 
@@ -197,6 +200,8 @@ class Worker:
         """``task_id`` as a joiner of ``batch`` beside the already ``picked`` ones, if it fits."""
         try:
             request = self.store.request(task_id)
+            if runs_alone(request):
+                return []
             if request.previews and (batch.has_previews() or any(c.request.previews for c in picked)):
                 return []  # an engine previews one image per run: this task leads a later batch
             if inputs_digest(request) != batch.members[0].job.inputs_digest:
@@ -247,7 +252,7 @@ class Worker:
 
     def _run(self, batch: Batch) -> None:
         """One engine run for the whole batch; its images go on to finishing."""
-        self._plan(batch)
+        self._before_run(batch)
         if not batch.live():
             return
         started = time.perf_counter()
@@ -281,26 +286,19 @@ class Worker:
             ]
         )
 
-    def _plan(self, batch: Batch) -> None:
-        """The planner stage for the members that want it, before the engine: each gets its
-        rewritten prompt (steered again for a transparent background) and keeps the plan for its
-        answer. A member whose planning fails ends with that error; the others run on."""
-        if self.planner is None:
-            return
-        family = lead_family(batch.engine)
+    def _before_run(self, batch: Batch) -> None:
+        """Search grounding and the planner stage for the members that want them, before the
+        engine (before_run.py). A member whose grounding or planning fails ends with that error;
+        the others run on."""
         for member in batch.live():
-            if member.plan is not None or not self.planner.enabled_for(member.request):
+            if not self.before.wanted(member.request) or member.plan is not None or member.grounding:
                 continue
             try:
                 with task_context(task_id=member.task.id):
-                    plan = self.planner.plan(member.request, family)
+                    self.before.apply(batch, member)
             except Exception as exc:
                 member.ended = True
                 self.outcomes.end(member.task, exc, self.outcomes.used(member.task, 0.0))
-                continue
-            revised = steered(member.request.model_copy(update={"prompt": plan.revised_prompt})).prompt
-            member.plan = plan
-            member.job = member.job.with_prompt(revised)
 
     def _tried(self, engine: Engine, outcome: str, started: float, made: list[list[Image.Image]]) -> None:
         """The engine's statistics (a route reports each of its members' tries itself)."""

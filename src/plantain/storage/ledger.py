@@ -27,6 +27,11 @@ TOTAL_COLUMNS = (
     "output_tokens",
     "device_seconds",
     "cost",
+    "planner_seconds",
+    "planner_input_tokens",
+    "planner_output_tokens",
+    "search_seconds",
+    "searches",
 )
 
 # Upper bounds (seconds) of the task latency histogram: from a tiny test engine's fraction of a
@@ -51,7 +56,12 @@ _SUMS = """
     SUM(input_image_tokens) AS input_image_tokens,
     SUM(output_tokens) AS output_tokens,
     SUM(device_seconds) AS device_seconds,
-    SUM(cost) AS cost
+    SUM(cost) AS cost,
+    SUM(planner_seconds) AS planner_seconds,
+    SUM(planner_input_tokens) AS planner_input_tokens,
+    SUM(planner_output_tokens) AS planner_output_tokens,
+    SUM(search_seconds) AS search_seconds,
+    SUM(searches) AS searches
 """
 
 
@@ -71,6 +81,11 @@ class Totals:
     output_tokens: int = 0
     device_seconds: float = 0.0
     cost: float = 0.0
+    planner_seconds: float = 0.0
+    planner_input_tokens: int = 0
+    planner_output_tokens: int = 0
+    search_seconds: float = 0.0
+    searches: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,9 +110,10 @@ class UsageLedger:
         db.execute(
             "INSERT INTO usage_ledger (task_id, api_key_id, source, model, engine, status, images, "
             "input_text_tokens, input_image_tokens, output_tokens, device_seconds, cost, currency, "
-            "provenance_seconds, served_by, planner_seconds, created_at, started_at, finished_at) "
-            "SELECT id, api_key_id, source, model, engine, status, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, created_at, "
-            "started_at, ? FROM tasks WHERE id = ?",
+            "provenance_seconds, served_by, planner_seconds, planner_input_tokens, planner_output_tokens, "
+            "search_seconds, searches, created_at, started_at, finished_at) "
+            "SELECT id, api_key_id, source, model, engine, status, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "created_at, started_at, ? FROM tasks WHERE id = ?",
             (
                 usage.images,
                 tokens.input_text,
@@ -109,6 +125,10 @@ class UsageLedger:
                 usage.provenance_seconds,
                 usage.served_by,
                 usage.planner_seconds,
+                usage.planner_input_tokens,
+                usage.planner_output_tokens,
+                usage.search_seconds,
+                usage.searches,
                 finished_at,
                 task_id,
             ),
@@ -208,4 +228,9 @@ def _totals(row: Row, group_by: Sequence[str]) -> Totals:
         output_tokens=int(row["output_tokens"]),
         device_seconds=float(row["device_seconds"]),
         cost=float(row["cost"]),
+        planner_seconds=float(row["planner_seconds"]),
+        planner_input_tokens=int(row["planner_input_tokens"]),
+        planner_output_tokens=int(row["planner_output_tokens"]),
+        search_seconds=float(row["search_seconds"]),
+        searches=int(row["searches"]),
     )

@@ -283,6 +283,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (engine, le)
     );
     """,
+    # 11: the planner's tokens and search grounding's time and calls (search/) in each task's
+    # usage, and the planner's and the search's seconds, tokens and calls in the running totals
+    # (GET /v1/usage); the totals' planner seconds, kept only per task until now, are summed from
+    # the ledger so the all-time totals match it.
+    """
+    ALTER TABLE usage_ledger ADD COLUMN planner_input_tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage_ledger ADD COLUMN planner_output_tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage_ledger ADD COLUMN search_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE usage_ledger ADD COLUMN searches BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage_totals ADD COLUMN planner_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE usage_totals ADD COLUMN planner_input_tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage_totals ADD COLUMN planner_output_tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage_totals ADD COLUMN search_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE usage_totals ADD COLUMN searches BIGINT NOT NULL DEFAULT 0;
+    UPDATE usage_totals SET planner_seconds = COALESCE((
+        SELECT SUM(l.planner_seconds) FROM usage_ledger AS l
+        WHERE l.api_key_id = usage_totals.api_key_id AND l.source = usage_totals.source
+        AND l.model = usage_totals.model AND l.engine = usage_totals.engine
+        AND l.status = usage_totals.status AND l.currency = usage_totals.currency), 0);
+    """,
 )
 
 

@@ -24,7 +24,9 @@ TASK_QUERY = (
     "u.input_image_tokens AS usage_input_image, u.output_tokens AS usage_output, "
     "u.device_seconds AS usage_device_seconds, u.cost AS usage_cost, u.currency AS usage_currency, "
     "u.provenance_seconds AS usage_provenance_seconds, u.served_by AS usage_served_by, "
-    "u.planner_seconds AS usage_planner_seconds "
+    "u.planner_seconds AS usage_planner_seconds, u.planner_input_tokens AS usage_planner_input_tokens, "
+    "u.planner_output_tokens AS usage_planner_output_tokens, u.search_seconds AS usage_search_seconds, "
+    "u.searches AS usage_searches "
     "FROM tasks AS t LEFT JOIN usage_ledger AS u ON u.task_id = t.id WHERE t.id = ?"
 )
 
@@ -162,6 +164,10 @@ def _usage(row: Row) -> Usage | None:
         provenance_seconds=row["usage_provenance_seconds"],
         served_by=row["usage_served_by"],
         planner_seconds=row["usage_planner_seconds"],
+        planner_input_tokens=row["usage_planner_input_tokens"],
+        planner_output_tokens=row["usage_planner_output_tokens"],
+        search_seconds=row["usage_search_seconds"],
+        searches=row["usage_searches"],
     )
 
 

@@ -38,8 +38,9 @@ from plantain.types import ImageRequest, InputImage, Task, TaskEvent
 from plantain.usage import ANONYMOUS
 
 # Fields of a stored request that are not the request's own: the labels of its stored inputs.
-MASK_LABEL = "mask_label"  # set when the request has a mask, stored as its last input
-STORED_ONLY = frozenset({"input_labels", MASK_LABEL})
+MASK_LABEL = "mask_label"  # set when the request has a mask, stored after the images
+EARLIER_LABELS = "earlier_labels"  # a conversation's earlier images, stored after the mask
+STORED_ONLY = frozenset({"input_labels", MASK_LABEL, EARLIER_LABELS})
 
 __all__ = ["Admit", "NewTask", "TaskStore", "WebhookBody"]
 
@@ -154,9 +155,13 @@ class TaskStore:
             ).fetchall()
         inputs = [InputImage(data=bytes(row["data"]), label=row["label"]) for row in rows]
         fields = {name: value for name, value in task.request.items() if name not in STORED_ONLY}
-        # A mask is stored after the images (see _insert); its label marks that there is one.
-        mask = inputs.pop() if task.request.get(MASK_LABEL) is not None else None
-        return ImageRequest.model_validate({**fields, "images": tuple(inputs), "mask": mask})
+        # Stored in order (see _insert): the images, the mask when its label says there is one,
+        # then a conversation's earlier images.
+        count = len(task.request.get("input_labels", []))
+        images, rest = inputs[:count], inputs[count:]
+        mask = rest.pop(0) if task.request.get(MASK_LABEL) is not None else None
+        stored = {"images": tuple(images), "mask": mask, "earlier": tuple(rest)}
+        return ImageRequest.model_validate({**fields, **stored})
 
     def page(
         self, *, status: str | None = None, limit: int = 20, before: str | None = None
@@ -247,12 +252,15 @@ class TaskStore:
 
 def _insert(db: Connection, task_id: str, new: NewTask, now: float) -> None:
     order = db.execute("SELECT COALESCE(MAX(queue_order), 0) + 1 FROM tasks").fetchone()[0]
-    fields = new.request.model_dump(mode="json", exclude={"images", "mask"})
+    fields = new.request.model_dump(mode="json", exclude={"images", "mask", "earlier"})
     fields["input_labels"] = [image.label for image in new.request.images]  # the bytes go away later
     inputs = list(new.request.images)
-    if new.request.mask is not None:  # stored as the last input, marked by its label in the request
+    if new.request.mask is not None:  # stored after the images, marked by its label in the request
         fields[MASK_LABEL] = new.request.mask.label
         inputs.append(new.request.mask)
+    if new.request.earlier:
+        fields[EARLIER_LABELS] = [image.label for image in new.request.earlier]
+        inputs.extend(new.request.earlier)
     db.execute(
         "INSERT INTO tasks (id, queue_order, status, model, engine, source, request, "
         "idempotency_key, fingerprint, webhook_url, webhook_events, created_at, api_key_id, images) "

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from plantain.dialects.chat.messages import read_conversation
 from plantain.dialects.chat.protocol import IGNORED_PARAMS, ChatRequest, Reasoning
+from plantain.dialects.grounding import url_citations
 from plantain.dialects.report import ignored
 from plantain.dialects.wire import encode_base64, load_object, validation_error
 from plantain.errors import InvalidRequestError, PlantainError
@@ -33,7 +34,10 @@ FIELD_NAMES = {
     "engine": "model",
     "prompt": "messages",
     "plan": "rewrite_prompt",
+    "grounding": "plugins",
 }
+
+ONLINE = ":online"  # OpenRouter's model suffix for web search: "google/gemini-2.5-flash-image:online"
 
 
 def parse_request(raw: bytes) -> ChatRequest:
@@ -90,13 +94,32 @@ def to_image_request(body: ChatRequest, engine: str, limits: Limits) -> ImageReq
         "provenance": ProvenanceChoice(
             watermark=body.watermark, content_credentials=body.content_credentials
         ),
-        "ignored": ignored(body.extra_params()),
+        "ignored": (*ignored(body.extra_params()), *_other_plugins(body)),
         "plan": plan_choice(body),
+        "grounding": grounding_choice(body),
+        **conversation.history,
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
     except InvalidRequestError as exc:
         raise exc.renamed(FIELD_NAMES) from None
+
+
+def grounding_choice(body: ChatRequest) -> bool:
+    """Whether ``body`` asks for web search: OpenRouter's ``web`` plugin or ``:online`` model
+    suffix, or OpenAI's ``web_search_options`` (its settings do not change what is searched)."""
+    web_plugin = any(plugin.get("id") == "web" for plugin in body.plugins or [])
+    return web_plugin or body.web_search_options is not None or (body.model or "").endswith(ONLINE)
+
+
+def without_online(model: str | None) -> str | None:
+    """``model`` without OpenRouter's ``:online`` suffix: the model it names is the same."""
+    return model[: -len(ONLINE)] if model and model.endswith(ONLINE) else model
+
+
+def _other_plugins(body: ChatRequest) -> tuple[str, ...]:
+    """Plugins other than web search (file parsing, response healing): reported as ignored."""
+    return tuple(f"plugins.{plugin.get('id')}" for plugin in body.plugins or [] if plugin.get("id") != "web")
 
 
 def plan_choice(body: ChatRequest) -> bool | None:
@@ -140,7 +163,12 @@ def completion_body(
             "index": index,
             "finish_reason": "stop",
             "logprobs": None,
-            "message": {"role": "assistant", "content": content, "images": [image_item(image)]},
+            "message": {
+                "role": "assistant",
+                "content": content,
+                "images": [image_item(image)],
+                **citations(result, content),
+            },
         }
         for index, image in enumerate(result.images)
     ]
@@ -149,6 +177,14 @@ def completion_body(
         "choices": choices,
         "usage": usage(counted, cost),
     }
+
+
+def citations(result: ImageResult, content: str) -> dict[str, Any]:
+    """``{"annotations": [...]}`` with a ``url_citation`` per page search grounding read (as
+    OpenRouter's web search annotates a message); empty when the request was not grounded."""
+    if result.grounding is None:
+        return {}
+    return {"annotations": url_citations(result.grounding, content)}
 
 
 def plan_text(result: ImageResult) -> str:
@@ -177,15 +213,21 @@ def closing_chunks(
     counted: TokenUsage,
     cost: float | None = None,
 ) -> list[str]:
-    """The planner's text as each choice's content delta (when there is any), each choice's image,
+    """The planner's text as each choice's content delta (when there is any, with search
+    grounding's annotations), each choice's image,
     then each choice's ``finish_reason``, then the usage (``choices`` empty, as OpenAI sends
     ``include_usage``), then ``[DONE]``."""
     content = plan_text(result)
-    texts = [_choice(i, {"content": content}) for i in range(len(result.images))] if content else []
+    cited = citations(result, content)
+    texts = (
+        [_choice(i, {"content": content, **cited}) for i in range(len(result.images))]
+        if content or cited
+        else []
+    )
     images = [_choice(i, {"images": [image_item(image)]}) for i, image in enumerate(result.images)]
     stops = [_choice(i, {}, "stop") for i in range(len(result.images))]
     return [
-        *([chunk(completion_id, model, created, texts)] if texts else []),
+        *([chunk(completion_id, model, created, texts)] if content or cited else []),
         *(chunk(completion_id, model, created, [item]) for item in images),
         chunk(completion_id, model, created, stops),
         chunk(completion_id, model, created, [], usage(counted, cost)),

@@ -9,9 +9,12 @@ messages are prepended to the prompt as an instruction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from plantain.dialects.chat.protocol import ContentPart, Message
+from plantain.dialects.conversation import EarlierTurn, conversation_fields
 from plantain.dialects.wire import image_url
 from plantain.errors import InvalidRequestError
 from plantain.limits import Limits
@@ -33,14 +36,33 @@ class ImagePart:
 class Conversation:
     prompt: str
     images: tuple[InputImage, ...]
+    # The earlier turns for the planner to resolve an edit against (dialects/conversation.py):
+    # ImageRequest's history, earlier and from_history, or nothing when there is no choice.
+    history: dict[str, Any] = field(default_factory=dict)
 
 
 def read_conversation(messages: list[Message], limits: Limits) -> Conversation:
     """The prompt and input images ``messages`` ask for; a bad part is a 400 naming it."""
     turn = last_user_turn(messages)
-    parts = [*_edit_context(messages, turn), *_images_of(messages[turn], turn)]
+    context = _edit_context(messages, turn)
+    parts = [*context, *_images_of(messages[turn], turn)]
     limits.check_input_count(len(parts), field="messages")  # before any base64 is decoded
-    return Conversation(_prompt(messages, turn), tuple(_input_image(part, limits) for part in parts))
+    images = tuple(_input_image(part, limits) for part in parts)
+    return Conversation(_prompt(messages, turn), images, _history(messages, turn, len(context), limits))
+
+
+def _history(messages: list[Message], turn: int, from_history: int, limits: Limits) -> dict[str, Any]:
+    """The user and assistant messages before ``turn`` as earlier turns (instructions are not)."""
+    earlier = [
+        EarlierTurn(
+            role="model" if message.role.strip().lower() == "assistant" else "user",
+            text=_text_of(message, index),
+            images=[partial(_input_image, part, limits) for part in _images_of(message, index)],
+        )
+        for index, message in enumerate(messages[:turn])
+        if message.role.strip().lower() in {"user", "assistant"}
+    ]
+    return conversation_fields(earlier, from_history, limits.max_input_images)
 
 
 def last_user_turn(messages: list[Message]) -> int:

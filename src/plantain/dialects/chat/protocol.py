@@ -86,8 +86,8 @@ IGNORED_PARAMS = (
     *("frequency_penalty", "presence_penalty", "repetition_penalty", "stop", "logprobs"),
     *("top_logprobs", "logit_bias", "response_format", "tools", "tool_choice", "parallel_tool_calls"),
     *("user", "metadata", "store", "service_tier", "verbosity"),
-    *("prediction", "audio", "provider", "transforms", "models", "route", "usage", "plugins"),
-    *("web_search_options", "safety_identifier", "prompt_cache_key", "functions", "function_call"),
+    *("prediction", "audio", "provider", "transforms", "models", "route", "usage"),
+    *("safety_identifier", "prompt_cache_key", "functions", "function_call"),
 )
 
 
@@ -112,6 +112,10 @@ class ChatRequest(BaseModel):
     rewrite_prompt: bool | None = None
     reasoning: Reasoning | None = None
     reasoning_effort: Effort = None  # OpenAI's spelling of reasoning.effort
+    # Search grounding (docs/grounding.md): OpenRouter's web plugin (``[{"id": "web"}]``, or the
+    # model's ``:online`` suffix) and OpenAI's ``web_search_options`` ask for it (convert.py).
+    plugins: list[dict[str, Any]] | None = None
+    web_search_options: dict[str, Any] | None = None
 
     def extra_params(self) -> dict[str, Any]:
         """Parameters sent beyond the declared fields."""

@@ -61,7 +61,7 @@ class Completion:
 
 async def chat_completions(request: Request, door: FrontDoorDep, caller: CallerKey) -> Response:
     body = convert.parse_request(await request.body())
-    engine, name = _resolve(door, body.model)
+    engine, name = _resolve(door, convert.without_online(body.model))
     image_request = convert.to_image_request(body, engine, door.limits)
     submission = Submission(model=name, source="chat", api_key_id=caller)
     completion = Completion(image_request, body.model or image_request.engine or "", submission)

@@ -21,10 +21,12 @@ The way back, results -> Gemini responses, usage and model listings, is :mod:`re
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from plantain.dialects.conversation import EarlierTurn, conversation_fields
 from plantain.dialects.gemini.protocol import (
     Blob,
     Content,
@@ -53,7 +55,14 @@ FIELD_NAMES: dict[str, str] = {
     "output_format": "generationConfig.imageConfig.imageOutputOptions.mimeType",
     "output_quality": "generationConfig.imageConfig.imageOutputOptions.compressionQuality",
     "background": "generationConfig.imageConfig.background",
+    "grounding": "tools",
 }
+
+# The tools that ask for Google Search grounding, in either casing (googleSearchRetrieval is the
+# Gemini 1.5 name); any other tool (code execution, functions, URL context) is reported ignored.
+SEARCH_TOOLS = frozenset(
+    {"googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval"}
+)
 
 # generationConfig fields of a language model, accepted and reported as ignored (docs/parameters.md).
 IGNORED_CONFIG = (
@@ -83,13 +92,37 @@ def to_image_request(
     config = body.generation_config or GenerationConfig()
     _check_modalities(config)
     turn = _last_user_turn(body.contents)
+    images = _input_images(body.contents, turn, limits)
     return _create(
         prompt=_prompt(body.system_instruction, body.contents[turn], turn),
-        images=_input_images(body.contents, turn, limits),
+        images=images,
         engine=engine,
         safety=safety_level(body.safety_settings),
-        **_generation_fields(config),
+        **_generation_fields(config, body.tools),
+        **_conversation(
+            body.contents, turn, len(images) - len(_image_parts(body.contents[turn], turn)), limits
+        ),
     )
+
+
+def _from_history(images: tuple[InputImage, ...], last: Content, turn: int) -> int:
+    """How many of ``images`` came from an earlier turn (they come first)."""
+    return len(images) - len(_image_parts(last, turn))
+
+
+def _conversation(contents: list[Content], turn: int, from_history: int, limits: Limits) -> dict[str, Any]:
+    """The earlier turns for the planner to resolve an edit against (dialects/conversation.py)."""
+    earlier = [
+        EarlierTurn(
+            role="model" if (content.role or "user").lower() == "model" else "user",
+            text=_text_of(content),
+            images=[
+                partial(_input_image, label, part, limits) for label, part in _image_parts(content, index)
+            ],
+        )
+        for index, content in enumerate(contents[:turn])
+    ]
+    return conversation_fields(earlier, from_history, limits.max_input_images)
 
 
 def _check_modalities(config: GenerationConfig) -> None:
@@ -213,7 +246,7 @@ def _file_uri(file: FileData | None, label: str) -> str:
     return uri
 
 
-def _generation_fields(config: GenerationConfig) -> dict[str, Any]:
+def _generation_fields(config: GenerationConfig, tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
     image = config.image_config
     fields: dict[str, Any] = {
         "aspect_ratio": image.aspect_ratio if image else None,
@@ -224,10 +257,21 @@ def _generation_fields(config: GenerationConfig) -> dict[str, Any]:
         "output_quality": _output_quality(image),
         "background": image.background if image else None,
         "provenance": _provenance(image),
-        "ignored": _ignored(config),
+        "ignored": (*_ignored(config), *ignored_tools(tools)),
         "plan": plan_choice(config),
+        "grounding": grounding_choice(tools),
     }
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def grounding_choice(tools: Sequence[dict[str, Any]]) -> bool:
+    """Whether ``tools`` asks for Google Search grounding (``[{"googleSearch": {}}]``)."""
+    return any(SEARCH_TOOLS & tool.keys() for tool in tools)
+
+
+def ignored_tools(tools: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The tools other than search, as ``tools.codeExecution``: accepted, reported ignored."""
+    return tuple(f"tools.{name}" for tool in tools for name in tool if name not in SEARCH_TOOLS)
 
 
 def plan_choice(config: GenerationConfig) -> bool | None:

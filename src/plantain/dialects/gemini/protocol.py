@@ -2,7 +2,8 @@
 
 Proto-JSON accepts ``lowerCamel`` and ``snake_case`` for every field, and google-genai ≥2.34 mixes
 them in one body (``"inlineData": {"mime_type": …}``), so every model validates by alias *and* by
-name. Unknown fields (tools, functionCall, …) are ignored: real clients send them.
+name. Unknown fields (functionCall, …) are ignored: real clients send them. ``tools`` is read for
+Google Search grounding alone (convert.py); other tools are reported as ignored.
 Base64 stays a string here; the converter decodes it so errors can name the part.
 """
 
@@ -116,6 +117,7 @@ class GenerateContentRequest(Wire):
     system_instruction: Annotated[Content | None, BeforeValidator(_content_from_text)] = None
     generation_config: GenerationConfig | None = None
     safety_settings: list[SafetySetting] = []  # one level for all categories: dialects/gemini/safety.py
+    tools: list[dict[str, Any]] = []  # each one tool as sent ({"googleSearch": {}}): convert.py
 
 
 # --- responses -------------------------------------------------------------------------------
@@ -140,6 +142,7 @@ class Candidate(Wire):
     finish_reason: str | None = None
     finish_message: str | None = None
     safety_ratings: list[SafetyRating] | None = None
+    grounding_metadata: dict[str, Any] | None = None  # search grounding's sources (dialects/grounding.py)
     index: int = 0
 
 

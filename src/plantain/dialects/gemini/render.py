@@ -30,6 +30,7 @@ from plantain.dialects.gemini.protocol import (
     UsageMetadata,
 )
 from plantain.dialects.gemini.protocol import GenerateContentResponse as Response
+from plantain.dialects.grounding import gemini_metadata
 from plantain.dialects.wire import encode_base64
 from plantain.engines.model_names import API_OF, engine_for_model, served_models
 from plantain.engines.registry import EngineRegistry
@@ -102,11 +103,23 @@ def _candidate(result: ImageResult, index: int, include_thoughts: bool) -> Candi
     """Each candidate is a whole answer, so each carries the plan's text parts before its image."""
     image = result.images[index]
     blob = Blob(mime_type=image.media_type, data=encode_base64(image.data))
+    text_parts = _plan_parts(result, include_thoughts)
     return Candidate(
-        content=Content(role="model", parts=[*_plan_parts(result, include_thoughts), Part(inline_data=blob)]),
+        content=Content(role="model", parts=[*text_parts, Part(inline_data=blob)]),
         finish_reason="STOP",
+        grounding_metadata=_grounding(result, text_parts),
         index=index,
     )
+
+
+def _grounding(result: ImageResult, text_parts: list[Part]) -> dict[str, Any] | None:
+    """The candidate's ``groundingMetadata`` (None when not grounded), its support on the
+    planner's text part, the last of ``text_parts`` that is not a thought."""
+    if result.grounding is None:
+        return None
+    answers = [index for index, part in enumerate(text_parts) if not part.thought]
+    text = text_parts[answers[-1]].text if answers else None
+    return gemini_metadata(result.grounding, text, answers[-1] if answers else 0)
 
 
 def _plan_parts(result: ImageResult, include_thoughts: bool) -> list[Part]:

@@ -40,6 +40,7 @@ FIELD_NAMES = {
     "output_format": "input.output_format",
     "seed": "input.seed",
     "model": "app",
+    "grounding": "input.enable_google_search",
 }
 
 RESOLUTIONS = {"0.5K": "512", "1K": "1K", "2K": "2K", "4K": "4K"}
@@ -58,9 +59,10 @@ SAFETY_TOLERANCES: dict[str, SafetyLevel] = {
     "BLOCK_NONE": "off",
 }
 
-# Sent, accepted, and without effect here (docs/parameters.md): a language model's sampling and a
-# search tool. (retry_count is used: a remote provider's retries, EngineOptions.retries.)
-IGNORED_INPUT_FIELDS = ("enable_google_search", "temperature", "top_p", "top_k", "max_tokens")
+# Sent, accepted, and without effect here (docs/parameters.md): a language model's sampling.
+# (retry_count is used: a remote provider's retries, EngineOptions.retries; enable_google_search
+# is search grounding, docs/grounding.md.)
+IGNORED_INPUT_FIELDS = ("temperature", "top_p", "top_k", "max_tokens")
 # The run request's fields about inference.sh's own fleet (workers, sessions, setup).
 IGNORED_RUN_FIELDS = (
     "setup",
@@ -204,6 +206,7 @@ def to_image_request(
         # A remote provider's retries (docs/providers.md); a local engine has none to make.
         "options": None if body.retry_count is None else {"retries": body.retry_count},
         "ignored": (*ignored, *sent({name: getattr(body, name) for name in IGNORED_INPUT_FIELDS})),
+        "grounding": body.enable_google_search,
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from plantain.dialects.grounding import grounding_object
 from plantain.dialects.inference_sh.convert import app_of
 from plantain.types import PlanResult, Task, TaskEvent
 
@@ -127,7 +128,8 @@ def output_body(task: Task, file_url: FileURL) -> dict[str, Any] | None:
 def output_meta(task: Task) -> dict[str, Any]:
     """inference.sh's ``OutputMeta`` (``inputs``/``outputs`` items, their pricing record) plus the
     resolution, the parameters used, the usage and cost and the engine that served, and, when the
-    planner stage ran, the prompt the engine got (``revised_prompt``) and the planner's numbers."""
+    planner stage ran, the prompt the engine got (``revised_prompt``) and the planner's numbers,
+    and, when search grounding ran, what it searched and found (``grounding``)."""
     result, usage, request = task.result, task.usage, task.request
     assert result is not None
     inputs: list[dict[str, Any]] = [{"type": "text", "tokens": usage.tokens.input_text if usage else 0}]
@@ -176,6 +178,7 @@ def output_meta(task: Task) -> dict[str, Any]:
         "model": task.model,
         "served_by": (usage.served_by if usage else None) or result.engine or task.engine,
         **_plan_meta(result.plan),
+        **({"grounding": grounding_object(result.grounding)} if result.grounding is not None else {}),
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from plantain.dialects.grounding import grounding_object
 from plantain.dialects.inference_sh import convert as inference_sh_convert
 from plantain.dialects.inference_sh.convert import SAFETY_FILTERS, SAFETY_TOLERANCES
 from plantain.dialects.native.protocol import VENDOR_RANGES, TaskCreate, TaskInput
@@ -46,6 +47,7 @@ FIELD_NAMES = {
     "options.guidance": "input.guidance",
     "background": "input.background",
     "plan": "input.rewrite",
+    "grounding": "input.grounding",
 }
 
 # input.safety_tolerance (0 strictest, 6 most permissive, as BFL and fal take it) -> level.
@@ -143,11 +145,19 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
         # inference.sh's fields with no meaning here (retry_count is used: options.retries)
         "ignored": ignored({name: getattr(body, name) for name in inference_sh_convert.IGNORED_INPUT_FIELDS}),
         "plan": body.rewrite,
+        "grounding": _grounding(body),
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
     except InvalidRequestError as exc:
         raise exc.renamed(FIELD_NAMES) from None
+
+
+def _grounding(body: TaskInput) -> bool | None:
+    """``input.grounding``, or inference.sh's ``enable_google_search`` when only it is sent;
+    either true asks for search grounding."""
+    sent = [value for value in (body.grounding, body.enable_google_search) if value is not None]
+    return any(sent) if sent else None
 
 
 def safety_level(body: TaskInput) -> SafetyLevel | None:
@@ -269,6 +279,7 @@ def _input_echo(task: Task) -> dict[str, Any]:
         "content_credentials": request.get("provenance", {}).get("content_credentials"),
         # input.rewrite as asked, shown only when sent (a task without it reads as it always has)
         **({"rewrite": request["plan"]} if request.get("plan") is not None else {}),
+        **({"grounding": True} if request.get("grounding") else {}),  # shown only when asked for
     }
 
 
@@ -295,6 +306,8 @@ def _output(task: Task, file_url: FileURL) -> dict[str, Any] | None:
     }
     if result.plan is not None:
         output |= _plan_output(result.plan)
+    if result.grounding is not None:
+        output["grounding"] = grounding_object(result.grounding)
     return output
 
 
@@ -310,6 +323,9 @@ def _plan_output(plan: PlanResult) -> dict[str, Any]:
             "seconds": plan.seconds,
             "input_tokens": plan.input_tokens,
             "output_tokens": plan.output_tokens,
+            # the earlier image of the conversation the edit was resolved to, when the planner
+            # chose another than the dialect's rule ("": none, a new image)
+            **({"edited": plan.edited} if plan.edited is not None else {}),
         },
     }
 

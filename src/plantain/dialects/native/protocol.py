@@ -35,10 +35,14 @@ class TaskInput(BaseModel):
     # The planner stage (docs/planner.md): false skips it for this task, true asks for it (refused
     # when the server has no planner); absent follows the server's ``planner`` setting.
     rewrite: bool | None = None
+    # Search grounding (docs/grounding.md): true looks the request up first (refused when the
+    # server has no search provider); inference.sh's enable_google_search is the same switch.
+    grounding: bool | None = None
     # Vendors' fields (inference.sh's image apps) that steer a language model or a remote
     # provider: accepted so their bodies run as they are, each checked against the vendor's
     # range (VENDOR_RANGES), and reported in input.ignored, but for retry_count, which sets a
-    # remote provider's retries (inference_sh.convert.IGNORED_INPUT_FIELDS lists the others).
+    # remote provider's retries, and enable_google_search, which is ``grounding``
+    # (inference_sh.convert.IGNORED_INPUT_FIELDS lists the others).
     enable_google_search: bool | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)

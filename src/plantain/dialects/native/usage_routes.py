@@ -131,6 +131,12 @@ def usage_entry(totals: Totals) -> dict[str, Any]:
         },
         "device_seconds": round(totals.device_seconds, SECONDS_DECIMALS),
         "cost": {"amount": round(totals.cost, COST_DECIMALS), "currency": totals.currency},
+        "planner": {
+            "seconds": round(totals.planner_seconds, SECONDS_DECIMALS),
+            "input_tokens": totals.planner_input_tokens,
+            "output_tokens": totals.planner_output_tokens,
+        },
+        "search": {"seconds": round(totals.search_seconds, SECONDS_DECIMALS), "searches": totals.searches},
     }
 
 

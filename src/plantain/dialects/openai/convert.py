@@ -19,6 +19,7 @@ from annotated_types import Ge, Le
 from PIL import Image
 from pydantic import ValidationError
 
+from plantain.dialects.grounding import grounding_object
 from plantain.dialects.openai.protocol import ImageParams, VariationParams
 from plantain.dialects.report import background_made, ignored
 from plantain.dialects.wire import encode_base64, validation_error
@@ -52,6 +53,7 @@ PARAM_NAMES = {
     "width": "size",
     "height": "size",
     "plan": "rewrite_prompt",
+    "grounding": "grounding",
 }
 
 # `quality` -> a multiple of the engine preset's steps (docs/parameters.md has each engine's steps);
@@ -220,6 +222,7 @@ def _create_request(
         options={"steps_scale": QUALITY_STEPS_SCALE.get(params.quality or "auto")},
         ignored=ignored(unused | {name: params.resolution for name in size.ignored}),
         plan=params.rewrite_prompt,
+        grounding=bool(params.grounding),
     )
 
 
@@ -389,7 +392,14 @@ def response_body(
         "data": data,
         **_echo(result.images[0], params),
         "usage": usage(counted, cost),
+        **_grounding(result),
     }
+
+
+def _grounding(result: ImageResult) -> dict[str, Any]:
+    """Search grounding's report as a Plantain extension field (none when not grounded): OpenAI's
+    images API has no place for sources."""
+    return {"grounding": grounding_object(result.grounding)} if result.grounding is not None else {}
 
 
 def stream_events(
@@ -406,7 +416,7 @@ def stream_events(
     when one ran (left out otherwise: OpenAI's events have no such field, and unknown ones are
     ignored by the SDK)."""
     kind = f"{endpoint}.completed"
-    shared = {**_echo(result.images[0], params), "usage": usage(counted, cost)}  # once, not per image
+    shared = {**_echo(result.images[0], params), "usage": usage(counted, cost), **_grounding(result)}
     if result.plan is not None:
         shared["revised_prompt"] = result.plan.revised_prompt
     return [

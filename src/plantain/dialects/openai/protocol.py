@@ -57,6 +57,9 @@ class ImageParams(BaseModel):
     # Plantain extension (extra_body): false skips the planner stage (docs/planner.md), true asks
     # for it; absent follows the server's ``planner`` setting. Its rewrite is ``revised_prompt``.
     rewrite_prompt: bool | None = None
+    # Plantain extension (extra_body): true looks the request up with the server's search provider
+    # first (docs/grounding.md); the answer's ``grounding`` says what was found.
+    grounding: bool | None = None
     # Accepted and ignored: they steer OpenAI's own models and have no meaning here.
     input_fidelity: Any = None
     safety_identifier: Any = None
