@@ -137,7 +137,7 @@ def test_one_generation_at_a_time_gives_each_thread_its_own_answer(model: Planne
 
 def test_a_hub_id_is_read_from_the_hub_cache(planner_settings: Settings) -> None:
     model = PlannerModel(planner_settings.model_copy(update={"planner_model": HUB_ID}))
-    assert model.directory() is None and model.present()
+    assert model.checkpoint.directory() is None and model.present()
     assert model.generate("s", "a fox", max_new_tokens=4).output_tokens >= 1
 
 
@@ -156,7 +156,7 @@ def test_a_directory_without_a_checkpoint_is_a_clear_error(
     planner_settings: Settings, tmp_path: Path
 ) -> None:
     model = PlannerModel(planner_settings.model_copy(update={"planner_model": str(tmp_path)}))
-    assert model.directory() == tmp_path and not model.present()
+    assert model.checkpoint.directory() == tmp_path and not model.present()
     with pytest.raises(MissingWeightsError, match=r"setting planner_model: no checkpoint in .*config\.json"):
         model.load()
 

@@ -41,7 +41,7 @@ def test_tiny_vl_is_built_on_first_use_and_loads_by_the_real_path(
     vision: PlannerModel, vision_settings: Settings
 ) -> None:
     directory = vision_settings.models_dir / tiny_vl.CHECKPOINT_DIR_NAME
-    assert vision.directory() == directory and vision.present()
+    assert vision.checkpoint.directory() == directory and vision.present()
     saved = {path.name for path in directory.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json"} <= saved
     loaded: Any = vision._loaded

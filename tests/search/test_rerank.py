@@ -25,7 +25,7 @@ def reranker(tmp_path_factory: pytest.TempPathFactory, hub_cache: Path) -> Reran
         data_dir=tmp_path_factory.mktemp("rerank"), hub_cache=hub_cache, grounding_reranker="tiny"
     )
     built = Reranker(settings)
-    assert built.present() and not built.loaded  # tiny counts as present: it is built on load
+    assert built.checkpoint.present() and not built.loaded  # tiny counts as present: it is built on load
     built.load()
     install_in_hub_cache(settings.models_dir / CHECKPOINT_DIR_NAME, HUB_ID, hub_cache)
     return built
@@ -58,7 +58,7 @@ def test_a_prompt_longer_than_clip_reads_is_cut_not_refused(reranker: Reranker) 
 
 def test_a_hub_id_is_read_from_the_hub_cache(reranker: Reranker, hub_cache: Path, tmp_path: Path) -> None:
     by_id = Reranker(Settings(data_dir=tmp_path, hub_cache=hub_cache, grounding_reranker=HUB_ID))
-    assert by_id.present() and by_id.directory() is None
+    assert by_id.checkpoint.present() and by_id.checkpoint.directory() is None
     assert by_id.score("bananas", IMAGES) == pytest.approx(reranker.score("bananas", IMAGES), abs=1e-5)
 
 
@@ -66,7 +66,7 @@ def test_a_missing_hub_checkpoint_names_the_setting_and_is_never_downloaded(
     hub_cache: Path, tmp_path: Path
 ) -> None:
     missing = Reranker(Settings(data_dir=tmp_path, hub_cache=hub_cache, grounding_reranker="nobody/no-clip"))
-    assert not missing.present()
+    assert not missing.checkpoint.present()
     with pytest.raises(
         MissingWeightsError, match=r"setting grounding_reranker: nobody/no-clip is not in the hub cache"
     ):

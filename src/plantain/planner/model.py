@@ -14,18 +14,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from huggingface_hub import constants as hub_constants
-from huggingface_hub import try_to_load_from_cache
 from PIL import Image
 
+from plantain.engines.checkpoints import BuiltIn, NamedCheckpoint
 from plantain.engines.loading import pick_device, quiet_libraries
-from plantain.errors import ConfigurationError, MissingWeightsError
+from plantain.errors import ConfigurationError
 from plantain.planner import tiny, tiny_vl
 from plantain.settings import Settings
 
@@ -35,9 +35,9 @@ TINY = "tiny"
 TINY_VL = "tiny-vl"
 
 # The built-in random-weight checkpoints: their directory under models_dir and their builder.
-BUILT_IN: dict[str, tuple[str, Callable[[Path], None]]] = {
-    TINY: (tiny.CHECKPOINT_DIR_NAME, tiny.build_checkpoint),
-    TINY_VL: (tiny_vl.CHECKPOINT_DIR_NAME, tiny_vl.build_checkpoint),
+BUILT_IN = {
+    TINY: BuiltIn(tiny.CHECKPOINT_DIR_NAME, tiny.build_checkpoint),
+    TINY_VL: BuiltIn(tiny_vl.CHECKPOINT_DIR_NAME, tiny_vl.build_checkpoint),
 }
 
 # Longest side an input image is shown to a vision model at. Every image becomes vision tokens the
@@ -75,62 +75,23 @@ class PlannerModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = settings.planner_model
+        self.checkpoint = NamedCheckpoint(
+            setting="planner_model",
+            name=self.name,
+            models_dir=settings.models_dir,
+            hub_cache=settings.hub_cache or Path(hub_constants.HF_HUB_CACHE),
+            built_in=BUILT_IN,
+            holds="a transformers causal language model with its tokenizer (or a vision-language "
+            "model with its processor)",
+            otherwise="set planner=off",
+        )
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
         self._sees_images: bool | None = None  # read from the config before loading, once
 
-    # --- where the checkpoint is -------------------------------------------------------------
-
-    @property
-    def hub_cache(self) -> Path:
-        return self.settings.hub_cache or Path(hub_constants.HF_HUB_CACHE)
-
-    def directory(self) -> Path | None:
-        """The local directory ``planner_model`` names (``tiny``'s and ``tiny-vl``'s in the data
-        directory), or None when it is a hub id."""
-        if self.name in BUILT_IN:
-            return self.settings.models_dir / BUILT_IN[self.name][0]
-        path = Path(self.name).expanduser()
-        if path.is_absolute() or self.name.startswith((".", "~")) or path.is_dir():
-            return path
-        return None
-
     def present(self) -> bool:
-        """Whether loading would find the checkpoint (``tiny`` and ``tiny-vl`` always: they are
-        built when missing). Reads only the file system."""
-        directory = self.directory()
-        if self.name in BUILT_IN:
-            return True
-        if directory is not None:
-            return (directory / "config.json").is_file()
-        cached = try_to_load_from_cache(self.name, "config.json", cache_dir=self.hub_cache)
-        return isinstance(cached, str)
-
-    def resolve(self) -> str:
-        """What ``from_pretrained`` loads: a directory (``tiny``/``tiny-vl`` built first) or a
-        cached hub id."""
-        directory = self.directory()
-        if self.name in BUILT_IN and directory is not None and not (directory / "config.json").is_file():
-            logger.info("building the %s planner checkpoint in %s", self.name, directory)
-            BUILT_IN[self.name][1](directory)
-        elif not self.present():
-            raise MissingWeightsError(self._missing_message())
-        return str(directory) if directory is not None else self.name
-
-    def _missing_message(self) -> str:
-        if self.directory() is not None:
-            return (
-                f"setting planner_model: no checkpoint in {self.name} (config.json not found); point "
-                "it at a directory holding a transformers causal language model with its tokenizer "
-                "(or a vision-language model with its processor), or at a hub id in the hub cache, "
-                "or set planner=off"
-            )
-        return (
-            f"setting planner_model: {self.name} is not in the hub cache {self.hub_cache}, and the "
-            f"server never downloads; fetch it first (hf download {self.name} --cache-dir "
-            f"{self.hub_cache}), point planner_model at a local directory, use tiny or tiny-vl "
-            "(random weights, for tests), or set planner=off"
-        )
+        """Whether loading would find the checkpoint (reads only the file system)."""
+        return self.checkpoint.present()
 
     # --- loading and generating --------------------------------------------------------------
 
@@ -148,7 +109,7 @@ class PlannerModel:
             if self._loaded is not None:
                 return self._loaded.sees_images
             if self._sees_images is None:
-                self._sees_images = _is_vision_language(self._read_config(self.resolve()))
+                self._sees_images = _is_vision_language(self._read_config(self.checkpoint.resolve()))
             return self._sees_images
 
     def load(self) -> None:
@@ -215,7 +176,7 @@ class PlannerModel:
     @property
     def _where(self) -> dict[str, Any]:
         """How every ``from_pretrained`` here finds the checkpoint: locally, never downloading."""
-        return {"local_files_only": True, "cache_dir": self.hub_cache}
+        return {"local_files_only": True, "cache_dir": self.checkpoint.hub_cache}
 
     def _read_config(self, location: str) -> Any:
         """The checkpoint's transformers config (a small JSON file; no weights are read)."""
@@ -226,7 +187,7 @@ class PlannerModel:
             return AutoConfig.from_pretrained(location, **self._where)
 
     def _load(self) -> _Loaded:
-        location = self.resolve()
+        location = self.checkpoint.resolve()
         config = self._read_config(location)
         device = pick_device(self.settings.planner_device)
         sees_images = _is_vision_language(config)
@@ -261,7 +222,7 @@ class PlannerModel:
         try:
             yield
         except OSError as exc:
-            raise MissingWeightsError(f"{self._missing_message()} ({type(exc).__name__}: {exc})") from exc
+            raise self.checkpoint.unreadable(exc) from exc
         except (ValueError, KeyError) as exc:  # e.g. a config with no causal LM or processor class
             raise ConfigurationError(
                 f"setting planner_model: {self.name} is not a causal language model or vision-language "

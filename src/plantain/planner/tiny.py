@@ -10,30 +10,16 @@ token counting all run for real, in well under a second.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from plantain.engines.checkpoints import save_atomically
+from plantain.engines.checkpoints import SavedTogether, save_atomically
 from plantain.engines.loading import quiet_libraries
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, tiny_qwen3_config
 
 CHECKPOINT_DIR_NAME = "tiny-planner-qwen3"
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A model and its tokenizer (or a vision model's processor, which holds one), saved into one
-    directory as a hub repository holds them."""
-
-    model: Any
-    tokenizer: Any
-
-    def save_pretrained(self, directory: Path) -> None:
-        self.model.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
 
 
 def build_checkpoint(directory: Path, seed: int = 0) -> None:
@@ -54,7 +40,7 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
     )
     model = Qwen3ForCausalLM(config)
     silence_blank_tokens(model, tokenizer)
-    save_atomically(Checkpoint(model, tokenizer), directory)
+    save_atomically(SavedTogether(model, tokenizer), directory)
 
 
 def silence_blank_tokens(model: Any, tokenizer: Any) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from plantain.engines.checkpoints import save_atomically
+from plantain.engines.checkpoints import SavedTogether, save_atomically
 from plantain.engines.loading import quiet_libraries
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer, token_id
-from plantain.planner.tiny import Checkpoint, silence_blank_tokens
+from plantain.planner.tiny import silence_blank_tokens
 
 CHECKPOINT_DIR_NAME = "tiny-planner-qwen3-vl"
 
@@ -57,7 +57,7 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
     processor = images_only_processor_class(type(model.config))(
         image_processor=_image_processor(), tokenizer=tokenizer, chat_template=VL_CHAT_TEMPLATE
     )
-    save_atomically(Checkpoint(model, processor), directory)
+    save_atomically(SavedTogether(model, processor), directory)
 
 
 def _image_processor() -> Any:

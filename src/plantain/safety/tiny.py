@@ -11,30 +11,17 @@ choose whether outputs are blocked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from plantain.engines.checkpoints import save_atomically
+from plantain.engines.checkpoints import SavedTogether, save_atomically
 from plantain.engines.loading import quiet_libraries
 from plantain.settings import Settings
 
 LABELS = {0: "normal", 1: "nsfw"}
 CHECKPOINT_DIR_NAME = "tiny-safety-vit"
-
-
-@dataclass(frozen=True)
-class _Checkpoint:
-    """A model and its image processor, saved into one directory as a hub repo holds them."""
-
-    model: Any
-    processor: Any
-
-    def save_pretrained(self, directory: Path) -> None:
-        self.model.save_pretrained(directory)
-        self.processor.save_pretrained(directory)
 
 
 def build_classifier(directory: Path, seed: int = 0, nsfw_logit: float | None = None) -> None:
@@ -60,7 +47,7 @@ def build_classifier(directory: Path, seed: int = 0, nsfw_logit: float | None = 
             head.weight.zero_()
             head.bias.copy_(torch.tensor([0.0, nsfw_logit]))
     processor = ViTImageProcessor(size={"height": 32, "width": 32})
-    save_atomically(_Checkpoint(model, processor), directory)
+    save_atomically(SavedTogether(model, processor), directory)
 
 
 def checkpoint_dir(settings: Settings) -> Path:

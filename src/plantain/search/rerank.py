@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from huggingface_hub import constants as hub_constants
-from huggingface_hub import try_to_load_from_cache
 
+from plantain.engines.checkpoints import BuiltIn, NamedCheckpoint
 from plantain.engines.loading import pick_device, quiet_libraries
-from plantain.errors import ConfigurationError, MissingWeightsError
+from plantain.errors import ConfigurationError
 from plantain.search import tiny
 
 if TYPE_CHECKING:
@@ -49,59 +49,17 @@ class Reranker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = settings.grounding_reranker
+        self.checkpoint = NamedCheckpoint(
+            setting="grounding_reranker",
+            name=self.name,
+            models_dir=settings.models_dir,
+            hub_cache=settings.hub_cache or Path(hub_constants.HF_HUB_CACHE),
+            built_in={TINY: BuiltIn(tiny.CHECKPOINT_DIR_NAME, tiny.build_checkpoint)},
+            holds="a transformers CLIP model with its processor",
+            otherwise="set grounding_references=0 (or search_provider=none)",
+        )
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
-
-    # --- where the checkpoint is -------------------------------------------------------------
-
-    @property
-    def hub_cache(self) -> Path:
-        return self.settings.hub_cache or Path(hub_constants.HF_HUB_CACHE)
-
-    def directory(self) -> Path | None:
-        """The local directory ``grounding_reranker`` names (``tiny``'s in the data directory),
-        or None when it is a hub id."""
-        if self.name == TINY:
-            return self.settings.models_dir / tiny.CHECKPOINT_DIR_NAME
-        path = Path(self.name).expanduser()
-        if path.is_absolute() or self.name.startswith((".", "~")) or path.is_dir():
-            return path
-        return None
-
-    def present(self) -> bool:
-        """Whether loading would find the checkpoint (``tiny`` always: it is built when missing).
-        Reads only the file system."""
-        if self.name == TINY:
-            return True
-        directory = self.directory()
-        if directory is not None:
-            return (directory / "config.json").is_file()
-        cached = try_to_load_from_cache(self.name, "config.json", cache_dir=self.hub_cache)
-        return isinstance(cached, str)
-
-    def resolve(self) -> str:
-        """What ``from_pretrained`` loads: a directory (``tiny`` built first) or a cached hub id."""
-        directory = self.directory()
-        if self.name == TINY and directory is not None and not (directory / "config.json").is_file():
-            logger.info("building the tiny grounding reranker in %s", directory)
-            tiny.build_checkpoint(directory)
-        elif not self.present():
-            raise MissingWeightsError(self._missing_message())
-        return str(directory) if directory is not None else self.name
-
-    def _missing_message(self) -> str:
-        if self.directory() is not None:
-            return (
-                f"setting grounding_reranker: no checkpoint in {self.name} (config.json not found); "
-                "point it at a directory holding a transformers CLIP model with its processor, or "
-                "at a hub id in the hub cache, or set search_provider=none"
-            )
-        return (
-            f"setting grounding_reranker: {self.name} is not in the hub cache {self.hub_cache}, "
-            f"and the server never downloads; fetch it first (hf download {self.name} --cache-dir "
-            f"{self.hub_cache}), point grounding_reranker at a local directory, use tiny (random "
-            "weights, for tests), or set grounding_references=0"
-        )
 
     # --- loading and scoring -----------------------------------------------------------------
 
@@ -139,7 +97,7 @@ class Reranker:
         return {
             "model": self.name,
             "device": self.settings.grounding_device,
-            "present": self.present(),
+            "present": self.checkpoint.present(),
             "loaded": self.loaded,
         }
 
@@ -153,14 +111,14 @@ class Reranker:
         from transformers import CLIPModel, CLIPProcessor
 
         quiet_libraries()
-        location = self.resolve()
+        location = self.checkpoint.resolve()
         device = pick_device(self.settings.grounding_device)
-        where: dict[str, Any] = {"local_files_only": True, "cache_dir": self.hub_cache}
+        where: dict[str, Any] = {"local_files_only": True, "cache_dir": self.checkpoint.hub_cache}
         try:
             processor = CLIPProcessor.from_pretrained(location, **where)
             model: Any = CLIPModel.from_pretrained(location, **where)
         except OSError as exc:
-            raise MissingWeightsError(f"{self._missing_message()} ({type(exc).__name__}: {exc})") from exc
+            raise self.checkpoint.unreadable(exc) from exc
         except (ValueError, TypeError) as exc:  # e.g. a checkpoint that is not a CLIP model
             raise ConfigurationError(
                 f"setting grounding_reranker: {self.name} is not a CLIP model transformers can "

@@ -9,30 +9,17 @@ the grounder's tests need, and it builds and runs in well under a second.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from plantain.engines.checkpoints import save_atomically
+from plantain.engines.checkpoints import SavedTogether, save_atomically
 from plantain.engines.loading import quiet_libraries
 from plantain.engines.tiny_tokenizers import tiny_clip_tokenizer
 
 CHECKPOINT_DIR_NAME = "tiny-reranker-clip"
 IMAGE_SIZE = 32
-
-
-@dataclass(frozen=True)
-class _Checkpoint:
-    """A model and its processor, saved into one directory as a hub repository holds them."""
-
-    model: Any
-    processor: Any
-
-    def save_pretrained(self, directory: Path) -> None:
-        self.model.save_pretrained(directory)
-        self.processor.save_pretrained(directory)
 
 
 def build_checkpoint(directory: Path, seed: int = 0) -> None:
@@ -59,5 +46,5 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     )
     processor: Any = CLIPProcessor  # untyped in transformers
-    checkpoint = _Checkpoint(model, processor(image_processor=images, tokenizer=tokenizer))
+    checkpoint = SavedTogether(model, processor(image_processor=images, tokenizer=tokenizer))
     save_atomically(checkpoint, directory)
