@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner, Result
 from PIL import Image
+from tests.cli.conftest import Plantain
 
-from plantain.cli.main import cli
-from plantain.server.app import create_app
-from plantain.settings import Settings
-from plantain.testing import LiveServer, free_port, make_input
-
-KEY = "app-cli-key"
-Plantain = Callable[..., Result]
-
-
-@pytest.fixture(scope="module")
-def base(server_settings: Callable[..., Settings]) -> Iterator[str]:
-    with LiveServer(create_app(server_settings(api_keys=[KEY]))) as server:
-        yield server.wait_ready()
-
-
-@pytest.fixture
-def plantain(base: str, tmp_path: Path) -> Plantain:
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-        environment = {"PLANTAIN_SERVER": base, "PLANTAIN_API_KEY": KEY, **(env or {})}
-        return CliRunner(env=environment).invoke(cli, ["--data-dir", str(tmp_path / "data"), *args])
-
-    return invoke
+from plantain.testing import free_port, make_input
 
 
 def size_of(path: Path) -> tuple[int, int]:

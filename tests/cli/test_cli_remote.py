@@ -5,38 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from PIL import Image
+from tests.cli.conftest import KEY, Plantain
 
 from plantain.cli.main import cli
 from plantain.client import Client
-from plantain.server.app import create_app
-from plantain.settings import Settings
-from plantain.testing import LiveServer, free_port, make_input
-
-KEY = "cli-test-key"
-Plantain = Callable[..., Result]
-
-
-@pytest.fixture(scope="module")
-def base(server_settings: Callable[..., Settings]) -> Iterator[str]:
-    with LiveServer(create_app(server_settings(api_keys=[KEY]))) as server:
-        yield server.wait_ready()
-
-
-@pytest.fixture
-def plantain(base: str, tmp_path: Path) -> Plantain:
-    """``plantain ARGS`` with the server and key in the environment, as a user would set them."""
-
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-        environment = {"PLANTAIN_SERVER": base, "PLANTAIN_API_KEY": KEY, **(env or {})}
-        return CliRunner(env=environment).invoke(cli, ["--data-dir", str(tmp_path / "data"), *args])
-
-    return invoke
+from plantain.testing import free_port, make_input
 
 
 @pytest.fixture

@@ -7,16 +7,16 @@ from __future__ import annotations
 import base64
 import io
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
+from tests.planner.fakes import Scripted
 
 from plantain.engines.base import EngineJob
 from plantain.planner import prompts
-from plantain.planner.model import Generated
 from plantain.server.app import create_app
 from plantain.settings import Settings
 from plantain.testing import LiveServer
@@ -25,41 +25,24 @@ RED, GREEN = (220, 20, 20), (20, 200, 40)
 GEMINI = "/v1beta/models/gemini-2.5-flash-image:generateContent"
 
 
-class Scripted:
-    """A planner model that answers the resolution with :attr:`answer` and anything else with a
-    fixed prompt; it records the resolution listings it was shown."""
+class Resolver:
+    """What the scripted planner answers: :attr:`answer` to the resolution, a fixed prompt to
+    anything else; and the resolution listings it was shown."""
 
-    name = "scripted"
-    sees_images = False
-    loaded = True
-
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.answer = "1"
-        self.listings: list[str] = []
+        self.model = Scripted(settings, self._reply)
 
-    def load(self) -> None:
-        pass
+    def _reply(self, system: str, user: str) -> str:
+        return self.answer if system == prompts.RESOLVE_SYSTEM else "a small car painted blue"
 
-    def present(self) -> bool:
-        return True
-
-    def generate(
-        self,
-        system: str,
-        user: str,
-        *,
-        images: Sequence[Any] = (),
-        max_new_tokens: int,
-        min_new_tokens: int = 0,
-    ) -> Generated:
-        if system == prompts.RESOLVE_SYSTEM:
-            self.listings.append(user)
-            return Generated(self.answer, input_tokens=40, output_tokens=1)
-        return Generated("a small car painted blue", input_tokens=20, output_tokens=6)
+    @property
+    def listings(self) -> list[str]:
+        return [call.user for call in self.model.calls if call.system == prompts.RESOLVE_SYSTEM]
 
 
 class Resolving:
-    def __init__(self, base: str, model: Scripted, jobs: list[EngineJob]) -> None:
+    def __init__(self, base: str, model: Resolver, jobs: list[EngineJob]) -> None:
         self.base, self.model, self.jobs = base, model, jobs
 
     def last_inputs(self) -> list[tuple[int, int, int]]:
@@ -72,10 +55,11 @@ class Resolving:
 
 @pytest.fixture(scope="module")
 def resolving(server_settings: Callable[..., Settings]) -> Iterator[Resolving]:
-    app = create_app(server_settings(planner="on", planner_model="tiny"))
+    settings = server_settings(planner="on", planner_model="tiny")
+    app = create_app(settings)
     scheduler = app.state.scheduler
-    model = Scripted()
-    scheduler.planner.model = model
+    model = Resolver(settings)
+    scheduler.planner.model = model.model
     engine = scheduler.registry.get("tiny")
     jobs: list[EngineJob] = []
     lock, run = threading.Lock(), engine.run
@@ -118,7 +102,7 @@ def test_the_planner_picks_the_earlier_image_the_edit_means(resolving: Resolving
     assert '1. user: "a red car" [image 1]' in listing and "2. model: [image 2]" in listing
     plan = resolving.last_task()["output"]["plan"]
     assert plan["edited"] == "contents[0].parts[1].inlineData"
-    assert plan["input_tokens"] >= 40  # the resolution's generation is counted in the stage's
+    assert plan["input_tokens"] == 30  # the resolution's generation counts, beside the rewrite and answer
 
 
 def test_the_rule_stands_when_the_planner_agrees_or_does_not_decide(resolving: Resolving) -> None:

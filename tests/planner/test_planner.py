@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.planner.fakes import Scripted
 
 from plantain.engines.checkpoints import install_in_hub_cache
 from plantain.errors import ConfigurationError, MissingWeightsError
@@ -67,24 +68,11 @@ class Recording(PlannerModel):
         )
 
 
-class Writes(PlannerModel):
-    """A stub that writes ``rewrite`` as the rewrite and a fixed answer; loads nothing."""
-
-    def __init__(self, settings: Settings, rewrite: str) -> None:
-        super().__init__(settings)
-        self.rewrite = rewrite
-
-    def generate(
-        self,
-        system: str,
-        user: str,
-        *,
-        images: Sequence[Any] = (),
-        max_new_tokens: int,
-        min_new_tokens: int = 0,
-    ) -> Generated:
-        text = "Here is your fox." if system == prompts.ANSWER_SYSTEM else self.rewrite
-        return Generated(text=text, input_tokens=10, output_tokens=3)
+def writes(settings: Settings, rewrite: str) -> Scripted:
+    """A model that writes ``rewrite`` as the rewrite and a fixed answer; loads nothing."""
+    return Scripted(
+        settings, lambda system, _: "Here is your fox." if system == prompts.ANSWER_SYSTEM else rewrite
+    )
 
 
 def test_the_tiny_checkpoint_is_built_on_first_use_and_loads_by_the_real_path(tmp_path: Path) -> None:
@@ -194,7 +182,7 @@ def test_a_plan_reports_both_prompts_the_text_and_the_cost(planner_settings: Set
     ["", "   \n\t", "<|im_end|>", "<think>\n\n</think>\n\n", '""', "<|endoftext|> <|im_start|>"],
 )
 def test_an_unusable_rewrite_leaves_the_original_prompt(planner_settings: Settings, rewrite: str) -> None:
-    result = Planner(planner_settings, Writes(planner_settings, rewrite)).plan(
+    result = Planner(planner_settings, writes(planner_settings, rewrite)).plan(
         ImageRequest(prompt="a fox"), "flux1"
     )
     assert result.revised_prompt == "a fox" and result.text == "Here is your fox."
@@ -212,7 +200,7 @@ def test_an_unusable_rewrite_leaves_the_original_prompt(planner_settings: Settin
     ],
 )
 def test_the_rewrite_is_cleaned(planner_settings: Settings, rewrite: str, revised: str) -> None:
-    result = Planner(planner_settings, Writes(planner_settings, rewrite)).plan(
+    result = Planner(planner_settings, writes(planner_settings, rewrite)).plan(
         ImageRequest(prompt="a fox"), "flux1"
     )
     assert result.revised_prompt == revised
@@ -220,7 +208,7 @@ def test_the_rewrite_is_cleaned(planner_settings: Settings, rewrite: str, revise
 
 def test_the_rewrite_is_cut_to_the_longest_prompt_allowed(planner_settings: Settings) -> None:
     settings = planner_settings.model_copy(update={"max_prompt_chars": 12})
-    result = Planner(settings, Writes(settings, "a red fox in deep fresh snow")).plan(
+    result = Planner(settings, writes(settings, "a red fox in deep fresh snow")).plan(
         ImageRequest(prompt="fox"), ""
     )
     assert result.revised_prompt == "a red fox in"

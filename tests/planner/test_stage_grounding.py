@@ -6,55 +6,17 @@ random-weight checkpoint runs each new generation end to end."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from tests.planner.fakes import Scripted, in_turn
 
 from plantain.planner import prompts
-from plantain.planner.model import Generated, PlannerModel
 from plantain.planner.stage import MAX_QUERY_CHARS, Planner, Queries, fallback_query, parse_queries
 from plantain.settings import Settings
 from plantain.testing import make_input
 from plantain.types import ConversationTurn, ImageRequest
-
-
-@dataclass(frozen=True)
-class Call:
-    system: str
-    user: str
-    images: tuple[Image.Image, ...]
-    max_new_tokens: int
-
-
-class Scripted(PlannerModel):
-    """A model that answers each generation with the next of ``answers`` (the last one again when
-    they run out), costs 10 tokens in and 3 out, keeps every call, and loads nothing."""
-
-    def __init__(self, settings: Settings, *answers: str, sees: bool = False) -> None:
-        super().__init__(settings)
-        self.answers = list(answers) or ["A fox."]
-        self.sees = sees
-        self.calls: list[Call] = []
-
-    @property
-    def sees_images(self) -> bool:
-        return self.sees
-
-    def generate(
-        self,
-        system: str,
-        user: str,
-        *,
-        images: Sequence[Image.Image] = (),
-        max_new_tokens: int,
-        min_new_tokens: int = 0,
-    ) -> Generated:
-        self.calls.append(Call(system, user, tuple(images), max_new_tokens))
-        text = self.answers[min(len(self.calls), len(self.answers)) - 1]
-        return Generated(text=text, input_tokens=10, output_tokens=3)
 
 
 @pytest.fixture
@@ -63,7 +25,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def planner(settings: Settings, *answers: str, sees: bool = False) -> tuple[Planner, Scripted]:
-    model = Scripted(settings, *answers, sees=sees)
+    model = Scripted(settings, in_turn(*answers), sees=sees)
     return Planner(settings, model), model
 
 

@@ -4,7 +4,6 @@ and what is never fetched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,6 @@ from plantain.search.rerank import Reranker
 from plantain.settings import Settings
 
 PROMPT = "a bunch of ripe bananas at a market"
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[SearchServer]:
-    with SearchServer() as started:
-        yield started
-
-
-@pytest.fixture
-def server(running: SearchServer) -> SearchServer:
-    running.reset()
-    return running
 
 
 @pytest.fixture(scope="module")

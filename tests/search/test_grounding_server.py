@@ -28,10 +28,11 @@ PAGES = {"https://example.org/bananas", "https://example.org/plantains", "https:
 
 
 class Grounded:
-    """The live server, its search server, and the jobs its tiny engine ran."""
+    """The live server, its search server, the jobs its tiny engine ran and what its planner
+    was asked (the user turns of its generations)."""
 
-    def __init__(self, base: str, search: SearchServer, jobs: list[EngineJob]) -> None:
-        self.base, self.search, self.jobs = base, search, jobs
+    def __init__(self, base: str, search: SearchServer, jobs: list[EngineJob], asked: list[str]) -> None:
+        self.base, self.search, self.jobs, self.asked = base, search, jobs, asked
 
     def last_inputs(self) -> list[tuple[int, int, int]]:
         """The colour of each input image of the last engine run."""
@@ -39,17 +40,11 @@ class Grounded:
 
 
 @pytest.fixture(scope="module")
-def search() -> Iterator[SearchServer]:
-    with SearchServer() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def grounded(server_settings: Callable[..., Settings], search: SearchServer) -> Iterator[Grounded]:
+def grounded(server_settings: Callable[..., Settings], running: SearchServer) -> Iterator[Grounded]:
     settings = server_settings(
         search_provider="searxng",
-        search_url=search.base,
-        allowed_hosts=[search.host_port],  # the image candidates live on 127.0.0.1 here
+        search_url=running.base,
+        allowed_hosts=[running.host_port],  # the image candidates live on 127.0.0.1 here
         grounding_reranker="tiny",
         planner="on",
         planner_model="tiny",
@@ -58,8 +53,9 @@ def grounded(server_settings: Callable[..., Settings], search: SearchServer) -> 
     )
     app = create_app(settings)
     jobs = spy_on_engine(app, "tiny")
+    asked = spy_on_planner(app)
     with LiveServer(app) as live:
-        yield Grounded(live.wait_ready(), search, jobs)
+        yield Grounded(live.wait_ready(), running, jobs, asked)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +78,20 @@ def spy_on_engine(app: Any, name: str) -> list[EngineJob]:
 
     engine.run = recorded
     return jobs
+
+
+def spy_on_planner(app: Any) -> list[str]:
+    """Record the user turn of every generation the planner's (real, tiny) model is asked for."""
+    model = app.state.scheduler.planner.model
+    asked: list[str] = []
+    generate = model.generate
+
+    def recorded(system: str, user: str, **kwargs: Any) -> Any:
+        asked.append(user)
+        return generate(system, user, **kwargs)
+
+    model.generate = recorded
+    return asked
 
 
 def gemini(base: str) -> genai.Client:
@@ -140,7 +150,8 @@ def test_the_task_shows_what_was_searched_and_used_and_usage_counts_it(grounded:
     assert [reference["used"] for reference in references] == [True] + [False] * (len(references) - 1)
     scores = [reference["score"] for reference in references]
     assert scores == sorted(scores, reverse=True)  # best first
-    assert "Bananas are yellow" in task["output"]["revised_prompt"] or task["output"]["plan"]
+    # the facts reached the rewrite: a search snippet, tags and entities gone, in what it was asked
+    assert any("Bananas are yellow & curved." in user for user in grounded.asked)
     usage = task["usage"]
     assert usage["search_seconds"] > 0 and usage["searches"] == grounding["searches"]
     assert usage["planner_output_tokens"] > 0 and usage["planner_input_tokens"] > 0

@@ -3,7 +3,6 @@ ask for, how they read the answers, and how they fail."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,6 @@ from plantain.search.providers import (
     provider_from_settings,
 )
 from plantain.settings import Settings, load_settings
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[SearchServer]:
-    with SearchServer() as started:
-        yield started
-
-
-@pytest.fixture
-def server(running: SearchServer) -> SearchServer:
-    running.reset()
-    return running
 
 
 def searxng(server: SearchServer, tmp_path: Path, **fields: Any) -> SearxngProvider:
