@@ -17,6 +17,8 @@ from typing import Any, Literal
 from plantain.errors import PlantainError
 from plantain.types import ConversationTurn, InputImage
 
+Reader = tuple[str, Callable[[], InputImage]]  # an image's label, and what reads it when needed
+
 
 @dataclass(frozen=True)
 class EarlierTurn:
@@ -25,12 +27,15 @@ class EarlierTurn:
 
     role: Literal["user", "model"]
     text: str
-    images: Sequence[Callable[[], InputImage]]
+    images: Sequence[Reader]
 
 
-def conversation_fields(turns: Sequence[EarlierTurn], from_history: int, max_images: int) -> dict[str, Any]:
+def conversation_fields(
+    turns: Sequence[EarlierTurn], chosen: Sequence[InputImage], from_history: int, max_images: int
+) -> dict[str, Any]:
     """``history``, ``earlier`` and ``from_history`` for the core request, or nothing when the
-    earlier turns offer no choice (fewer than two images, one not inline, or one unreadable)."""
+    earlier turns offer no choice (fewer than two images, one not inline, or one unreadable).
+    ``chosen`` are the images the dialect's rule already read (by label): not read again."""
     kept: list[EarlierTurn] = []
     count = 0
     for turn in reversed(turns):
@@ -40,8 +45,9 @@ def conversation_fields(turns: Sequence[EarlierTurn], from_history: int, max_ima
         count += len(turn.images)
     if count < 2:
         return {}
+    already = {image.label: image for image in chosen}
     try:
-        images = [read() for turn in kept for read in turn.images]
+        images = [already.get(label) or read() for turn in kept for label, read in turn.images]
     except PlantainError:  # the rule's own images are checked where they are read; others may be bad
         return {}
     if any(image.url is not None for image in images):

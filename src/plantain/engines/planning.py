@@ -71,6 +71,15 @@ def check_size(engine: Engine, request: ImageRequest, max_output_pixels: int | N
     output_size(engine, aspect_ratio, request.size, max_output_pixels)
 
 
+def most_inputs(engine: Engine, request: ImageRequest) -> int:
+    """The most input images ``engine`` takes for ``request`` (what :func:`check_task` holds it
+    to): none unless it edits; for a masked edit, its inpainting pipeline's limit."""
+    caps = engine.capabilities
+    if not caps.edit:
+        return 0
+    return caps.inpaint_max_images if request.mask is not None else caps.max_input_images
+
+
 def check_task(engine: Engine, request: ImageRequest) -> None:
     """Refuse what ``engine`` cannot do, before any input is decoded or weights loaded."""
     caps = engine.capabilities

@@ -93,11 +93,8 @@ class Planner:
         return self.model.loaded or self.model.present()
 
     def enabled_for(self, request: ImageRequest) -> bool:
-        """Whether the stage runs for ``request``: its own ``plan`` when it set one, else the
-        server's ``planner`` setting."""
-        if request.plan is not None:
-            return request.plan
-        return self.settings.planner == "on"
+        """Whether the stage runs for ``request`` (the server's rule, ``Settings.plans``)."""
+        return self.settings.plans(request.plan)
 
     def plan(
         self,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from plantain.engines.base import Engine
+from plantain.engines.planning import most_inputs
 from plantain.errors import ConfigurationError
 from plantain.generation import prepare
 from plantain.imaging.background import steered
@@ -144,11 +145,8 @@ class BeforeRun:
     def room_for_references(self, engine: Engine, request: ImageRequest) -> int:
         """How many reference images ``engine`` can still take beside ``request``'s own: none for
         an engine that does not edit, and within the server's input limit."""
-        caps = engine.capabilities
-        if not caps.edit:
-            return 0
-        most = caps.inpaint_max_images if request.mask is not None else caps.max_input_images
-        return max(0, min(most, self.limits.max_input_images) - len(request.images))
+        most = min(most_inputs(engine, request), self.limits.max_input_images)
+        return max(0, most - len(request.images))
 
     def _add_references(self, engine: Engine, member: Member, references: Sequence[InputImage]) -> None:
         """Plan ``member`` again with ``references`` after its own inputs, keeping its seed and its

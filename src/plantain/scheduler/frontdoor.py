@@ -149,8 +149,7 @@ class FrontDoor:
     def _without_unplanned_history(self, request: ImageRequest) -> ImageRequest:
         """``request`` without its conversation's earlier images when no planner will run for it:
         nothing else reads them, so they are neither stored nor kept (the dialect's rule stands)."""
-        planned = self.settings.planner == "on" and request.plan is not False
-        if not request.earlier or planned:
+        if not request.earlier or self.settings.plans(request.plan):
             return request
         return request.model_copy(update={"history": (), "earlier": (), "from_history": 0})
 

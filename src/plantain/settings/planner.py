@@ -31,3 +31,9 @@ class PlannerSettings(BaseSettings):
     planner_max_tokens: int = Field(
         default=200, ge=8, le=2048, description="Most tokens the planner writes per rewrite and per answer."
     )
+
+    def plans(self, asked: bool | None) -> bool:
+        """Whether the planner stage runs for a request that asked ``asked`` (its
+        ``ImageRequest.plan``): its own choice when it made one, else this setting. (Asking for
+        it with the stage off is refused at the door.)"""
+        return asked if asked is not None else self.planner == "on"

@@ -48,21 +48,25 @@ def read_conversation(messages: list[Message], limits: Limits) -> Conversation:
     parts = [*context, *_images_of(messages[turn], turn)]
     limits.check_input_count(len(parts), field="messages")  # before any base64 is decoded
     images = tuple(_input_image(part, limits) for part in parts)
-    return Conversation(_prompt(messages, turn), images, _history(messages, turn, len(context), limits))
+    chosen = images[: len(context)]
+    return Conversation(_prompt(messages, turn), images, _history(messages, turn, chosen, limits))
 
 
-def _history(messages: list[Message], turn: int, from_history: int, limits: Limits) -> dict[str, Any]:
-    """The user and assistant messages before ``turn`` as earlier turns (instructions are not)."""
+def _history(
+    messages: list[Message], turn: int, chosen: tuple[InputImage, ...], limits: Limits
+) -> dict[str, Any]:
+    """The user and assistant messages before ``turn`` as earlier turns (instructions are not);
+    ``chosen`` are the earlier images the rule took, already read."""
     earlier = [
         EarlierTurn(
             role="model" if message.role.strip().lower() == "assistant" else "user",
             text=_text_of(message, index),
-            images=[partial(_input_image, part, limits) for part in _images_of(message, index)],
+            images=[(part.label, partial(_input_image, part, limits)) for part in _images_of(message, index)],
         )
         for index, message in enumerate(messages[:turn])
         if message.role.strip().lower() in {"user", "assistant"}
     ]
-    return conversation_fields(earlier, from_history, limits.max_input_images)
+    return conversation_fields(earlier, chosen, len(chosen), limits.max_input_images)
 
 
 def last_user_turn(messages: list[Message]) -> int:

@@ -99,30 +99,28 @@ def to_image_request(
         engine=engine,
         safety=safety_level(body.safety_settings),
         **_generation_fields(config, body.tools),
-        **_conversation(
-            body.contents, turn, len(images) - len(_image_parts(body.contents[turn], turn)), limits
-        ),
+        **_conversation(body.contents, turn, images, limits),
     )
 
 
-def _from_history(images: tuple[InputImage, ...], last: Content, turn: int) -> int:
-    """How many of ``images`` came from an earlier turn (they come first)."""
-    return len(images) - len(_image_parts(last, turn))
-
-
-def _conversation(contents: list[Content], turn: int, from_history: int, limits: Limits) -> dict[str, Any]:
-    """The earlier turns for the planner to resolve an edit against (dialects/conversation.py)."""
+def _conversation(
+    contents: list[Content], turn: int, images: tuple[InputImage, ...], limits: Limits
+) -> dict[str, Any]:
+    """The earlier turns for the planner to resolve an edit against (dialects/conversation.py);
+    ``images`` are the request's, the earlier turn's (the rule's choice) first."""
     earlier = [
         EarlierTurn(
             role="model" if (content.role or "user").lower() == "model" else "user",
             text=_text_of(content),
             images=[
-                partial(_input_image, label, part, limits) for label, part in _image_parts(content, index)
+                (label, partial(_input_image, label, part, limits))
+                for label, part in _image_parts(content, index)
             ],
         )
         for index, content in enumerate(contents[:turn])
     ]
-    return conversation_fields(earlier, from_history, limits.max_input_images)
+    from_history = len(images) - len(_image_parts(contents[turn], turn))
+    return conversation_fields(earlier, images[:from_history], from_history, limits.max_input_images)
 
 
 def _check_modalities(config: GenerationConfig) -> None:
