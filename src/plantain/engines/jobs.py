@@ -95,6 +95,10 @@ class EngineJob:
     # Where to repaint the first image (``L``, its size: white repaints, black keeps); None: no mask.
     mask: Image.Image | None = None
 
+    def fields(self) -> dict[str, Any]:
+        """This job's fields by name, to build a subclass's job from it (a provider's, a route's)."""
+        return {name: getattr(self, name) for name in EngineJob.__dataclass_fields__}
+
     def with_prompt(self, prompt: str) -> EngineJob:
         """This job with another prompt (the planner's rewrite); the rest of the plan holds."""
         return replace(self, prompt=prompt)

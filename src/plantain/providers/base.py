@@ -192,8 +192,7 @@ class RemoteEngine(Engine):
         mask: Image.Image | None = None,
     ) -> EngineJob:
         job = super().plan(request, images, seed, max_output_pixels=max_output_pixels, mask=mask)
-        fields = {field.name: getattr(job, field.name) for field in dataclasses.fields(EngineJob)}
-        return RemoteJob(**fields, request=request)
+        return RemoteJob(**job.fields(), request=request)
 
     def run(
         self,

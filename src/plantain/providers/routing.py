@@ -167,7 +167,7 @@ class RoutedEngine(Engine):
         if not accepted:
             raise next(error for _, error in plans if isinstance(error, PlantainError))
         lead = accepted[0]
-        return RoutedJob(**{f: getattr(lead, f) for f in _JOB_FIELDS}, plans=tuple(plans))
+        return RoutedJob(**lead.fields(), plans=tuple(plans))
 
     def _first_accepting(self, check: Callable[[Engine], None]) -> None:
         refusals = []
@@ -309,6 +309,3 @@ def _union(members: Sequence[Engine]) -> Capabilities:
         batchable=caps[0].batchable,
         inpaint_max_images=max(c.inpaint_max_images for c in caps),
     )
-
-
-_JOB_FIELDS = tuple(EngineJob.__dataclass_fields__)

@@ -119,12 +119,9 @@ class BeforeRun:
     def _ground(self, engine: Engine, member: Member, queries: Queries | None) -> None:
         if self.grounder is None:
             raise ConfigurationError(NO_SEARCH_PROVIDER)
-        from plantain.planner.stage import fallback_query
-
         request = member.request
-        asked = list(queries.queries) if queries is not None else [fallback_query(request.prompt)]
         grounding, references = self.grounder.ground(
-            asked,
+            queries.queries if queries is not None else (),  # none: the grounder searches the prompt
             request.prompt,
             max_references=self.room_for_references(engine, request),
             limits=self.limits,

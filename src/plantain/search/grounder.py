@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from plantain.errors import PlantainError
 from plantain.imaging.codecs import decode_image
 from plantain.net.fetch import FetchLimits, fetch_bytes
+from plantain.planner.stage import MAX_QUERY_CHARS, fallback_query
 from plantain.search.providers import Found, ImageHit, SearchProvider, WebHit, provider_from_settings
 from plantain.search.rerank import Reranker
 from plantain.types import GroundingReference, GroundingResult, GroundingSource, InputImage
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_QUERIES = 3
-MAX_QUERY_CHARS = 400  # a long prompt used as the query is cut: search APIs refuse long ones
 FETCH_THREADS = 4  # candidate images are independent reads: a few at once, not one per hit
 FIELD = "grounding image"
 
@@ -80,11 +80,11 @@ class Grounder:
         request_id: str | None = None,
     ) -> tuple[GroundingResult, list[InputImage]]:
         """What the search found for ``queries`` (the first :data:`MAX_QUERIES` distinct ones;
-        ``prompt`` when none), and the reference images for the engine, best first: at most
-        ``min(max_references, grounding_references)``. No image is searched or fetched when
-        that is 0 or ``search_images`` is 0."""
+        without any, the prompt itself, cut as ``fallback_query`` cuts it), and the reference
+        images for the engine, best first: at most ``min(max_references, grounding_references)``.
+        No image is searched or fetched when that is 0 or ``search_images`` is 0."""
         started = time.monotonic()
-        asked = _distinct(queries) or _distinct([prompt])
+        asked = _distinct(queries) or [fallback_query(prompt)]
         wanted = min(max_references, self.settings.grounding_references)
         images = self.settings.search_images if wanted > 0 else 0
         found = [
