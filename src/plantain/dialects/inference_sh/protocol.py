@@ -16,7 +16,20 @@ SafetyFilter = Literal["block_none", "block_low_and_above", "block_medium_and_ab
 SafetyTolerance = Literal["BLOCK_NONE", "BLOCK_FEW", "BLOCK_SOME", "BLOCK_MOST"]
 
 
-class AppInput(BaseModel):
+class VendorFields(BaseModel):
+    """inference.sh's image-app fields that steer a language model, search or a remote provider,
+    which the task API takes too (by the vendor's names, in its ranges): search is grounding,
+    ``retry_count`` a provider's retries, the sampling fields are reported ignored."""
+
+    enable_google_search: bool | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+    max_tokens: int | None = Field(default=None, ge=1, le=65536)
+    retry_count: int | None = Field(default=None, ge=0, le=10)
+
+
+class AppInput(VendorFields):
     """The image apps' input. Ranges the vendor documents are checked here, so a bad value is a 400
     naming the field, the value and the limit, even for the fields that are then ignored."""
 
@@ -28,14 +41,8 @@ class AppInput(BaseModel):
     aspect_ratio: str | None = None  # "auto": the first input's shape
     resolution: str | None = None  # 0.5K, 1K, 2K, 4K
     output_format: str | None = None  # png, jpeg, webp (avif: a Plantain extension)
-    enable_google_search: bool | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=1, le=1000)
-    max_tokens: int | None = Field(default=None, ge=1, le=65536)
     safety_filter: SafetyFilter | None = None
     safety_tolerance: SafetyTolerance | None = None
-    retry_count: int | None = Field(default=None, ge=0, le=10)
     seed: int | None = None  # a Plantain extension: the first image's seed
 
 

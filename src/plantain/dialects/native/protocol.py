@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from plantain.dialects.inference_sh.protocol import VendorFields
 
-class TaskInput(BaseModel):
+
+class TaskInput(VendorFields):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str
@@ -38,17 +40,10 @@ class TaskInput(BaseModel):
     # Search grounding (docs/grounding.md): true looks the request up first (refused when the
     # server has no search provider); inference.sh's enable_google_search is the same switch.
     grounding: bool | None = None
-    # Vendors' fields (inference.sh's image apps) that steer a language model or a remote
-    # provider: accepted so their bodies run as they are, each checked against the vendor's
-    # range (VENDOR_RANGES), and reported in input.ignored, but for retry_count, which sets a
-    # remote provider's retries, and enable_google_search, which is ``grounding``
-    # (inference_sh.convert.IGNORED_INPUT_FIELDS lists the others).
-    enable_google_search: bool | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=1, le=1000)
-    max_tokens: int | None = Field(default=None, ge=1, le=65536)
-    retry_count: int | None = Field(default=None, ge=0, le=10)
+    # Vendors' fields (inference.sh's image apps, VendorFields) are accepted so their bodies run
+    # as they are, each checked against the vendor's range (VENDOR_RANGES) and reported in
+    # input.ignored, but for retry_count, which sets a remote provider's retries, and
+    # enable_google_search, which is ``grounding`` (inference_sh.convert.IGNORED_INPUT_FIELDS).
 
 
 # What each ignored vendor field takes, in words, for the error that refuses a value outside it.
