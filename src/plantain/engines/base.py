@@ -237,6 +237,11 @@ class Engine(ABC):
         family's own layout) to an image; by default None: the family makes no previews."""
         return None
 
+    @property
+    def makes_previews(self) -> bool:
+        """Whether a run can show its in-progress images (the family decodes its latents)."""
+        return type(self)._decode_preview is not Engine._decode_preview
+
     def describe(self) -> dict[str, Any]:
         """A plain summary for listings (`plantain engines`)."""
         caps = self.capabilities

@@ -104,7 +104,8 @@ class LocalChannel:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscription]] = {}
         self._listeners: list[SignalListener] = []
-        self._previews: dict[str, PreviewListener] = {}
+        # Several may watch one task's previews: its OpenAI stream and its task-API event streams.
+        self._previews: dict[str, list[PreviewListener]] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -145,16 +146,19 @@ class LocalChannel:
 
     def preview(self, task_id: str, index: int, image: Image.Image) -> None:
         with self._lock:
-            listener = self._previews.get(task_id)
-        if listener is not None:
+            listeners = list(self._previews.get(task_id, ()))
+        for listener in listeners:
             listener(index, image)
 
     @contextmanager
     def watch_previews(self, task_id: str, listener: PreviewListener) -> Iterator[None]:
         with self._lock:
-            self._previews[task_id] = listener
+            self._previews.setdefault(task_id, []).append(listener)
         try:
             yield
         finally:
             with self._lock:
-                self._previews.pop(task_id, None)
+                watching = self._previews.get(task_id, [])
+                watching.remove(listener)
+                if not watching:
+                    self._previews.pop(task_id, None)

@@ -38,8 +38,8 @@ from plantain.dialects.inference_sh import errors as inference_sh_errors
 from plantain.dialects.inference_sh import routes as inference_sh_routes
 from plantain.dialects.nanobanana import convert as nanobanana_convert
 from plantain.dialects.nanobanana import routes as nanobanana_routes
+from plantain.dialects.native import engines_routes, provenance_routes, usage_routes
 from plantain.dialects.native import errors as tasks_errors
-from plantain.dialects.native import provenance_routes, usage_routes
 from plantain.dialects.native import routes as tasks_routes
 from plantain.dialects.openai import errors as openai_errors
 from plantain.dialects.openai import models as openai_models
@@ -61,6 +61,7 @@ from plantain.server import aliases, cors, docs_page, metrics
 from plantain.server.bodylimit import BodyLimit
 from plantain.settings import Settings
 from plantain.storage.batches import BatchStore
+from plantain.web import pages
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,13 @@ SERVED_ROUTES = (
     "inference.sh's app API (/apps/run, /v1/apps/{owner}/{app}/run, /tasks/{id}, /files), "
     "nanobananaapi.dev's /v1/images/generate, "
     "the task API under /v1/tasks, /v1/usage, /v1/provenance/verify, /metrics, /v1/files/{id}, "
-    "/v1/models, /docs, /openapi.json, /healthz and /readyz"
+    "/v1/models, /v1/engines, the arena under /v1/arena, the web playground (/, /playground) and "
+    "arena (/arena), /docs, /openapi.json, /healthz and /readyz"
 )
-UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
+# The web pages hold nothing of the server (web/pages.py); their API calls send the key.
+UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", *pages.OPEN_PATHS})
 # Result files are fetched by plain URL (browsers, <img> tags): the unguessable, expiring id is the key.
-UNAUTHENTICATED_PREFIXES = ("/v1/files/",)
+UNAUTHENTICATED_PREFIXES = ("/v1/files/", *pages.OPEN_PREFIXES)
 
 
 def speaks_gemini(request: Request) -> bool:
@@ -99,7 +102,7 @@ def speaks_gemini(request: Request) -> bool:
 
 
 # Plantain's own API: errors in the task envelope.
-PLANTAIN_PATHS = ("/v1/tasks", "/v1/usage", "/v1/provenance", "/metrics")
+PLANTAIN_PATHS = ("/v1/tasks", "/v1/usage", "/v1/provenance", "/v1/engines", "/v1/arena", "/metrics")
 # The vendors' own APIs, which answer errors in their own envelopes (problem+json; nanobananaapi's).
 INFERENCE_SH_PATHS = ("/apps/", "/v1/apps/", "/tasks/", "/files")
 NANOBANANA_PATHS = ("/v1/images/generate",)
@@ -224,6 +227,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Fa
     metrics.install(app, scheduler.store, settings.price_currency)
     openapi.install(app)
     docs_page.install(app)  # /docs: Swagger UI, offline
+    pages.install(app)  # /: the playground and the arena
     cors.install(app, settings)  # outermost: preflights before the API-key check
     aliases.install(app)  # outside even CORS: every middleware sees the canonical path
     return app
@@ -347,6 +351,7 @@ DIALECTS: list[APIRouter] = [
     inference_sh_routes.router,  # /apps/run, /v1/apps/{owner}/{app}/run, /tasks/{id}: inference.sh's app API
     usage_routes.router,
     provenance_routes.router,
+    engines_routes.router,  # /v1/engines: what the web playground builds its form from
     files.router,  # /v1/files/{id}: every dialect's output URLs
     shared_models,  # /v1/models: Gemini's or OpenAI's, by the caller's headers
 ]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from PIL import Image
 from pydantic import ValidationError
 
 from plantain.dialects.grounding import grounding_object
@@ -32,6 +35,7 @@ from plantain.types import (
 )
 
 FileURL = Callable[[str], str]  # file id -> absolute URL
+PREVIEW_QUALITY = 80  # a preview is seen for a second: a small JPEG, not the image's format
 
 # Core field names -> the task API's, for errors.
 FIELD_NAMES = {
@@ -48,6 +52,7 @@ FIELD_NAMES = {
     "background": "input.background",
     "plan": "input.rewrite",
     "grounding": "input.grounding",
+    "previews": "input.previews",
 }
 
 # input.safety_tolerance (0 strictest, 6 most permissive, as BFL and fal take it) -> level.
@@ -146,6 +151,7 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
         "ignored": ignored({name: getattr(body, name) for name in inference_sh_convert.IGNORED_INPUT_FIELDS}),
         "plan": body.rewrite,
         "grounding": _grounding(body),
+        "previews": body.previews,
     }
     try:
         return ImageRequest.create(**{name: value for name, value in fields.items() if value is not None})
@@ -348,6 +354,16 @@ def sse(event: TaskEvent, file_url: FileURL) -> str:
     """One event as SSE; its ``id`` is the event number a reconnect sends as ``Last-Event-ID``."""
     payload = json.dumps(event_body(event, file_url), separators=(",", ":"))
     return f"id: {event.seq}\nevent: {event.type}\ndata: {payload}\n\n"
+
+
+def preview_sse(index: int, image: Image.Image) -> str:
+    """A run's in-progress image as a ``preview`` SSE event: a JPEG ``data:`` URI, small enough
+    for a page to show at once. No ``id``: previews are live only, never resumed."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=PREVIEW_QUALITY)
+    uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    payload = json.dumps({"index": index, "image": uri}, separators=(",", ":"))
+    return f"event: preview\ndata: {payload}\n\n"
 
 
 def webhook_renderer(base: str) -> Callable[[Task, TaskEvent], str]:

@@ -40,6 +40,9 @@ class TaskInput(VendorFields):
     # Search grounding (docs/grounding.md): true looks the request up first (refused when the
     # server has no search provider); inference.sh's enable_google_search is the same switch.
     grounding: bool | None = None
+    # In-progress images (0-3, as OpenAI's partial_images) sent live on the task's event stream
+    # as ``preview`` events, by an engine that makes them (GET /v1/engines says which).
+    previews: int | None = None
     # Vendors' fields (inference.sh's image apps, VendorFields) are accepted so their bodies run
     # as they are, each checked against the vendor's range (VENDOR_RANGES) and reported in
     # input.ignored, but for retry_count, which sets a remote provider's retries, and

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from PIL import Image
 
 from plantain.dialects import openapi
 from plantain.dialects.deps import CallerKey, FrontDoorDep
@@ -30,6 +31,7 @@ from plantain.types import TASK_STATUSES, TERMINAL_EVENTS, Task, TaskEvent
 
 router = APIRouter(tags=["tasks"], route_class=dialect_route(errors.error_body))
 
+Preview = tuple[int, Image.Image]  # a run's n-th in-progress image
 MAX_WAIT_SECONDS = 60.0  # Prefer: wait caps here, as Replicate's does
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait(?:=(\d+(?:\.\d+)?))?(?:$|[,;\s])")
 MAX_PAGE = 100
@@ -122,8 +124,17 @@ async def task_events(request: Request, door: FrontDoorDep, task_id: str) -> Res
 
 async def _events(door: FrontDoor, task_id: str, after: int, file_url: convert.FileURL) -> AsyncIterator[str]:
     """Stored events after ``after``, then live ones, until the task's last event; at once when
-    that is at or before ``after`` (a resume past the end of a task that ended meanwhile)."""
-    with door.subscribe(task_id) as live:  # subscribe first: nothing falls in between
+    that is at or before ``after`` (a resume past the end of a task that ended meanwhile).
+    Previews (``input.previews``) come live between them, as ``preview`` events without an id:
+    they are not stored, so a resumed stream has none of those it missed."""
+    loop = asyncio.get_running_loop()
+    previews: asyncio.Queue[Preview] = asyncio.Queue()
+
+    def on_preview(index: int, image: Image.Image) -> None:  # on the worker's thread
+        loop.call_soon_threadsafe(previews.put_nowait, (index, image))
+
+    # subscribe first: nothing falls in between
+    with door.subscribe(task_id) as live, door.channel.watch_previews(task_id, on_preview):
         ended = door.store.get(task_id).finished  # read after subscribing: a later end comes live
         last = after
         while True:
@@ -134,19 +145,30 @@ async def _events(door: FrontDoor, task_id: str, after: int, file_url: convert.F
                     return
             if ended:
                 return  # its last event was at or before ``after``: nothing more will come
-            arrived = await _next_live(live)
+            arrived = await _next_live(live, previews)
             if arrived is None:
                 yield ": keep-alive\n\n"  # a comment: clients ignore it; proxies see a live stream
+            elif isinstance(arrived, tuple):
+                yield await asyncio.to_thread(convert.preview_sse, *arrived)  # encoding off the loop
             else:
                 ended = arrived.type in TERMINAL_EVENTS
 
 
-async def _next_live(live: Subscription) -> TaskEvent | None:
-    """The next live event, or None once ``KEEPALIVE_SECONDS`` pass without one."""
-    try:
-        return await asyncio.wait_for(live.get(), KEEPALIVE_SECONDS)
-    except TimeoutError:
-        return None
+async def _next_live(live: Subscription, previews: asyncio.Queue[Preview]) -> TaskEvent | Preview | None:
+    """The next live event or preview, or None once ``KEEPALIVE_SECONDS`` pass without either."""
+    if not previews.empty():
+        return previews.get_nowait()
+    event = asyncio.ensure_future(live.get())
+    preview = asyncio.ensure_future(previews.get())
+    waiters = {event, preview}
+    done, pending = await asyncio.wait(waiters, timeout=KEEPALIVE_SECONDS, return_when="FIRST_COMPLETED")
+    for waiter in pending:
+        waiter.cancel()  # a queue's getter cancelled before it took an item leaves the item queued
+    if event in done:
+        if preview in done:
+            previews.put_nowait(preview.result())  # both at once: the preview waits its turn
+        return event.result()
+    return preview.result() if preview in done else None
 
 
 def _last_event_id(value: str | None) -> int:
