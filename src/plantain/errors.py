@@ -22,6 +22,7 @@ Messages name the field, the value and the limit, and say what to do where there
     │   ├── UnknownEngineError          404 unknown_engine
     │   └── UnknownModelError           404 model_not_found   (a dialect's model name)
     ├── MethodNotAllowedError           405 method_not_allowed
+    ├── ConflictError                   409 conflict          (an arena pair voted already)
     ├── PayloadTooLargeError            413 payload_too_large (request body over max_body_bytes)
     ├── IdempotencyConflictError        422 idempotency_conflict (a key reused with another body)
     ├── QueueFullError                  429 queue_full        (carries retry_after seconds)
@@ -151,6 +152,14 @@ class UnknownEngineError(NotFoundError):
 
 class UnknownModelError(NotFoundError):
     code = "model_not_found"
+
+
+class ConflictError(PlantainError):
+    """A valid request the resource's present state refuses (an arena pair already voted, or
+    one whose results are not ready): asking again later, or for another, may work."""
+
+    code = "conflict"
+    status = 409
 
 
 class IdempotencyConflictError(PlantainError):

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from plantain.errors import ConfigurationError
+from plantain.storage.arena import ArenaStore
 from plantain.storage.batches import BatchStore
 from plantain.storage.ledger import GROUP_COLUMNS
 from plantain.storage.postgres import PostgresDatabase
@@ -108,6 +109,30 @@ class Embedded:
         messages = store.outbox.messages(self.done.id)
         store.outbox.delivered(messages[0].id)
         store.outbox.retry_at(messages[1].id, self.clock.now + 30, "503 from the receiver")
+        arena = ArenaStore(store.database, self.clock)
+        arena.add_prompts("set", [("a fox", "general"), ("a face", "portrait"), ("a jar", "product")])
+        first = arena.next_prompt()
+        assert first is not None
+        pair = arena.create_pair(
+            prompt=first.prompt,
+            category=first.category,
+            prompt_id=first.id,
+            seed=2**40,
+            left_contestant="tiny",
+            right_contestant="tiny:2-steps",
+            left_task=self.done.id,
+            right_task=self.running.id,
+            api_key_id="key_a",
+        )
+        arena.vote(pair.id, "left", "key_b")
+        arena.create_pair(
+            prompt="unvoted",
+            category="general",
+            left_contestant="a",
+            right_contestant="b",
+            left_task="t1",
+            right_task="t2",
+        )
         self.ids = [self.done.id, self.running.id, self.queued.id, self.cancelled.id, *ended, *waiting]
         self.waiting = waiting
         self.clock.frozen = True  # the copy is read at the same moment
@@ -132,7 +157,13 @@ def view(store: TaskStore, ids: list[str], serials: tuple[int, ...]) -> dict[str
         "quotas": [store.quota_use(key) for key in ("key_a", "key_b", "anonymous")],
         "file": store.file("file-1"),
         "counts": [store.count(status) for status in ("queued", "running", "succeeded", "cancelled")],
+        "arena": arena_view(ArenaStore(store.database)),
     }
+
+
+def arena_view(arena: ArenaStore) -> object:
+    """The arena's prompts in import order, its votes in the order cast, and the next prompt."""
+    return (arena.prompts(), arena.voted_pairs(), arena.categories(), arena.next_prompt())
 
 
 @pytest.fixture
@@ -155,6 +186,7 @@ def test_the_copy_shows_users_what_the_embedded_store_showed(
     assert counts == sqlite_counts(tmp_path / "embedded" / "plantain.db")
     assert counts["tasks"] == 8 and counts["batch_tasks"] == 4 and counts["image_marks"] == 2
     assert counts["webhook_outbox"] == 4 and counts["task_inputs"] == 1  # the queued one's input
+    assert counts["arena_prompts"] == 3 and counts["arena_pairs"] == 2
 
     clock = embedded.clock
     copy = open_store(tmp_path / "copy", clock, postgres_url)

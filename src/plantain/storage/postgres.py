@@ -303,6 +303,40 @@ MIGRATIONS: tuple[str, ...] = (
         AND l.model = usage_totals.model AND l.engine = usage_totals.engine
         AND l.status = usage_totals.status AND l.currency = usage_totals.currency), 0);
     """,
+    # 12: the blind arena (storage/arena.py). Imported prompt sets, each prompt counting the pairs
+    # made from it so a set is walked through evenly, and the pairs: one prompt run by two
+    # contestants (a task each), shown side by side without their names. A pair's vote lives on
+    # its row, so a pair takes one vote (the UPDATE that records it requires none yet); the
+    # leaderboard replays the votes in voted_at order.
+    """
+    CREATE TABLE arena_prompts (
+        rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+        id TEXT PRIMARY KEY,
+        set_name TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        category TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        pairs INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX arena_prompts_by_use ON arena_prompts (pairs, created_at);
+    CREATE TABLE arena_pairs (
+        id TEXT PRIMARY KEY,
+        prompt TEXT NOT NULL,
+        category TEXT NOT NULL,
+        prompt_id TEXT,
+        seed BIGINT,
+        left_contestant TEXT NOT NULL,
+        right_contestant TEXT NOT NULL,
+        left_task TEXT NOT NULL,
+        right_task TEXT NOT NULL,
+        api_key_id TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        choice TEXT,
+        voted_at DOUBLE PRECISION,
+        voter_key_id TEXT
+    );
+    CREATE INDEX arena_pairs_by_vote ON arena_pairs (voted_at);
+    """,
 )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from plantain.errors import IdempotencyConflictError, NotFoundError
+from plantain.storage.arena import ArenaStore
 from plantain.storage.blobs import Blobs, LocalBlobs
 from plantain.storage.db import Connection, open_database
 from plantain.storage.engine_stats import EngineStats
@@ -86,6 +87,7 @@ class TaskStore:
         self.outbox = Outbox(self.database)
         self.ledger = UsageLedger(self.database)
         self.engine_stats = EngineStats(self.database)
+        self.arena = ArenaStore(self.database, clock)  # the arena's prompts, pairs and votes
         self.marks = ImageMarks(self.database, self._clock)
         self._rows = TaskRows(
             self.outbox, retention_seconds=retention_seconds, webhook_body=webhook_body, clock=clock

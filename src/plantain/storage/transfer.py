@@ -1,7 +1,7 @@
 """Moving an embedded server's tasks to PostgreSQL: :func:`copy_embedded` copies every table of a
 data directory's SQLite task database (``<data_dir>/plantain.db``) into an empty, freshly migrated
 task database (``database_url``), so a server that outgrew one process keeps its queue, results,
-events, webhook outbox, batches, usage totals, watermark serials and quota counts.
+events, webhook outbox, batches, usage totals, watermark serials, quota counts and arena votes.
 
 The whole copy is one transaction on the target. A copy that fails halfway (a lost connection, a
 row the target refuses) leaves the target as empty as it was, ready to try again, rather than
@@ -46,6 +46,8 @@ TABLES: tuple[str, ...] = (
     "upload_chunks",
     "engine_attempts",  # each engine's tries and latency (storage/engine_stats.py)
     "engine_latency",
+    "arena_prompts",  # the arena's prompt sets (rowid order is each import's order), then pairs
+    "arena_pairs",
 )
 
 CHUNK_ROWS = 500

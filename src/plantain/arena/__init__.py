@@ -1,0 +1,1 @@
+"""The blind arena: pairs of anonymised results, votes and ratings (docs/arena.md)."""
