@@ -38,7 +38,7 @@ from plantain.dialects.inference_sh import errors as inference_sh_errors
 from plantain.dialects.inference_sh import routes as inference_sh_routes
 from plantain.dialects.nanobanana import convert as nanobanana_convert
 from plantain.dialects.nanobanana import routes as nanobanana_routes
-from plantain.dialects.native import engines_routes, provenance_routes, usage_routes
+from plantain.dialects.native import arena_routes, engines_routes, provenance_routes, usage_routes
 from plantain.dialects.native import errors as tasks_errors
 from plantain.dialects.native import routes as tasks_routes
 from plantain.dialects.openai import errors as openai_errors
@@ -352,6 +352,7 @@ DIALECTS: list[APIRouter] = [
     usage_routes.router,
     provenance_routes.router,
     engines_routes.router,  # /v1/engines: what the web playground builds its form from
+    arena_routes.router,  # /v1/arena: pairs, votes, the leaderboard, prompt sets
     files.router,  # /v1/files/{id}: every dialect's output URLs
     shared_models,  # /v1/models: Gemini's or OpenAI's, by the caller's headers
 ]

@@ -120,6 +120,12 @@ class Settings(ScaleOutSettings, ProviderSettings, PlannerSettings, SearchSettin
         description="Engines `plantain serve` loads at start (default: the default engine); others "
         "load on first use.",
     )
+    arena_contestants: list[str] = Field(
+        default_factory=list,
+        description="What the arena compares (docs/arena.md): engine names, each optionally with "
+        'its own step count, e.g. ["flux2-klein-4b", "qwen-image", "z-image-turbo:4-steps"]. Default: '
+        "the served engines; one served engine is compared with itself at half its steps.",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts, host:port pairs or networks (CIDR) that outbound requests (webhooks) may "

@@ -255,10 +255,10 @@ def task_body(task: Task, file_url: FileURL, *, base: str, position: int | None 
         "attempts": task.attempts,
         "cancel_requested": task.cancel_requested,  # a running task stops at its next step
         "queue_position": position,
-        "created_at": _iso(task.created_at),
-        "started_at": _iso(task.started_at),
-        "completed_at": _iso(task.completed_at),
-        "expires_at": _iso(task.expires_at),
+        "created_at": iso(task.created_at),
+        "started_at": iso(task.started_at),
+        "completed_at": iso(task.completed_at),
+        "expires_at": iso(task.expires_at),
         "urls": {
             "get": f"{base}/v1/tasks/{task.id}",
             "cancel": f"{base}/v1/tasks/{task.id}/cancel",
@@ -345,7 +345,7 @@ def event_body(event: TaskEvent, file_url: FileURL) -> dict[str, Any]:
         "type": event.type,
         "task_id": event.task_id,
         "seq": event.seq,
-        "created_at": _iso(event.created_at),
+        "created_at": iso(event.created_at),
         **data,
     }
 
@@ -378,11 +378,11 @@ def webhook_renderer(base: str) -> Callable[[Task, TaskEvent], str]:
         position = event.data.get("position") if event.type == "queued" else None
         data = task_body(task, file_url, base=base, position=position)
         data["event"] = event_body(event, file_url)
-        body = {"type": f"task.{event.type}", "timestamp": _iso(event.created_at), "data": data}
+        body = {"type": f"task.{event.type}", "timestamp": iso(event.created_at), "data": data}
         return json.dumps(body, separators=(",", ":"))
 
     return render
 
 
-def _iso(timestamp: float | None) -> str | None:
+def iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
