@@ -119,10 +119,13 @@ def test_plantain_serve_starts_and_becomes_ready(data_dir: Path, hub_cache: Path
             time.sleep(0.1)
         body = {"model": "tiny", "input": {"prompt": "a red bicycle", "resolution": "512"}}
         task = httpx.post(f"http://127.0.0.1:{port}/v1/tasks", json=body, timeout=30).json()
+        page = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True)  # the URL it prints
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert f"serving on http://127.0.0.1:{port}" in stderr
+    assert f"open http://127.0.0.1:{port}/ in a browser" in stderr
+    assert page.status_code == 200 and page.url.path == "/playground" and "<title>" in page.text
     # Plantain's own INFO lines reach the operator, not only uvicorn's access log.
     assert "plantain.server.app: [- -] engines ready: tiny" in stderr  # a line of no task
     task_id = task["id"]

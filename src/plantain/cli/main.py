@@ -285,9 +285,10 @@ def serve(
     for name in settings.serve_engines or [settings.default_engine]:
         registry.get(name)  # an unknown engine fails here, before the port opens
     check_exposure(settings.host, bool(settings.api_keys), allow_no_key)
+    url = f"http://{settings.host}:{settings.port}"
     click.echo(
-        f"serving on http://{settings.host}:{settings.port} (engines load in the background; "
-        f"GET /readyz says when they are ready)",
+        f"serving on {url} (engines load in the background; GET /readyz says when they are ready)\n"
+        f"open {url}/ in a browser: the playground, and the arena at {url}/arena",
         err=True,
     )
     serve_app(create_app(settings, registry), settings)
