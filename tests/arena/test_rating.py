@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from plantain.arena.rating import CHOICES, Standing, Vote, elo, leaderboard, winner_of
+from plantain.arena.rating import CHOICES, MIN_VOTES_FOR_INTERVAL, Standing, Vote, elo, leaderboard, winner_of
 
 
 def votes(left: str, right: str, choice: str, count: int, category: str = "general") -> list[Vote]:
@@ -87,8 +87,8 @@ def test_no_votes_puts_everyone_at_base() -> None:
             "rank": 1,
             "contestant": name,
             "rating": 1200.0,
-            "ci_low": 1200.0,
-            "ci_high": 1200.0,
+            "ci_low": None,
+            "ci_high": None,
             "wins": 0,
             "losses": 0,
             "ties": 0,
@@ -104,7 +104,7 @@ def test_unvoted_and_retired_contestants_are_listed() -> None:
     board = by_name(leaderboard(cast, ["tiny", "new"]))
     assert set(board) == {"tiny", "new", "old"}
     assert (board["new"].rating, board["new"].votes) == (1000.0, 0)
-    assert (board["new"].ci_low, board["new"].ci_high) == (1000.0, 1000.0)
+    assert (board["new"].ci_low, board["new"].ci_high) == (None, None)  # no votes, no interval
     assert (board["old"].losses, board["old"].both_bad, board["old"].votes) == (2, 1, 3)
     assert (board["tiny"].wins, board["tiny"].both_bad, board["tiny"].ties) == (2, 1, 0)
 
@@ -169,3 +169,13 @@ def test_a_vote_takes_only_the_four_choices() -> None:
     with pytest.raises(ValueError, match="'draw' is not one of left, right, tie, both_bad"):
         Vote("a", "b", "draw", "general")
     assert [winner_of("a", "b", c) for c in CHOICES] == ["a", "b", "", ""]
+
+
+def test_too_few_votes_give_no_interval_and_no_rank_apart() -> None:
+    """Four votes that agree resample to the same rating every round: a zero-width interval would
+    claim a certainty they cannot have, so there is none and the two share rank 1."""
+    few = by_name(leaderboard(votes("a", "b", "left", MIN_VOTES_FOR_INTERVAL - 1), ["a", "b"]))
+    assert few["a"].rating > few["b"].rating
+    assert (few["a"].ci_low, few["a"].ci_high, few["a"].rank, few["b"].rank) == (None, None, 1, 1)
+    enough = by_name(leaderboard(votes("a", "b", "left", MIN_VOTES_FOR_INTERVAL), ["a", "b"]))
+    assert enough["a"].ci_low is not None and (enough["a"].rank, enough["b"].rank) == (1, 2)

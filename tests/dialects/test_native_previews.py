@@ -92,7 +92,7 @@ def test_previews_outside_0_to_3_are_refused_naming_the_field(base: str, value: 
 
 
 def test_pages_open_without_the_key_the_api_wants(server_settings: Callable[..., Settings]) -> None:
-    with LiveServer(create_app(server_settings(api_keys=[KEY]))) as server:
+    with LiveServer(create_app(server_settings(api_keys=[KEY], max_input_images=3))) as server:
         url = server.url
         root = httpx.get(f"{url}/", follow_redirects=False)
         assert root.status_code == 307 and root.headers["location"] == "playground"
@@ -104,5 +104,6 @@ def test_pages_open_without_the_key_the_api_wants(server_settings: Callable[...,
         assert httpx.get(f"{url}/v1/engines").status_code == 401
         engines = httpx.get(f"{url}/v1/engines", headers={"Authorization": f"Bearer {KEY}"}).json()
         assert engines["auth"] is True
+        assert engines["data"][0]["max_input_images"] == 3  # the server's limit, below tiny's 14
         escape = httpx.get(f"{url}/web/%2e%2e/web/pages.py")  # the directory's files only
         assert escape.status_code == 404, escape.text

@@ -91,8 +91,9 @@ def test_the_document_validates_and_promises_400_not_422(base: str, document: di
 
 @pytest.fixture(scope="module")
 def existing(base: str) -> dict[str, str]:
-    """Path parameters that name things that exist (a model, a task, its file, a batch), so that
-    the fuzzed bodies, queries and headers reach the routes rather than a 404 for a random id."""
+    """Path parameters that name things that exist (a model, a task, its file, a batch, an arena
+    pair), so that the fuzzed bodies, queries and headers reach the routes rather than a 404 for a
+    random id."""
     body = {"model": "tiny", "input": {"prompt": "a boat", "resolution": "512"}}
     task = httpx.post(f"{base}/v1/tasks", json=body, headers={"Prefer": "wait=60"}, timeout=90).json()
     assert task["status"] == "succeeded", task
@@ -103,11 +104,14 @@ def existing(base: str) -> dict[str, str]:
     batch = {"batch": {"inputConfig": {"requests": {"requests": [{"request": request}]}}}}
     operation = httpx.post(f"{base}/v1beta/models/tiny:batchGenerateContent", json=batch).json()
     assert "name" in operation, operation
+    pair = httpx.post(f"{base}/v1/arena/pairs", json={"prompt": "a kite", "resolution": "512"}, timeout=60).json()
+    assert pair["object"] == "arena.pair", pair
     return {
         "model": "tiny",
         "task_id": task["id"],
         "file_id": task["output"]["images"][0]["url"].rsplit("/", 1)[-1],
         "batch_id": operation["name"].rsplit("/", 1)[-1],
+        "pair_id": pair["id"],
     }
 
 

@@ -13,6 +13,7 @@ neither result was preferred. Pure functions on plain data: storage and HTTP liv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,11 @@ import numpy.typing as npt
 CHOICES = ("left", "right", "tie", "both_bad")
 
 # The score of the left contestant for each choice (the right one scores 1 - that).
+# Below this many votes a contestant's interval is not given: resampling one vote (or a few that
+# agree) gives the same rating every round, an interval of zero width that would claim a
+# certainty a handful of votes cannot have. Without one it is unbounded for ranking, so it
+# shares a rank with everyone until the votes can tell it apart.
+MIN_VOTES_FOR_INTERVAL = 5
 _LEFT_SCORE = {"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": 0.5}
 
 
@@ -54,8 +60,8 @@ class Standing:
     rank: int
     contestant: str
     rating: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None  # None: too few votes to bound (MIN_VOTES_FOR_INTERVAL)
+    ci_high: float | None
     wins: int
     losses: int
     ties: int
@@ -67,8 +73,8 @@ class Standing:
             "rank": self.rank,
             "contestant": self.contestant,
             "rating": round(self.rating, 1),
-            "ci_low": round(self.ci_low, 1),
-            "ci_high": round(self.ci_high, 1),
+            "ci_low": None if self.ci_low is None else round(self.ci_low, 1),
+            "ci_high": None if self.ci_high is None else round(self.ci_high, 1),
             "wins": self.wins,
             "losses": self.losses,
             "ties": self.ties,
@@ -163,6 +169,8 @@ def leaderboard(
     so is every contestant found only in votes (one no longer served). Sorted by rating, then
     name; a contestant's rank is 1 plus the number of contestants whose whole interval lies above
     its own, so contestants the votes cannot tell apart share a rank (LMArena's rank with CIs).
+    A contestant with fewer than :data:`MIN_VOTES_FOR_INTERVAL` votes has no interval (None) and
+    counts as unbounded for ranks.
     """
     if rounds < 0:
         raise ValueError(f"rounds {rounds} is negative")
@@ -190,10 +198,19 @@ def leaderboard(
             left, right, score, len(names), rounds, np.random.default_rng(seed), k=k, base=base, scale=400.0
         )
         low, high = np.percentile(samples, [2.5, 97.5], axis=0)
-        intervals = {name: (float(low[i]), float(high[i])) for name, i in index.items()}
+        intervals: dict[str, tuple[float | None, float | None]] = {
+            name: (float(low[i]), float(high[i])) for name, i in index.items()
+        }
     else:
         intervals = {name: (point[name], point[name]) for name in names}
 
+    for name in names:
+        if sum(counts[name].values()) < MIN_VOTES_FOR_INTERVAL:
+            intervals[name] = (None, None)
+    bounds = {
+        name: (-math.inf if low is None else low, math.inf if high is None else high)
+        for name, (low, high) in intervals.items()
+    }
     order = sorted(names, key=lambda name: (-point[name], name))
     standings = []
     for name in order:
@@ -201,7 +218,7 @@ def leaderboard(
         c = counts[name]
         standings.append(
             Standing(
-                rank=1 + sum(1 for other in names if intervals[other][0] > ci_high),
+                rank=1 + sum(1 for other in names if bounds[other][0] > bounds[name][1]),
                 contestant=name,
                 rating=point[name],
                 ci_low=ci_low,

@@ -31,7 +31,7 @@ async def list_engines(door: FrontDoorDep) -> JSONResponse:
         {
             "object": "list",
             "default": settings.default_engine,
-            "data": [engine_card(door.registry.get(name)) for name in names],
+            "data": [engine_card(door.registry.get(name), door.limits.max_input_images) for name in names],
             "aspect_ratios": ["auto", *ASPECT_RATIOS],
             "resolutions": list(TIERS),
             "output_formats": list(MEDIA_TYPES),
@@ -41,14 +41,15 @@ async def list_engines(door: FrontDoorDep) -> JSONResponse:
     )
 
 
-def engine_card(engine: Engine) -> dict[str, Any]:
-    """What a form needs of one engine (``plantain engines`` shows more)."""
+def engine_card(engine: Engine, server_max_inputs: int) -> dict[str, Any]:
+    """What a form needs of one engine (``plantain engines`` shows more); its input limit is the
+    smaller of its own and the server's (``max_input_images``), the one a request meets."""
     caps = engine.capabilities
     return {
         "name": engine.name,
         "description": engine.description,
         "tasks": caps.tasks(),
-        "max_input_images": caps.max_input_images,
+        "max_input_images": min(caps.max_input_images, server_max_inputs),
         "steps": engine.preset.steps,
         "guidance": engine.preset.guidance,
         "previews": engine.makes_previews,
