@@ -104,7 +104,8 @@ def existing(base: str) -> dict[str, str]:
     batch = {"batch": {"inputConfig": {"requests": {"requests": [{"request": request}]}}}}
     operation = httpx.post(f"{base}/v1beta/models/tiny:batchGenerateContent", json=batch).json()
     assert "name" in operation, operation
-    pair = httpx.post(f"{base}/v1/arena/pairs", json={"prompt": "a kite", "resolution": "512"}, timeout=60).json()
+    kite = {"prompt": "a kite", "resolution": "512"}
+    pair = httpx.post(f"{base}/v1/arena/pairs", json=kite, timeout=60).json()
     assert pair["object"] == "arena.pair", pair
     return {
         "model": "tiny",
