@@ -19,8 +19,11 @@ PHONE = {"width": 390, "height": 844}  # a phone's CSS pixels (iPhone 12-15)
 ACTION_TIMEOUT_MS = 60_000  # a run on 2 CPU cores, with a test server beside it
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test module. Not for the session: while Playwright's sync API is open it
+    keeps an event loop running on the main thread, and the tests after it that call
+    ``asyncio.run`` would fail (it cannot run inside a running loop)."""
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM,
