@@ -187,3 +187,23 @@ def test_a_bad_prompt_file_is_refused_naming_the_entry(base: str) -> None:
         f"{base}/v1/arena/prompts", content=body, headers={"content-type": "application/json"}
     )
     assert answer.status_code == 400 and answer.json()["error"]["field"] == "prompts[1].prompt"
+
+
+def test_a_pair_refused_halfway_leaves_no_task_running(server_settings: Callable[..., Settings]) -> None:
+    """The second side meets a full queue: the answer is that 429, and the first side's task,
+    already queued, is cancelled rather than left to run for a pair that does not exist."""
+    with LiveServer(create_app(server_settings(max_queued_tasks=1))) as server:
+        base = server.wait_ready()
+        blocker = httpx.post(
+            f"{base}/v1/tasks", json={"model": "tiny", "input": {"prompt": "slow", "steps": 60}}, timeout=60
+        ).json()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/v1/tasks/{blocker['id']}").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        refused = start(base, prompt="a half-made pair")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full", refused.text
+        cancelled = httpx.get(f"{base}/v1/tasks", params={"status": "cancelled"}).json()["data"]
+        assert [task["input"]["prompt"] for task in cancelled] == ["a half-made pair"]
+        assert httpx.get(f"{base}/v1/arena").json()["votes"] == 0
+        httpx.post(f"{base}/v1/tasks/{blocker['id']}/cancel")

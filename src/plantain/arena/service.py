@@ -18,10 +18,10 @@ from __future__ import annotations
 import random
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from plantain.arena.export import VoteRow
 from plantain.arena.prompt_sets import DEFAULT_CATEGORY, normalize_category
@@ -34,10 +34,11 @@ from plantain.scheduler import FrontDoor
 from plantain.scheduler.frontdoor import Submission
 from plantain.settings import Settings
 from plantain.storage.arena import ArenaPair
-from plantain.types import Task
+from plantain.types import InputImage, Task
 
 SOURCE = "arena"  # the tasks' front door, in their records and in usage's "dialect" groups
 SEED_BITS = 31  # a seed every engine and every client's number type takes
+Converted = TypeVar("Converted")
 _STEPS = re.compile(r"^(?P<engine>[^:]+):(?P<steps>\d+)-steps?$")
 
 
@@ -95,11 +96,25 @@ class Arena:
         return contestants(self.door.settings, self.door.registry)
 
     async def start(self, spec: PairSpec, caller: str | None) -> ArenaPair:
-        """Two contestants' tasks for one prompt, recorded as a pair; bad input raises first."""
+        """Two contestants' tasks for one prompt, recorded as a pair; bad input raises first,
+        and a second task refused (a full queue, a quota) cancels the first: no orphan runs."""
         prompt, category, prompt_id = self._prompt(spec)
         left, right = self._draw(edit=bool(spec.images))
         seed = secrets.randbits(SEED_BITS)
-        tasks = [await self._submit(spec, prompt, seed, side, caller) for side in (left, right)]
+        body = TaskInput(
+            prompt=prompt,
+            images=list(spec.images),
+            aspect_ratio=spec.aspect_ratio,
+            resolution=spec.resolution,
+            seed=seed,
+        )
+        images = _named_as_the_arena(convert.image_sources, body, self.door.limits)  # decoded once
+        first = await self._submit(body, images, left, caller)
+        try:
+            second = await self._submit(body, images, right, caller)
+        except Exception:
+            self.door.cancel(first.id)
+            raise
         return self.store.create_pair(
             prompt=prompt,
             category=category,
@@ -107,8 +122,8 @@ class Arena:
             seed=seed,
             left_contestant=left.name,
             right_contestant=right.name,
-            left_task=tasks[0].id,
-            right_task=tasks[1].id,
+            left_task=first.id,
+            right_task=second.id,
             api_key_id=caller,
         )
 
@@ -142,23 +157,13 @@ class Arena:
         return left, right
 
     async def _submit(
-        self, spec: PairSpec, prompt: str, seed: int, side: Contestant, caller: str | None
+        self, body: TaskInput, images: Sequence[InputImage], side: Contestant, caller: str | None
     ) -> Task:
-        body = TaskInput(
-            prompt=prompt,
-            images=list(spec.images),
-            aspect_ratio=spec.aspect_ratio,
-            resolution=spec.resolution,
-            seed=seed,
-            steps=side.steps,
+        request = _named_as_the_arena(
+            convert.to_image_request, body.model_copy(update={"steps": side.steps}), images
         )
-        try:
-            request = convert.to_image_request(body, convert.image_sources(body, self.door.limits))
-            task, _ = await self.door.submit(
-                request, Submission(model=side.engine, source=SOURCE, api_key_id=caller)
-            )
-        except InvalidRequestError as exc:  # the task API's name (input.images[0]) -> the arena's
-            raise exc.renamed({exc.field: exc.field.removeprefix("input.")} if exc.field else {}) from None
+        submission = Submission(model=side.engine, source=SOURCE, api_key_id=caller)
+        task, _ = await self.door.submit(request, submission)
         return task
 
     def vote(self, pair_id: str, choice: str, caller: str | None) -> ArenaPair:
@@ -208,6 +213,15 @@ class Arena:
     def _progress(self, task: Task) -> dict[str, int] | None:
         steps = [e.data for e in self.door.store.events_after(task.id, 0) if e.type == "progress"]
         return {"step": int(steps[-1]["step"]), "steps": int(steps[-1]["total"])} if steps else None
+
+
+def _named_as_the_arena(convert_with: Callable[..., Converted], *args: Any) -> Converted:
+    """``convert_with(*args)``, its error naming the field as a pair's body does: the task API's
+    ``input.images[0]`` is the arena's ``images[0]``."""
+    try:
+        return convert_with(*args)
+    except InvalidRequestError as exc:
+        raise exc.renamed({exc.field: exc.field.removeprefix("input.")} if exc.field else {}) from None
 
 
 def _vote(pair: ArenaPair) -> Vote:
