@@ -207,3 +207,16 @@ def test_a_pair_refused_halfway_leaves_no_task_running(server_settings: Callable
         assert [task["input"]["prompt"] for task in cancelled] == ["a half-made pair"]
         assert httpx.get(f"{base}/v1/arena").json()["votes"] == 0
         httpx.post(f"{base}/v1/tasks/{blocker['id']}/cancel")
+
+
+def test_a_set_name_over_its_limit_is_refused_not_cut(base: str) -> None:
+    name = "s" * 81
+    answer = httpx.post(
+        f"{base}/v1/arena/prompts",
+        params={"set": name},
+        content="a prompt\n",
+        headers={"content-type": "text/plain"},
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["field"] == "set" and "81 characters" in error["message"] and "80" in error["message"]

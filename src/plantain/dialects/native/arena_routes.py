@@ -40,6 +40,7 @@ router = APIRouter(tags=["arena"], route_class=dialect_route(error_body))
 EXPORT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
 PROMPT_FILE_TYPES = ("application/json", "application/x-ndjson", "text/csv", "text/plain")
 DEFAULT_SET = "imported"
+MAX_SET_NAME = 80
 Body = TypeVar("Body", bound=BaseModel)
 
 
@@ -127,7 +128,7 @@ async def get_leaderboard(door: FrontDoorDep, category: str | None = None) -> JS
 )
 async def import_prompts(request: Request, door: FrontDoorDep) -> JSONResponse:
     data, content_type = await _read_prompt_file(request)
-    name = (request.query_params.get("set") or DEFAULT_SET).strip()[:80] or DEFAULT_SET
+    name = _set_name(request.query_params.get("set"))
     entries = parse_prompt_set(data, content_type, max_prompt_chars=door.settings.max_prompt_chars)
     arena = Arena(door)
     imported = arena.store.add_prompts(name, [(entry.prompt, entry.category) for entry in entries])
@@ -166,6 +167,17 @@ def _parse(model: type[Body], raw: bytes) -> Body:
         return model.model_validate(load_json(raw))
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def _set_name(sent: str | None) -> str:
+    """``?set=``, stripped; absent or blank: the default set. Too long is refused, never cut."""
+    name = (sent or "").strip() or DEFAULT_SET
+    if len(name) > MAX_SET_NAME:
+        raise InvalidRequestError(
+            f"set: {name[:40]!r}... is {len(name)} characters; a set name takes at most {MAX_SET_NAME}",
+            field="set",
+        )
+    return name
 
 
 async def _read_prompt_file(request: Request) -> tuple[bytes, str | None]:
