@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -19,8 +17,9 @@ from plantain.dialects.inference_sh import convert as inference_sh_convert
 from plantain.dialects.inference_sh.convert import SAFETY_FILTERS, SAFETY_TOLERANCES
 from plantain.dialects.native.protocol import VENDOR_RANGES, TaskCreate, TaskInput
 from plantain.dialects.report import ignored
-from plantain.dialects.wire import decode_base64, load_json, validation_error
+from plantain.dialects.wire import decode_base64, encode_base64, load_json, validation_error
 from plantain.errors import InvalidRequestError
+from plantain.imaging.codecs import encode_image
 from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.safety.terms import strictest
 from plantain.types import (
@@ -359,9 +358,8 @@ def sse(event: TaskEvent, file_url: FileURL) -> str:
 def preview_sse(index: int, image: Image.Image) -> str:
     """A run's in-progress image as a ``preview`` SSE event: a JPEG ``data:`` URI, small enough
     for a page to show at once. No ``id``: previews are live only, never resumed."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=PREVIEW_QUALITY)
-    uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    jpeg = encode_image(image.convert("RGB"), "jpeg", PREVIEW_QUALITY)
+    uri = "data:image/jpeg;base64," + encode_base64(jpeg)
     payload = json.dumps({"index": index, "image": uri}, separators=(",", ":"))
     return f"event: preview\ndata: {payload}\n\n"
 
