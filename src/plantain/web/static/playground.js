@@ -420,26 +420,21 @@ async function refresh(turn) {
 }
 
 function onEvent(turn, { event, data }) {
-  const payload = data || {};
-  const inner = payload.data && typeof payload.data === "object" ? payload.data : payload;
+  // Each event's data is flat (the task API's event_body): position, step and total, or a preview.
   if (event === "queued") {
-    const where = inner.position ? ` (position ${inner.position})` : "";
+    const where = data.position ? ` (position ${data.position})` : "";
     statusBadge(turn, "queued", `queued${where}`);
   } else if (event === "started") {
     statusBadge(turn, "running", "running");
     turn.progress.hidden = false;
   } else if (event === "progress") {
     if (turn.status !== "running") statusBadge(turn, "running", "running");
-    const steps = Number(inner.steps ?? inner.total ?? 0);
-    const step = Number(inner.step ?? 0);
-    if (steps > 0) {
-      turn.progress.max = steps;
-      turn.progress.value = Math.min(step, steps);
-      turn.progress.setAttribute("aria-valuetext", `step ${step} of ${steps}`);
-      turn.badge.textContent = `running · step ${step}/${steps}`;
-    }
+    turn.progress.max = data.total;
+    turn.progress.value = Math.min(data.step, data.total);
+    turn.progress.setAttribute("aria-valuetext", `step ${data.step} of ${data.total}`);
+    turn.badge.textContent = `running · step ${data.step}/${data.total}`;
   } else if (event === "preview") {
-    showPreview(turn, inner);
+    showPreview(turn, data);
   }
   // completed, failed, cancelled: the task itself is read once the stream ends (refresh)
 }
