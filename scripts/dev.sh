@@ -68,7 +68,10 @@ setup() {
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install -q "$PIP_PIN"
     "$VENV/bin/python" -m pip install -q "$TORCH_PIN"
-    "$VENV/bin/python" -m pip install -q -r "$LOCK"
+    # --no-deps: the lock is the whole set. It leaves out torch (installed above) and torchvision,
+    # which spandrel requires but PyPI has only as a CUDA build for this torch; without it
+    # spandrel still loads the upscalers (plantain/upscale/spandrel_import.py).
+    "$VENV/bin/python" -m pip install -q --no-deps -r "$LOCK"
     "$VENV/bin/python" -m pip install -q --no-deps -e .
     # google-genai 1.x for the compat tests: it cannot share the venv with 3.x, so it lives in its own
     # directory (tests put it on PYTHONPATH), without its dependencies (the venv's serve it).
@@ -87,7 +90,7 @@ lock() {
     "$PYTHON" -m venv "$tools" && "$tools/bin/python" -m pip install -q "$PIP_PIN" "$PIP_TOOLS_PIN"
   }
   CUSTOM_COMPILE_COMMAND="scripts/dev.sh lock" "$tools/bin/pip-compile" --quiet --strip-extras \
-    --extra dev --unsafe-package torch --no-emit-index-url --no-emit-find-links -o "$LOCK" "$@" pyproject.toml requirements/dev.in
+    --extra dev --unsafe-package torch --unsafe-package torchvision --no-emit-index-url --no-emit-find-links -o "$LOCK" "$@" pyproject.toml requirements/dev.in
   if grep -q '^nvidia-' "$LOCK"; then
     echo "$LOCK: resolved a CUDA build of torch; make torch's CPU build reachable for pip" \
       "(e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu) and run this again" >&2
