@@ -57,9 +57,11 @@ class PlantainError(Exception):
     def renamed(self, names: Mapping[str, str]) -> PlantainError:
         """This error pointed at a dialect's name for its field (``num_images`` -> OpenAI's ``n``),
         in ``field`` and in the message's leading name; unchanged when the field has no other name."""
-        if self.field is None or self.field not in names:
+        if self.field is None:
             return self
-        name = names[self.field]
+        name = names.get(self.field) or _renamed_item(self.field, names)
+        if name is None:
+            return self
         prefix = f"{self.field}:"
         message = (
             name + ":" + self.message[len(prefix) :] if self.message.startswith(prefix) else self.message
@@ -67,6 +69,12 @@ class PlantainError(Exception):
         renamed = copy.copy(self)
         renamed.message, renamed.field, renamed.args = message, name, (message,)
         return renamed
+
+
+def _renamed_item(field: str, names: Mapping[str, str]) -> str | None:
+    """``loras[0].name`` under the dialect's name for ``loras``; None when it has none."""
+    head, bracket, rest = field.partition("[")
+    return names[head] + bracket + rest if bracket and head in names else None
 
 
 class InvalidRequestError(PlantainError):
@@ -130,6 +138,12 @@ class AuthenticationError(PlantainError):
 class PermissionDeniedError(PlantainError):
     code = "permission_denied"
     status = 403
+
+
+class LicenceNotAcceptedError(PermissionDeniedError):
+    """An engine under a licence the operator has not accepted (setting ``accept_licences``)."""
+
+    code = "licence_not_accepted"
 
 
 class NotFoundError(PlantainError):

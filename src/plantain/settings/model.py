@@ -24,6 +24,7 @@ from plantain.settings.checks import (
     default_data_dir,
     refuse_hub_kernels,
 )
+from plantain.settings.extras import ExtrasSettings
 from plantain.settings.planner import PlannerSettings
 from plantain.settings.providers import ProviderSettings
 from plantain.settings.scaleout import ScaleOutSettings
@@ -48,7 +49,7 @@ SECRET_SETTINGS = frozenset(
 AttentionBackend = Literal["auto", "sdpa", "cudnn", "flash", "flash3", "sage", "xformers", "flex"]
 
 
-class Settings(ScaleOutSettings, ProviderSettings, PlannerSettings, SearchSettings):
+class Settings(ScaleOutSettings, ProviderSettings, PlannerSettings, SearchSettings, ExtrasSettings):
     """Server and CLI configuration."""
 
     model_config = SettingsConfigDict(env_prefix="PLANTAIN_", extra="forbid")
