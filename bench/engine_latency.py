@@ -25,6 +25,7 @@ from plantain.engines.family import Family
 from plantain.engines.registry import FAMILIES, EngineRegistry
 from plantain.generation import run_request
 from plantain.settings import Settings
+from plantain.settings.extras import LICENCE_IDS
 from plantain.types import ImageRequest
 
 
@@ -44,7 +45,11 @@ def make_engine(name: str, tiny_weights: bool, scratch: Path) -> Engine:
     family = tiny_families()[name]
     checkpoint = scratch / name
     family.build_tiny(checkpoint)
-    engine = EngineRegistry(Settings(data_dir=scratch, weights={name: checkpoint}, dtype="float32")).get(name)
+    engine = EngineRegistry(
+        Settings(
+            data_dir=scratch, weights={name: checkpoint}, dtype="float32", accept_licences=list(LICENCE_IDS)
+        )
+    ).get(name)
     # e.g. klein's text-encoder layers (9, 18, 27): the tiny encoder has 2
     call_kwargs = {**engine.preset.call_kwargs, **family.tiny_call_kwargs}
     engine.preset = replace(engine.preset, call_kwargs=call_kwargs)

@@ -15,12 +15,21 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, StopFlag
+from plantain.engines.options import named_preset
 from plantain.errors import PlantainError
 from plantain.imaging.background import apply_background, steered
 from plantain.imaging.codecs import decode_image, encode_image, media_type
 from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.providers.passthrough import remote_output
-from plantain.types import GeneratedImage, ImageRequest, ImageResult, InputImage, OutputFormat, Provenance
+from plantain.types import (
+    GeneratedImage,
+    ImageRequest,
+    ImageResult,
+    InputImage,
+    OutputFormat,
+    Provenance,
+    Upscaled,
+)
 
 if TYPE_CHECKING:
     from plantain.provenance.policy import Stamper
@@ -75,7 +84,8 @@ def for_engine(request: ImageRequest, engine: Engine) -> ImageRequest:
     options = request.options
     if options.steps is not None or options.steps_scale is None:
         return request
-    steps = max(1, round(engine.preset.steps * options.steps_scale))
+    base = named_preset(engine, options.preset) or engine.preset  # a named preset's steps are scaled
+    steps = max(1, round(base.steps * options.steps_scale))
     return request.model_copy(update={"options": options.model_copy(update={"steps": steps})})
 
 
@@ -109,6 +119,22 @@ def execute(
         steps=job.steps,
         guidance=job.guidance,
         seconds=seconds,
+        upscaled=upscaled(job),
+    )
+
+
+def upscaled(job: EngineJob) -> Upscaled | None:
+    """How ``job``'s images were enlarged beyond the size the engine made (None: they were not)."""
+    plan = job.upscale
+    if plan is None:
+        return None
+    return Upscaled(
+        from_width=job.width,
+        from_height=job.height,
+        width=plan.width,
+        height=plan.height,
+        upscaler=plan.upscaler,
+        refine_strength=plan.refine_strength,
     )
 
 

@@ -22,6 +22,7 @@ from plantain.imaging.sizes import ASPECT_RATIOS, TIERS
 
 MAX_IMAGES_PER_REQUEST = 10
 MAX_PREVIEWS = 3  # previews per request: OpenAI's partial_images allows 0-3
+MAX_LORAS = 4  # LoRAs one request may combine (docs/loras.md)
 MAX_SEED = 2**63 - 1 - MAX_IMAGES_PER_REQUEST  # seed + index must stay a valid torch seed
 
 OutputFormat = Literal["png", "jpeg", "webp", "avif"]
@@ -78,6 +79,16 @@ class InputImage(BaseModel):
     url: str | None = None  # still to be fetched
 
 
+class LoraChoice(BaseModel):
+    """One LoRA a request asks for: a name from the operator's allow-list for its engine (setting
+    ``loras``), never a path, and its scale (None: the allow-list's default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    scale: float | None = Field(default=None, ge=-4.0, le=4.0)
+
+
 class EngineOptions(BaseModel):
     """Sampler settings that override the engine's preset for its checkpoint."""
 
@@ -90,6 +101,9 @@ class EngineOptions(BaseModel):
     # Tries after the first when a remote provider answers 429 or 5xx or not at all (inference.sh's
     # retry_count); None: the provider's own ``retries`` setting. A local engine has none to make.
     retries: int | None = Field(default=None, ge=0, le=10)
+    # A named preset of the engine (its card lists them, e.g. qwen-image-edit's "lightning"): its
+    # steps, guidance and LoRAs replace the default preset's; explicit steps and guidance still win.
+    preset: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class ProvenanceChoice(BaseModel):
@@ -145,6 +159,8 @@ class ImageRequest(BaseModel):
     # Intermediate images to stream while it runs (OpenAI's partial_images): the worker sends
     # them on the event channel to the caller watching, and records none.
     previews: int = Field(default=0, ge=0, le=MAX_PREVIEWS)
+    # LoRAs from the operator's allow-list for the engine (docs/loras.md), applied for this request.
+    loras: tuple[LoraChoice, ...] = Field(default=(), max_length=MAX_LORAS)
     # Parameters the caller sent that nothing here uses, as the caller named them: reported back
     # (docs/parameters.md), never applied.
     ignored: tuple[str, ...] = ()
@@ -288,6 +304,28 @@ class GroundingResult(BaseModel):
         return [f"{source.title}: {source.snippet}".strip(": ") for source in self.sources]
 
 
+class Upscaled(BaseModel):
+    """How an image larger than its engine makes was made (docs/upscaling.md): at the engine's
+    native ``from_width`` x ``from_height``, then enlarged by ``upscaler`` to ``width`` x ``height``
+    and, when ``refine_strength`` > 0, repainted tile by tile by the engine at that strength."""
+
+    model_config = ConfigDict(frozen=True)
+
+    from_width: int
+    from_height: int
+    width: int
+    height: int
+    upscaler: str
+    refine_strength: float = 0.0
+
+    def describe(self) -> str:
+        """``1344x768 upscaled to 5376x3072 by ESRGAN 4x (x4.pth)``, and the refine if any."""
+        text = (
+            f"{self.from_width}x{self.from_height} upscaled to {self.width}x{self.height} by {self.upscaler}"
+        )
+        return text + (f", refined at strength {self.refine_strength:g}" if self.refine_strength else "")
+
+
 class ImageResult(BaseModel):
     """What a request produced."""
 
@@ -300,6 +338,7 @@ class ImageResult(BaseModel):
     seconds: float  # wall time of the engine run
     plan: PlanResult | None = None  # None: no planner ran
     grounding: GroundingResult | None = None  # None: not grounded
+    upscaled: Upscaled | None = None  # None: made at the asked size
 
 
 # --- tasks: every request, whichever door it came in by, runs as one -------------------------
@@ -335,6 +374,7 @@ class TaskResult(BaseModel):
     seconds: float  # wall time of the engine run
     plan: PlanResult | None = None  # None: no planner ran
     grounding: GroundingResult | None = None  # None: not grounded
+    upscaled: Upscaled | None = None  # None: made at the asked size
 
 
 class TaskError(BaseModel):

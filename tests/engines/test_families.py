@@ -22,6 +22,7 @@ from plantain.engines.prompts import TextEmbeddingHooks, prompt_kwargs
 from plantain.engines.registry import BUILTIN_ENGINES, FAMILIES, EngineRegistry
 from plantain.generation import run_request
 from plantain.settings import Settings
+from plantain.settings.extras import LICENCE_IDS
 from plantain.testing import build_once, make_input
 from plantain.types import ImageRequest
 
@@ -55,7 +56,10 @@ def test_the_tiny_checkpoint_loads_with_the_family_constructor_and_runs(
 ) -> None:
     directory = build_once(family.build_tiny, tmp_path_factory.mktemp(family.engine) / "tiny")
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"), weights={family.engine: directory}, dtype="float32"
+        data_dir=tmp_path_factory.mktemp("data"),
+        weights={family.engine: directory},
+        dtype="float32",
+        accept_licences=list(LICENCE_IDS),  # a gated family is tested like the others
     )
     engine = family.create(family.engine, settings)
     engine.preset = replace(

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from plantain.engines.cards import card
 from plantain.engines.fastpath import (
     AttentionMasks,
     EmbeddingCache,
@@ -34,6 +35,7 @@ from plantain.engines.jobs import (
     Capabilities,
     EngineJob,
     InputLimits,
+    NamedPreset,
     Preset,
     PreviewCallback,
     Previews,
@@ -41,7 +43,9 @@ from plantain.engines.jobs import (
     StopFlag,
     inputs_digest,
 )
+from plantain.engines.licences import Licence, check_accepted
 from plantain.engines.loading import WeightsSource, WeightsStatus, pick_device
+from plantain.engines.lora import Adapters
 from plantain.engines.planning import check_size, check_task, plan_job, warmup_job
 from plantain.engines.prompts import TextEmbeddingHooks, prompt_kwargs, refuse_stray_hooks
 from plantain.engines.running import (
@@ -54,7 +58,10 @@ from plantain.engines.running import (
     step_callback,
     warm_up,
 )
+from plantain.engines.step_cache import apply_step_cache, reset_step_cache
+from plantain.engines.upscaling import upscale_images
 from plantain.settings import Settings
+from plantain.settings.extras import LoraSource
 from plantain.types import ImageRequest
 
 __all__ = [
@@ -62,6 +69,7 @@ __all__ = [
     "Engine",
     "EngineJob",
     "InputLimits",
+    "NamedPreset",
     "Preset",
     "PreviewCallback",
     "Previews",
@@ -80,6 +88,7 @@ class Engine(ABC):
     family: str = ""
     pipeline_class: str = ""
     attention_masks: AttentionMasks = "none"  # what its transformer masks: picks the attention kernel
+    licence: Licence | None = None  # its weights' licence (engines/licences.py); None: not a checkpoint
 
     def __init__(
         self,
@@ -92,6 +101,8 @@ class Engine(ABC):
         preset: Preset,
         dtype: torch.dtype = torch.bfloat16,
         random_weights: bool = False,
+        presets: Mapping[str, NamedPreset] | None = None,
+        builtin_loras: Mapping[str, LoraSource] | None = None,
     ) -> None:
         refuse_stray_hooks(type(self))
         self.name = name
@@ -102,6 +113,10 @@ class Engine(ABC):
         self.source = source
         self.capabilities = capabilities
         self.preset = preset
+        self.presets: Mapping[str, NamedPreset] = dict(presets or {})  # picked by options.preset
+        # LoRAs the engine itself names (a preset's); the setting loras adds to and overrides them.
+        self.builtin_loras: Mapping[str, LoraSource] = dict(builtin_loras or {})
+        self.adapters = Adapters(name, settings, self.allowed_loras)  # per-request LoRAs (lora.py)
         self._pipeline: Any = None
         self._lock = threading.Lock()  # one pipeline call at a time
         self._load_lock = threading.Lock()  # apart: "is it loaded?" must not wait for a run
@@ -109,6 +124,11 @@ class Engine(ABC):
         capacity = settings.text_embedding_cache
         cached = capacity and self.caches_text_embeddings()
         self.text_embeddings = EmbeddingCache(capacity) if cached else None
+
+    @property
+    def allowed_loras(self) -> dict[str, LoraSource]:
+        """The LoRAs a request may name for this engine: its own, then the operator's allow-list."""
+        return {**self.builtin_loras, **self.settings.loras.get(self.name, {})}
 
     @classmethod
     def caches_text_embeddings(cls) -> bool:
@@ -130,7 +150,13 @@ class Engine(ABC):
         the served sizes, so that ``loaded`` (and the server's readiness) means fast."""
         with self._load_lock:
             if self._pipeline is None:
+                check_accepted(self.name, self.licence, self.settings)
                 pipeline = self._load()
+                # Both before the fast path: hot-swap pads the LoRA layers to a rank, and the step
+                # cache's hooks sit on the blocks, before either is compiled.
+                self.adapters.prepare(pipeline)
+                if (threshold := self.settings.step_cache.get(self.name)) is not None:
+                    apply_step_cache(pipeline, threshold, engine=self.name)
                 self.fast_path = apply_fast_path(pipeline, self.plan_fast_path(), engine=self.name)
                 jobs = {entry: warmup_job(self, entry) for entry in self.fast_path.warmup_sizes}
 
@@ -189,8 +215,15 @@ class Engine(ABC):
         with self._lock:  # the callback's clock starts once the run has the pipeline
             callback = step_callback(self.name, jobs[0], on_step, should_stop, previews, self._decode_preview)
             with pipeline_errors(self.name):
+                self.adapters.apply(self._pipeline, jobs[0].loras)  # one set per batch (batch_key)
+                reset_step_cache(self._pipeline)  # a stopped run leaves the cache's state behind
                 images = self._generate(self._pipeline, jobs, callback)
-        return split_images(images, [len(job.seeds) for job in jobs])
+                made = split_images(images, [len(job.seeds) for job in jobs])
+                # Batched jobs share their upscale plan (batch_key), each image is enlarged alone.
+                return [
+                    upscale_images(self, self._pipeline, job, group)
+                    for job, group in zip(jobs, made, strict=True)
+                ]
 
     @abstractmethod
     def _generate(
@@ -232,6 +265,23 @@ class Engine(ABC):
         )
         return list(output.images)
 
+    @property
+    def device(self) -> torch.device:
+        """The device the engine runs on (setting ``device``)."""
+        return pick_device(self.settings.device)
+
+    def refine_tile(
+        self, pipeline: Any, tile: Image.Image, job: EngineJob, seed: int, strength: float
+    ) -> Image.Image:
+        """Repaint one tile of an upscaled image at ``strength`` (img2img, the job's prompt), for
+        ``upscale_refine_strength``; a family with an img2img pipeline overrides it."""
+        raise NotImplementedError(f"engine {self.name} has no img2img pipeline to refine with")
+
+    @property
+    def can_refine(self) -> bool:
+        """Whether upscaled images can be refined by this engine (it overrides ``refine_tile``)."""
+        return type(self).refine_tile is not Engine.refine_tile
+
     def _decode_preview(self, pipeline: Any, latents: torch.Tensor, job: EngineJob) -> Image.Image | None:
         """Decode one image's in-progress latents (as ``callback_on_step_end`` sees them, in the
         family's own layout) to an image; by default None: the family makes no previews."""
@@ -265,4 +315,11 @@ class Engine(ABC):
             "fast_path": (self.fast_path or self.plan_fast_path()).describe(),
             # "is None": an empty cache has length 0, so it is falsy
             "text_embedding_cache": None if self.text_embeddings is None else self.text_embeddings.describe(),
+            "inputs": {
+                "max_images": caps.max_input_images,
+                "min_side": caps.inputs.min_side,
+                "max_aspect": None if caps.inputs.max_aspect == float("inf") else caps.inputs.max_aspect,
+                "inpaint_max_images": caps.inpaint_max_images,
+            },
+            **card(self),
         }

@@ -23,6 +23,7 @@ from plantain.engines.checkpoints import save_atomically
 from plantain.engines.family import Family
 from plantain.engines.fastpath import Embedding, rows
 from plantain.engines.jobs import Capabilities, EngineJob, Preset
+from plantain.engines.licences import APACHE_2
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.prompts import TextEmbeddingHooks, encoder_kwargs
 from plantain.engines.running import decode_latents
@@ -55,6 +56,7 @@ TINY_DIR_NAME = "tiny-flux1"
 
 class Flux1Engine(Engine, TextEmbeddingHooks):
     family = "flux1"
+    licence = APACHE_2
     pipeline_class = "FluxPipeline"
 
     def _load(self) -> Any:

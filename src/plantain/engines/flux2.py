@@ -20,9 +20,10 @@ from plantain.engines.base import Engine
 from plantain.engines.family import Family
 from plantain.engines.fastpath import Embedding, rows
 from plantain.engines.jobs import Capabilities, EngineJob, InputLimits, Preset
+from plantain.engines.licences import APACHE_2
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.prompts import TextEmbeddingHooks, encoder_kwargs
-from plantain.engines.running import decode_latents
+from plantain.engines.running import decode_latents, vae_tiling
 from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
 
@@ -62,6 +63,7 @@ KLEIN_CAPABILITIES = Capabilities(
 class Flux2KleinEngine(Engine, TextEmbeddingHooks):
     family = "flux2-klein"
     pipeline_class = "Flux2KleinPipeline"
+    licence = APACHE_2
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,6 +124,35 @@ class Flux2KleinEngine(Engine, TextEmbeddingHooks):
             image if image.size == size else image.resize(size, Image.Resampling.LANCZOS) for image in images
         ]
         return [Image.composite(image.convert("RGB"), original, blend) for image in made]
+
+    def refine_tile(
+        self, pipeline: Any, tile: Image.Image, job: EngineJob, seed: int, strength: float
+    ) -> Image.Image:
+        """Repaint an upscaled tile at ``strength``: the inpainting pipeline with the whole tile
+        masked is img2img (klein has no img2img pipeline of its own), at a size of multiples of 16
+        and with the VAE tiled, then back to the tile's size."""
+        size = (max(64, tile.width // 16 * 16), max(64, tile.height // 16 * 16))
+        image = tile if tile.size == size else tile.resize(size, Image.Resampling.LANCZOS)
+        # Enough steps that strength x steps is at least one: img2img runs only that share of them.
+        steps = max(job.steps, math.ceil(1 / strength))
+        with vae_tiling(pipeline.vae):
+            output = self._inpaint_pipeline(pipeline)(
+                prompt=job.prompt,
+                image=image,
+                mask_image=Image.new("L", size, 255),
+                strength=strength,
+                height=size[1],
+                width=size[0],
+                num_inference_steps=steps,
+                guidance_scale=job.guidance,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="pil",
+                **self.preset.call_kwargs,
+            )
+        repainted: Image.Image = output.images[0]
+        if repainted.size != tile.size:
+            repainted = repainted.resize(tile.size, Image.Resampling.LANCZOS)
+        return repainted
 
     def _encode_prompts(self, pipeline: Any, prompts: list[str]) -> list[Embedding]:
         kwargs = encoder_kwargs(

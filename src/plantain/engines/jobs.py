@@ -52,6 +52,18 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class NamedPreset:
+    """A preset a request picks by name (``options.preset``), beside the engine's default one: its
+    steps and guidance (a request's own still win) and the LoRAs it turns on (names the engine
+    allows: e.g. qwen-image-edit's ``lightning``, 4 steps with the Lightning LoRA)."""
+
+    steps: int
+    guidance: float
+    loras: tuple[tuple[str, float], ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class InputLimits:
     """The shapes a pipeline takes as input images (FLUX.2's processor: sides >= 64, up to 8:1)."""
 
@@ -81,6 +93,22 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class UpscalePlan:
+    """A size the engine does not make natively: the job runs at its native size (the job's own
+    width and height), then the upscaler (``plantain.upscale``) enlarges each image to exactly
+    ``width`` x ``height``, and, at ``refine_strength`` > 0, the engine repaints it tile by tile."""
+
+    width: int
+    height: int
+    upscaler: str  # what enlarges it, as the answer names it ("ESRGAN 4x (RealESRGAN_x4plus.pth)")
+    refine_strength: float = 0.0  # 0: not refined
+
+
+LoraSet = tuple[tuple[str, float], ...]
+"""The LoRAs a job runs with: (allow-listed name, scale) pairs, sorted by name; () for none."""
+
+
+@dataclass(frozen=True)
 class EngineJob:
     """One request resolved for one engine: everything the pipeline call needs."""
 
@@ -94,6 +122,13 @@ class EngineJob:
     inputs_digest: str  # identifies the input images and mask, so only jobs with the same ones batch
     # Where to repaint the first image (``L``, its size: white repaints, black keeps); None: no mask.
     mask: Image.Image | None = None
+    loras: LoraSet = ()  # adapters active for the run (engines/lora.py); jobs batch only with equal sets
+    upscale: UpscalePlan | None = None  # None: the images are made at the asked size
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The size the caller gets: the upscale target, or the size the engine makes."""
+        return (self.upscale.width, self.upscale.height) if self.upscale else (self.width, self.height)
 
     def fields(self) -> dict[str, Any]:
         """This job's fields by name, to build a subclass's job from it (a provider's, a route's)."""
@@ -105,8 +140,18 @@ class EngineJob:
 
     def batch_key(self) -> tuple[object, ...]:
         """Jobs with equal keys can run in one pipeline call (prompts and seeds may differ); a
-        masked job runs another pipeline, so it never batches with an unmasked one."""
-        return (self.width, self.height, self.steps, self.guidance, self.inputs_digest, self.mask is not None)
+        masked job runs another pipeline, so it never batches with an unmasked one; the adapters of
+        a run are the same for all its images, so jobs with different LoRA sets never batch."""
+        return (
+            self.width,
+            self.height,
+            self.steps,
+            self.guidance,
+            self.inputs_digest,
+            self.mask is not None,
+            self.loras,
+            self.upscale,
+        )
 
 
 def inputs_digest(request: ImageRequest) -> str:

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from plantain.engines.jobs import EngineJob, inputs_digest
+from plantain.engines.licences import check_accepted
+from plantain.engines.options import run_options
+from plantain.engines.upscaling import plan_tier_size
 from plantain.errors import (
     ConfigurationError,
     InvalidImageError,
@@ -40,22 +43,25 @@ def plan_job(
     check_task(engine, request)
     if (mask is None) != (request.mask is None):
         raise ValueError("plan() takes the request's mask decoded, and only with a mask")
+    upscale = None
     if request.width is not None and request.height is not None:
         width, height = _exact_output_size(engine, request.width, request.height, max_output_pixels)
     else:
         aspect_ratio = request.aspect_ratio or _default_aspect_ratio(engine, images)
-        width, height = output_size(engine, aspect_ratio, request.size, max_output_pixels)
-    options = request.options
+        width, height, upscale = plan_tier_size(engine, aspect_ratio, request.size, max_output_pixels)
+    steps, guidance, loras = run_options(engine, request)
     return EngineJob(
         prompt=request.prompt,
         images=_fit_inputs(engine, request, images),
         width=width,
         height=height,
-        steps=options.steps if options.steps is not None else engine.preset.steps,
-        guidance=options.guidance if options.guidance is not None else engine.preset.guidance,
+        steps=steps,
+        guidance=guidance,
         seeds=tuple(seed + i for i in range(request.num_images)),
         inputs_digest=inputs_digest(request),
         mask=None if mask is None else _fit_mask(request, images[0], mask),
+        loras=loras,
+        upscale=upscale,
     )
 
 
@@ -68,7 +74,7 @@ def check_size(engine: Engine, request: ImageRequest, max_output_pixels: int | N
     if request.aspect_ratio is None and request.images:
         return
     aspect_ratio = request.aspect_ratio or _default_aspect_ratio(engine, ())
-    output_size(engine, aspect_ratio, request.size, max_output_pixels)
+    plan_tier_size(engine, aspect_ratio, request.size, max_output_pixels)
 
 
 def most_inputs(engine: Engine, request: ImageRequest) -> int:
@@ -82,6 +88,7 @@ def most_inputs(engine: Engine, request: ImageRequest) -> int:
 
 def check_task(engine: Engine, request: ImageRequest) -> None:
     """Refuse what ``engine`` cannot do, before any input is decoded or weights loaded."""
+    check_accepted(engine.name, engine.licence, engine.settings)
     caps = engine.capabilities
     count = len(request.images)
     if count == 0 and not caps.text_to_image:
@@ -102,6 +109,7 @@ def check_task(engine: Engine, request: ImageRequest) -> None:
         )
     if request.mask is not None:
         _check_mask(engine, count)
+    run_options(engine, request)  # the preset's name and the LoRAs' names, before anything loads
 
 
 def _check_mask(engine: Engine, count: int) -> None:

@@ -10,9 +10,10 @@ import threading
 from functools import partial
 from typing import TYPE_CHECKING
 
-from plantain.engines import flux1, flux2, qwen_image, tiny, zimage
+from plantain.engines import flux1, flux2, longcat, qwen_image, qwen_image21, tiny, zimage
 from plantain.engines.base import Engine
 from plantain.engines.family import EngineFactory, Family
+from plantain.engines.lora import check_names, check_quantization
 from plantain.errors import ConfigurationError, UnknownEngineError
 from plantain.settings import Settings
 
@@ -24,6 +25,8 @@ __all__ = ["BUILTIN_ENGINES", "FAMILIES", "EngineFactory", "EngineRegistry"]
 FAMILIES: tuple[Family, ...] = (
     *flux2.FAMILIES,
     *qwen_image.FAMILIES,
+    *qwen_image21.FAMILIES,
+    *longcat.FAMILIES,
     *zimage.FAMILIES,
     *flux1.FAMILIES,
     *tiny.FAMILIES,
@@ -37,6 +40,8 @@ class EngineRegistry:
 
     def __init__(self, settings: Settings, factories: dict[str, EngineFactory] | None = None) -> None:
         self.settings = settings
+        check_names(settings)  # a LoRA name a request could never use
+        check_quantization(settings)  # the operator's LoRAs on an fp8 transformer
         if factories is None:  # read when made, so that every engine in FAMILIES is served
             factories = {entry.engine: entry.create for entry in FAMILIES}
         self._factories = dict(factories)

@@ -127,3 +127,17 @@ def decode_latents(pipeline: Any, latents: torch.Tensor) -> Image.Image:
         decoded = decoded[:, :, 0]
     image: Image.Image = pipeline.image_processor.postprocess(decoded, output_type="pil")[0]
     return image
+
+
+@contextmanager
+def vae_tiling(vae: Any) -> Iterator[None]:
+    """The VAE encoding and decoding in tiles for the duration (a refine pass over a large image),
+    where the VAE can; as it was afterwards."""
+    if not hasattr(vae, "enable_tiling") or getattr(vae, "use_tiling", False):
+        yield
+        return
+    vae.enable_tiling()
+    try:
+        yield
+    finally:
+        vae.disable_tiling()

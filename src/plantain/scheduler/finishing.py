@@ -15,7 +15,7 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from plantain.generation import OutputScreen, finish_images
+from plantain.generation import OutputScreen, finish_images, upscaled
 from plantain.logs import task_context
 from plantain.providers.base import origin_of, served_by
 from plantain.scheduler.batching import Finished, Processed
@@ -86,6 +86,7 @@ class Finishing:
             seconds=finished.seconds,
             plan=member.plan,
             grounding=member.grounding,
+            upscaled=upscaled(member.job),
         )
         usage = task_usage(
             member.task,

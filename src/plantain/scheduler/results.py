@@ -21,6 +21,7 @@ def result_from(task: Task, images: tuple[GeneratedImage, ...]) -> ImageResult:
         seconds=result.seconds,
         plan=result.plan,
         grounding=result.grounding,
+        upscaled=result.upscaled,
     )
 
 

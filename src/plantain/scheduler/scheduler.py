@@ -34,6 +34,7 @@ import threading
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
+from plantain.engines.licences import licence_refused
 from plantain.engines.registry import EngineRegistry
 from plantain.errors import ConfigurationError
 from plantain.provenance.policy import ProvenancePolicy
@@ -186,7 +187,12 @@ class Scheduler:
         front door alone loads no weights (it only checks requests against the engines)."""
         if self.roles.worker:
             for name in names:
-                self.registry.get(name).load()
+                engine = self.registry.get(name)
+                if licence_refused(engine):
+                    # Served and refused per request, naming the licence: not a failed start.
+                    logger.warning("engine %s not loaded: its licence is not accepted", name)
+                    continue
+                engine.load()
             if self.planner is not None:
                 self.planner.load()  # a missing planner model shows in readiness, not per task
             if self.grounder is not None:
