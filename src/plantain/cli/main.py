@@ -94,6 +94,15 @@ def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--steps", type=int, help="Denoising steps (default: the checkpoint's preset)."),
         click.option("--guidance", type=float, help="Guidance scale (default: the checkpoint's preset)."),
+        click.option("--preset", help="A named preset of the engine (plantain engines lists them)."),
+        click.option(
+            "--lora",
+            "loras",
+            multiple=True,
+            callback=_parse_loras,
+            metavar="NAME[=SCALE]",
+            help="A LoRA from the engine's allow-list (setting loras), at SCALE (repeat for several).",
+        ),
         click.option(
             "--weights", type=click.Path(path_type=Path), help="Local checkpoint directory for the engine."
         ),
@@ -105,6 +114,20 @@ def request_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _parse_loras(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """``--lora style=0.8`` -> ``{"name": "style", "scale": 0.8}`` (no ``=``: the allow-list's scale)."""
+    loras = []
+    for value in values:
+        name, equals, scale = value.partition("=")
+        try:
+            loras.append({"name": name, "scale": float(scale) if equals else None})
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: SCALE must be a number, as in style=0.8") from None
+    return loras
 
 
 @cli.command()
@@ -151,7 +174,11 @@ def _make_images(settings: Settings, prompt: str, images: list[InputImage], opti
         output_format=output_format,
         background=options.pop("background") or "auto",
         engine=engine_name,
-        options={"steps": options.pop("steps"), "guidance": options.pop("guidance")},
+        options={
+            "steps": options.pop("steps"),
+            "guidance": options.pop("guidance"),
+            "preset": options.pop("preset"),
+        },
         **options,
     )
     engine = engine_registry(settings).get(engine_name)
@@ -182,6 +209,8 @@ def _run_with_progress(request: ImageRequest, engine: Engine) -> ImageResult:
         f"seed {first.seed}, {result.steps} steps in {result.seconds:.2f} s",
         err=True,
     )
+    if result.upscaled is not None:
+        click.echo(f"{engine.name}: {result.upscaled.describe()}", err=True)
     return result
 
 
@@ -223,8 +252,32 @@ def engines(settings: Settings, as_json: bool) -> None:
             f"preset: {row['steps']} steps, guidance {row['guidance']:g}"
         )
         click.echo(f"    pipeline: {row['pipeline']}; weights: {weights} ({row['location']})")
+        for line in _card_lines(row):
+            click.echo(f"    {line}")
         if "route" in row:
             click.echo(f"    route: {' -> '.join(row['route'])} (tried in this order)")
+
+
+def _card_lines(row: dict[str, Any]) -> list[str]:
+    """The card's licence, sizes, presets and LoRAs (engines/cards.py), one line each."""
+    from plantain.engines.cards import tier_line
+
+    lines = []
+    licence = row.get("licence")
+    if licence:
+        use = "commercial use allowed" if licence["commercial_use"] else "NON-COMMERCIAL"
+        gate = "" if licence["accepted"] else f"; refused until accept_licences lists {licence['id']!r}"
+        lines.append(f"licence: {licence['name']} ({use}){gate}")
+    if "tiers" in row:
+        lines.append(f"sizes at 1:1: {tier_line(row['tiers'])}")
+    for name, preset in row.get("presets", {}).items():
+        loras = f", LoRA {', '.join(preset['loras'])}" if preset["loras"] else ""
+        lines.append(f"preset {name}: {preset['steps']} steps, guidance {preset['guidance']:g}{loras}")
+    if row.get("loras"):
+        lines.append(f"LoRAs: {', '.join(row['loras'])}")
+    if row.get("step_cache") is not None:
+        lines.append(f"step cache: first-block cache at threshold {row['step_cache']:g}")
+    return lines
 
 
 def _inputs_label(count: int) -> str:

@@ -18,6 +18,9 @@ SEEDS_HEADER = "X-Plantain-Seeds"  # "7, 8, 9": image k's seed, to make it again
 IGNORED_HEADER = "X-Plantain-Ignored-Parameters"  # "temperature, topP": sent, accepted, unused
 # "watermark, content-credentials": the marks image k carries, ";" between images ("none": no mark).
 PROVENANCE_HEADER = "X-Plantain-Provenance"
+# "1344x768 upscaled to 5376x3072 by ESRGAN 4x (x4.safetensors)": the images were made smaller and
+# enlarged (docs/upscaling.md); absent when they were made at the size asked.
+UPSCALED_HEADER = "X-Plantain-Upscaled"
 
 
 def ignored(sent: Mapping[str, object]) -> tuple[str, ...]:
@@ -32,6 +35,8 @@ def report_headers(request: ImageRequest, result: ImageResult | None = None) -> 
     if result is not None:
         headers[SEEDS_HEADER] = seeds_value(result.images)
         headers[PROVENANCE_HEADER] = provenance_value(result.images)
+        if result.upscaled is not None:
+            headers[UPSCALED_HEADER] = result.upscaled.describe()
     if request.ignored:
         headers[IGNORED_HEADER] = ", ".join(request.ignored)
     return headers

@@ -35,6 +35,7 @@ FIELD_NAMES = {
     "prompt": "messages",
     "plan": "rewrite_prompt",
     "grounding": "plugins",
+    "options.preset": "preset",
 }
 
 ONLINE = ":online"  # OpenRouter's model suffix for web search: "google/gemini-2.5-flash-image:online"
@@ -97,6 +98,8 @@ def to_image_request(body: ChatRequest, engine: str, limits: Limits) -> ImageReq
         "ignored": (*ignored(body.extra_params()), *_other_plugins(body)),
         "plan": plan_choice(body),
         "grounding": grounding_choice(body),
+        "loras": tuple(body.loras) if body.loras else None,
+        "options": {"preset": body.preset} if body.preset else None,
         **conversation.history,
     }
     try:

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from plantain.dialects.wire import LoraList
+
 MAX_CHOICES = 10  # the most images one request makes (types.MAX_IMAGES_PER_REQUEST)
 
 
@@ -116,6 +118,9 @@ class ChatRequest(BaseModel):
     # model's ``:online`` suffix) and OpenAI's ``web_search_options`` ask for it (convert.py).
     plugins: list[dict[str, Any]] | None = None
     web_search_options: dict[str, Any] | None = None
+    # Plantain extensions: LoRAs from the operator's allow-list and a named preset (docs/loras.md).
+    loras: LoraList = None
+    preset: str | None = None
 
     def extra_params(self) -> dict[str, Any]:
         """Parameters sent beyond the declared fields."""

@@ -56,6 +56,9 @@ FIELD_NAMES: dict[str, str] = {
     "output_quality": "generationConfig.imageConfig.imageOutputOptions.compressionQuality",
     "background": "generationConfig.imageConfig.background",
     "grounding": "tools",
+    "loras": "generationConfig.imageConfig.loras",
+    "preset": "generationConfig.imageConfig.preset",
+    "options.preset": "generationConfig.imageConfig.preset",
 }
 
 # The tools that ask for Google Search grounding, in either casing (googleSearchRetrieval is the
@@ -258,6 +261,8 @@ def _generation_fields(config: GenerationConfig, tools: Sequence[dict[str, Any]]
         "ignored": (*_ignored(config), *ignored_tools(tools)),
         "plan": plan_choice(config),
         "grounding": grounding_choice(tools),
+        "loras": image.loras if image else None,
+        "options": {"preset": image.preset} if image and image.preset else None,
     }
     return {name: value for name, value in fields.items() if value is not None}
 

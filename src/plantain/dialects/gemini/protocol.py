@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from plantain.dialects.wire import LoraList
+
 
 class Wire(BaseModel):
     """Both key casings in, camelCase out."""
@@ -74,6 +76,9 @@ class ImageConfig(Wire):
     # Plantain extensions (Vertex Imagen's name for the first): false opts out, where allowed.
     add_watermark: bool | None = None
     content_credentials: bool | None = None
+    # Plantain extensions (docs/loras.md): LoRAs from the operator's allow-list, and a named preset.
+    loras: LoraList = None
+    preset: str | None = None
 
 
 class ThinkingConfig(Wire):

@@ -52,6 +52,9 @@ FIELD_NAMES = {
     "plan": "input.rewrite",
     "grounding": "input.grounding",
     "previews": "input.previews",
+    "loras": "input.loras",
+    "preset": "input.preset",
+    "options.preset": "input.preset",
 }
 
 # input.safety_tolerance (0 strictest, 6 most permissive, as BFL and fal take it) -> level.
@@ -138,7 +141,13 @@ def to_image_request(body: TaskInput, images: Sequence[InputImage]) -> ImageRequ
         "output_quality": body.output_quality,
         "background": body.background,
         "seed": body.seed,
-        "options": {"steps": body.steps, "guidance": body.guidance, "retries": body.retry_count},
+        "options": {
+            "steps": body.steps,
+            "guidance": body.guidance,
+            "retries": body.retry_count,
+            "preset": body.preset,
+        },
+        "loras": tuple(body.loras) if body.loras else None,
         "safety": safety_level(body),
         "provenance": ProvenanceChoice(
             watermark=body.watermark,
@@ -285,6 +294,8 @@ def _input_echo(task: Task) -> dict[str, Any]:
         # input.rewrite as asked, shown only when sent (a task without it reads as it always has)
         **({"rewrite": request["plan"]} if request.get("plan") is not None else {}),
         **({"grounding": True} if request.get("grounding") else {}),  # shown only when asked for
+        **({"loras": request["loras"]} if request.get("loras") else {}),  # shown only when sent
+        **({"preset": preset} if (preset := request.get("options", {}).get("preset")) else {}),
     }
 
 
@@ -313,6 +324,8 @@ def _output(task: Task, file_url: FileURL) -> dict[str, Any] | None:
         output |= _plan_output(result.plan)
     if result.grounding is not None:
         output["grounding"] = grounding_object(result.grounding)
+    if result.upscaled is not None:
+        output["upscaled"] = result.upscaled.model_dump()
     return output
 
 

@@ -17,6 +17,7 @@ from plantain.dialects.deps import FrontDoorDep
 from plantain.dialects.native import errors
 from plantain.dialects.routing import dialect_route
 from plantain.engines.base import Engine
+from plantain.engines.cards import card
 from plantain.imaging.sizes import ASPECT_RATIOS, TIERS
 from plantain.types import MAX_IMAGES_PER_REQUEST, MEDIA_TYPES
 
@@ -54,4 +55,5 @@ def engine_card(engine: Engine, server_max_inputs: int) -> dict[str, Any]:
         "guidance": engine.preset.guidance,
         "previews": engine.makes_previews,
         "random_weights": engine.random_weights,
+        **card(engine),  # licence, presets, LoRAs, step cache, how each tier is made
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from plantain.dialects.inference_sh.protocol import VendorFields
+from plantain.dialects.wire import LoraList
 
 
 class TaskInput(VendorFields):
@@ -43,6 +44,10 @@ class TaskInput(VendorFields):
     # In-progress images (0-3, as OpenAI's partial_images) sent live on the task's event stream
     # as ``preview`` events, by an engine that makes them (GET /v1/engines says which).
     previews: int | None = None
+    # LoRAs from the operator's allow-list for the engine, [{"name": ..., "scale": ...}], and a
+    # named preset of the engine (docs/loras.md; GET /v1/engines lists both).
+    loras: LoraList = None
+    preset: str | None = None
     # Vendors' fields (inference.sh's image apps, VendorFields) are accepted so their bodies run
     # as they are, each checked against the vendor's range (VENDOR_RANGES) and reported in
     # input.ignored, but for retry_count, which sets a remote provider's retries, and

@@ -54,6 +54,7 @@ PARAM_NAMES = {
     "height": "size",
     "plan": "rewrite_prompt",
     "grounding": "grounding",
+    "options.preset": "preset",
 }
 
 # `quality` -> a multiple of the engine preset's steps (docs/parameters.md has each engine's steps);
@@ -219,10 +220,11 @@ def _create_request(
         provenance=ProvenanceChoice(
             watermark=params.watermark, content_credentials=params.content_credentials
         ),
-        options={"steps_scale": QUALITY_STEPS_SCALE.get(params.quality or "auto")},
+        options={"steps_scale": QUALITY_STEPS_SCALE.get(params.quality or "auto"), "preset": params.preset},
         ignored=ignored(unused | {name: params.resolution for name in size.ignored}),
         plan=params.rewrite_prompt,
         grounding=bool(params.grounding),
+        loras=tuple(params.loras or ()),
     )
 
 
@@ -397,9 +399,14 @@ def response_body(
 
 
 def _grounding(result: ImageResult) -> dict[str, Any]:
-    """Search grounding's report as a Plantain extension field (none when not grounded): OpenAI's
-    images API has no place for sources."""
-    return {"grounding": grounding_object(result.grounding)} if result.grounding is not None else {}
+    """Search grounding's report and how an upscaled image was made, as Plantain extension fields
+    (none when not grounded, not upscaled): OpenAI's images API has no place for either."""
+    extra: dict[str, Any] = {}
+    if result.grounding is not None:
+        extra["grounding"] = grounding_object(result.grounding)
+    if result.upscaled is not None:
+        extra["upscaled"] = result.upscaled.model_dump()
+    return extra
 
 
 def stream_events(

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from plantain.dialects.wire import LoraList
+
 
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
@@ -60,6 +62,10 @@ class ImageParams(BaseModel):
     # Plantain extension (extra_body): true looks the request up with the server's search provider
     # first (docs/grounding.md); the answer's ``grounding`` says what was found.
     grounding: bool | None = None
+    # Plantain extensions (extra_body; in an edit's form, loras as JSON text): LoRAs from the
+    # operator's allow-list and a named preset of the engine (docs/loras.md).
+    loras: LoraList = None
+    preset: str | None = None
     # Accepted and ignored: they steer OpenAI's own models and have no meaning here.
     input_fidelity: Any = None
     safety_identifier: Any = None
