@@ -171,7 +171,11 @@ def test_engines_lists_every_family_with_capabilities(plantain) -> None:  # type
     assert set(rows) == {
         "flux2-klein-4b",
         "qwen-image-edit",
+        "qwen-image-edit-lightning",
         "qwen-image",
+        "qwen-image-2.1",
+        "longcat-image-edit",
+        "longcat-image",
         "z-image-turbo",
         "flux1-schnell",
         "tiny",
@@ -182,6 +186,14 @@ def test_engines_lists_every_family_with_capabilities(plantain) -> None:  # type
     assert rows["flux2-klein-4b"]["weights"] == "missing" and rows["flux2-klein-4b"]["max_input_images"] == 4
     table = plantain("engines").stdout
     assert "flux2-klein-4b (default)" in table and "weights: missing" in table
+    # The cards: licence (and the gate), presets, how 4K is made without an upscaler.
+    gated = rows["qwen-image-2.1"]["licence"]
+    assert gated["id"] == "qwen-research" and gated["commercial_use"] is False and gated["accepted"] is False
+    assert rows["qwen-image-edit"]["presets"]["lightning"]["steps"] == 4
+    assert rows["tiny"]["tiers"]["4K"]["made"] == "native"
+    assert "licence: Qwen Research License (NON-COMMERCIAL); refused until accept_licences" in table
+    assert "preset lightning: 4 steps, guidance 1, LoRA lightning" in table
+    assert "4K refused (no upscaler set)" in table
 
 
 def test_demo_round_trip_on_tiny_without_weights(plantain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

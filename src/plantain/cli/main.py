@@ -385,6 +385,19 @@ def pull_command(settings: Settings, engine_name: str) -> None:
         return
     click.echo(f"downloading {engine.source.repo_id} for {engine.name}…", err=True)
     click.echo(str(pull(engine.source)))
+    _pull_loras(engine)
+
+
+def _pull_loras(engine: Engine) -> None:
+    """The engine's LoRAs on the hub (its own, as qwen-image-edit's Lightning, and the setting
+    loras'), which the server reads from the hub cache and never downloads itself."""
+    from plantain.engines.lora import pull_lora
+
+    for name, source in engine.allowed_loras.items():
+        path = pull_lora(source, engine.settings.hub_cache)  # None: a local file, nothing to fetch
+        if path is not None:
+            click.echo(f"LoRA {name} ({source.source}) for {engine.name}:", err=True)
+            click.echo(str(path))
 
 
 @cli.command()

@@ -34,7 +34,7 @@ APACHE_2 = Licence("apache-2.0", "Apache-2.0", "https://www.apache.org/licenses/
 
 QWEN_RESEARCH = Licence(
     "qwen-research",
-    "Qwen Research License (non-commercial)",
+    "Qwen Research License",
     "https://huggingface.co/Qwen/Qwen-Image-2.1/blob/main/LICENSE",
     commercial=False,
     gated=True,
@@ -46,11 +46,15 @@ def check_accepted(engine: str, licence: Licence | None, settings: Settings) -> 
     if licence is None or not licence.gated or licence.id in settings.accept_licences:
         return
     raise LicenceNotAcceptedError(
-        f"engine {engine} is under the {licence.name} ({licence.url}), which this server's operator "
-        f"has not accepted; an operator who has read it and accepts it adds {licence.id!r} to the "
-        f"setting accept_licences (PLANTAIN_ACCEPT_LICENCES='[\"{licence.id}\"]')",
+        f"engine {engine} is under the {licence.name}{_use(licence)} ({licence.url}), which this "
+        f"server's operator has not accepted; an operator who has read it and accepts it adds "
+        f"{licence.id!r} to the setting accept_licences (PLANTAIN_ACCEPT_LICENCES='[\"{licence.id}\"]')",
         field="engine",
     )
+
+
+def _use(licence: Licence) -> str:
+    return "" if licence.commercial else ", which does not allow commercial use"
 
 
 def licence_refused(engine: Engine) -> bool:

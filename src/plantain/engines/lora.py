@@ -303,6 +303,17 @@ def lora_location(engine_name: str, name: str, source: LoraSource, hub_cache: Pa
         ) from exc
 
 
+def pull_lora(source: LoraSource, hub_cache: Path | None) -> Path | None:
+    """Download a hub LoRA (only its ``weight_name`` file when one is named) into the hub cache,
+    for ``plantain pull``; None for a local source, which has nothing to download."""
+    if Path(source.source).expanduser().exists() or not _HUB_ID.match(source.source):
+        return None
+    from huggingface_hub import snapshot_download
+
+    patterns = [source.weight_name] if source.weight_name else None
+    return Path(snapshot_download(source.source, cache_dir=hub_cache, allow_patterns=patterns))
+
+
 def _load_failure(
     engine_name: str, name: str, source: LoraSource, exc: Exception, hotswap_rank: int | None
 ) -> str:

@@ -103,3 +103,20 @@ def no_video_processor_class() -> Any:
     Qwen2VLProcessorNoVideo.__name__ = Qwen2VLProcessorNoVideo.__qualname__ = "Qwen2VLProcessor"
     Qwen2VLProcessorNoVideo.__module__ = Qwen2VLProcessor.__module__
     return Qwen2VLProcessorNoVideo
+
+
+def processor_override(engine: str, directory: Path, processor_class: Any) -> dict[str, Any]:
+    """``from_pretrained``'s ``processor=`` for a Qwen-VL pipeline on a machine without
+    torchvision: ``processor_class`` (the processor without its video half, which transformers
+    can only build with torchvision) loaded from ``directory/processor``; nothing with torchvision."""
+    from transformers import is_torchvision_available
+
+    if is_torchvision_available():
+        return {}
+    try:
+        return {"processor": processor_class.from_pretrained(directory / "processor")}
+    except Exception as exc:  # a broken or missing subfolder: one sentence, like load_pipeline
+        raise EngineLoadError(
+            f"engine {engine} could not load the processor in {directory / 'processor'}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc

@@ -45,11 +45,11 @@ from plantain.engines.qwen_conditioning import (
     condition_images,
     conditioning_areas,
     no_video_processor_class,
+    processor_override,
     read_conditioning,
 )
 from plantain.engines.qwen_image_tiny import build_tiny_qwen_image, build_tiny_qwen_image_edit
 from plantain.engines.running import decode_latents, seed_generators
-from plantain.errors import EngineLoadError
 from plantain.imaging.sizes import SizeLimits
 from plantain.settings import Settings
 from plantain.settings.extras import LoraSource
@@ -179,17 +179,7 @@ class QwenImageEditEngine(QwenImageEngine):
 
     def _processor_override(self, directory: Path) -> dict[str, Any]:
         """Without torchvision, load the processor without its video half (stock loading fails)."""
-        from transformers import is_torchvision_available
-
-        if is_torchvision_available():
-            return {}
-        try:
-            return {"processor": no_video_processor_class().from_pretrained(directory / "processor")}
-        except Exception as exc:  # a broken or missing subfolder: one sentence, like load_pipeline
-            raise EngineLoadError(
-                f"engine {self.name} could not load the processor in {directory / 'processor'}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        return processor_override(self.name, directory, no_video_processor_class())
 
     def _generate(
         self, pipeline: Any, jobs: Sequence[EngineJob], callback: Callable[..., Any]
@@ -255,7 +245,14 @@ class QwenImageEditLightningEngine(QwenImageEditEngine):
 
     def _load(self) -> Any:
         pipeline = super()._load()
-        fuse(pipeline, self._lightning_source(), scale=self.allowed_loras[LIGHTNING].scale)
+        fuse(
+            pipeline,
+            self._lightning_source(),
+            scale=self.allowed_loras[LIGHTNING].scale,
+            engine_name=self.name,
+            name=LIGHTNING,
+            hub_cache=self.settings.hub_cache,
+        )
         return pipeline
 
     def _lightning_source(self) -> LoraSource:

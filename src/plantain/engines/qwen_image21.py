@@ -49,7 +49,7 @@ from plantain.engines.jobs import Capabilities, EngineJob, InputLimits, Preset
 from plantain.engines.licences import QWEN_RESEARCH
 from plantain.engines.loading import WeightsSource, load_pipeline
 from plantain.engines.prompts import TextEmbeddingHooks, prompt_kwargs
-from plantain.engines.qwen_conditioning import read_conditioning
+from plantain.engines.qwen_conditioning import processor_override, read_conditioning
 from plantain.engines.qwen_image import qwen_decode_preview
 from plantain.engines.qwen_image21_tiny import TINY_CALL_KWARGS, build_tiny_qwen_image21
 from plantain.errors import EngineLoadError
@@ -109,17 +109,7 @@ class QwenImage21Engine(Engine, TextEmbeddingHooks):
 
     def _processor_override(self, directory: Path) -> dict[str, Any]:
         """Without torchvision, load the processor without its video half (stock loading fails)."""
-        from transformers import is_torchvision_available
-
-        if is_torchvision_available():
-            return {}
-        try:
-            return {"processor": qwen3_vl_processor_class().from_pretrained(directory / "processor")}
-        except Exception as exc:  # a broken or missing subfolder: one sentence, like load_pipeline
-            raise EngineLoadError(
-                f"engine {self.name} could not load the processor in {directory / 'processor'}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        return processor_override(self.name, directory, qwen3_vl_processor_class())
 
     # --- running ---------------------------------------------------------------------------------
 
