@@ -154,3 +154,19 @@ def _bytes(data: bytes) -> object:
     import io
 
     return io.BytesIO(data)
+
+
+def test_a_remote_provider_or_route_is_never_planned_through_the_upscaler(
+    upscaler: Path, tmp_path: Path
+) -> None:
+    from plantain.providers.base import RemoteEngine
+    from plantain.providers.routing import RoutedEngine
+
+    # Their run is their own (not Engine.run's, which upscales): they make the sizes they declare.
+    assert RemoteEngine.upscales is False and RoutedEngine.upscales is False
+    family = next(family for family in FAMILIES if family.engine == "flux2-klein-4b")
+    engine = _engine(family, tmp_path / "absent", upscaler=upscaler)
+    engine.upscales = False
+    with pytest.raises(UnsupportedSizeError) as refused:
+        prepare(_request(engine, "4K"), engine)
+    assert "4.2 megapixels" in refused.value.message and "upscaler" not in refused.value.message

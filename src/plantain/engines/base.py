@@ -89,6 +89,9 @@ class Engine(ABC):
     pipeline_class: str = ""
     attention_masks: AttentionMasks = "none"  # what its transformer masks: picks the attention kernel
     licence: Licence | None = None  # its weights' licence (engines/licences.py); None: not a checkpoint
+    # Whether its run enlarges images to an UpscalePlan (Engine.run does): a remote provider or a
+    # route, whose run is its own, makes only the sizes it declares.
+    upscales: bool = True
 
     def __init__(
         self,

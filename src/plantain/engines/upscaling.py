@@ -62,8 +62,8 @@ def _upscale_target(
     only the engine's own pixel limit stood in the way. Otherwise the refusal that applies: the
     ratio's or the server's cap (no upscaler lifts those), or ``refused`` saying that an upscaler
     would make it and the server has none."""
-    if refused.field != "size":
-        raise refused  # the aspect ratio: no upscaler helps
+    if refused.field != "size" or not engine.upscales:
+        raise refused  # the aspect ratio, or an engine whose run is not Engine.run's
     sizes = engine.capabilities.sizes
     unlimited = replace(sizes, max_pixels=2**40, capped_by=None)
     width, height = resolve_size(aspect_ratio, tier, unlimited.capped(max_output_pixels), engine.name)

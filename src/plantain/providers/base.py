@@ -97,6 +97,8 @@ class RemoteEngine(Engine):
     """A provider as an engine. Subclasses set ``kind`` and ``default_max_inputs`` and implement
     :meth:`call`."""
 
+    upscales = False  # its run is its own: no upscaler after it (engines/upscaling.py)
+
     kind: str = ""
     family = "remote"
     default_max_inputs: int = 0

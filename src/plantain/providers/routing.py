@@ -72,6 +72,8 @@ class RoutedJob(EngineJob):
 class RoutedEngine(Engine):
     """An engine made of ``members``, tried in order."""
 
+    upscales = False  # its run is its own: no upscaler after it (engines/upscaling.py)
+
     family = "route"
     pipeline_class = "route"
 
