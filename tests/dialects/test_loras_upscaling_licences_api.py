@@ -176,3 +176,15 @@ def test_an_engine_under_an_unaccepted_licence_is_refused_in_each_dialect(base: 
     url = f"{base}/v1beta/models/qwen-image-2.1:generateContent"
     error = refused(httpx.post(url, json=gemini, timeout=60), 403)
     assert error["status"] == "PERMISSION_DENIED" and "accept_licences" in error["message"]
+
+
+def test_a_bad_lora_entry_is_named_by_its_path_in_each_dialect(base: str) -> None:
+    body = {"model": "tiny", "prompt": "x", "loras": [{"name": "style", "scale": 9}]}
+    error = refused(httpx.post(f"{base}/v1/images/generations", json=body, timeout=60))
+    assert error["param"] == "loras[0].scale" and "9" in error["message"]
+    body = {"model": "tiny", "prompt": "x", "loras": [{"name": "style", "weights": "/x"}]}
+    error = refused(httpx.post(f"{base}/v1/images/generations", json=body, timeout=60))
+    assert error["param"] == "loras[0].weights"
+    task = {"model": "tiny", "input": {"prompt": "x", "loras": [{"name": "style", "scale": -5}]}}
+    error = refused(httpx.post(f"{base}/v1/tasks", json=task, timeout=60))
+    assert error["field"] == "input.loras[0].scale"

@@ -97,6 +97,8 @@ def _param_error(exc: ValidationError) -> InvalidRequestError:
     """:func:`~plantain.dialects.wire.validation_error`, but an unknown parameter is named as one
     and a number out of range gets both of its field's bounds."""
     error = exc.errors()[0]
+    if len(error["loc"]) != 1:  # inside a parameter (loras[0].scale): named as the path to it
+        return validation_error(exc)
     param = str(error["loc"][0])
     if error["type"] == "extra_forbidden":
         return InvalidRequestError(f"{param} is not a known parameter of the Images API", field=param)
