@@ -133,7 +133,7 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> None:
         "text_encoder": _tiny_clip(tokenizer),
         "text_encoder_2": _tiny_t5(tokenizer_2),
         "transformer": _tiny_transformer(),
-        "vae": _tiny_vae(),
+        "vae": tiny_flux1_vae(),
     }
     for module in components.values():
         module.eval()  # fresh modules are in train mode; T5/CLIP dropout would make seeds unrepeatable
@@ -197,11 +197,12 @@ def _tiny_transformer() -> Any:
     )
 
 
-def _tiny_vae() -> Any:
+def tiny_flux1_vae() -> Any:
+    """FLUX.1's VAE layout at a few channels wide; Z-Image and LongCat use the same VAE."""
     from diffusers import AutoencoderKL
 
     # Four blocks give the real 8x VAE; no mid-block attention keeps the 1K decode cheap.
-    return AutoencoderKL(
+    vae: Any = AutoencoderKL(
         latent_channels=16,
         block_out_channels=(4, 4, 4, 4),
         down_block_types=("DownEncoderBlock2D",) * 4,
@@ -214,6 +215,7 @@ def _tiny_vae() -> Any:
         shift_factor=0.1159,  # the FLUX.1 VAE's latent statistics
         scaling_factor=0.3611,
     )
+    return vae.eval()  # fresh modules are in training mode
 
 
 FAMILIES = (Family("flux1-schnell", create, HUB_ID, build_tiny_checkpoint, TINY_PRESET.call_kwargs),)

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 
 from plantain.engines.checkpoints import save_atomically
+from plantain.engines.flux1 import tiny_flux1_vae
 from plantain.engines.qwen_conditioning import no_video_processor_class
-from plantain.engines.qwen_image_tiny import _tiny_text_encoder
+from plantain.engines.qwen_image_tiny import tiny_text_encoder
 from plantain.engines.tiny_tokenizers import tiny_qwen2_tokenizer
 
 # Both pipelines hard-code 16 latent channels (``num_channels_latents = 16``), packed 2x2 into 64.
@@ -51,14 +52,14 @@ def _components(seed: int) -> dict[str, Any]:
 
     torch.manual_seed(seed)
     tokenizer = tiny_qwen2_tokenizer()
-    text_encoder = _tiny_text_encoder(tokenizer)  # Qwen2.5-VL at hidden size 16, the tokenizer's ids
+    text_encoder = tiny_text_encoder(tokenizer)  # Qwen2.5-VL at hidden size 16, the tokenizer's ids
     processor = no_video_processor_class()(
         image_processor=Qwen2VLImageProcessorPil(), tokenizer=tokenizer, chat_template=PROCESSOR_CHAT_TEMPLATE
     )
     return {
         # FLUX.1's dynamic shift: the pipelines pass ``mu`` computed from the image's token count.
         "scheduler": FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True),
-        "vae": _tiny_vae(),
+        "vae": tiny_flux1_vae(),
         "text_encoder": text_encoder,
         "tokenizer": tokenizer,
         "text_processor": processor,
@@ -81,23 +82,3 @@ def _tiny_transformer(text_width: int) -> Any:
         axes_dims_rope=[4, 6, 6],  # (modality, row, column); sums to attention_head_dim
     )
     return transformer.eval()  # fresh modules are in training mode
-
-
-def _tiny_vae() -> Any:
-    """FLUX.1's VAE layout (four blocks: the real 8x factor, 16 latent channels) a few channels wide."""
-    from diffusers import AutoencoderKL
-
-    vae: Any = AutoencoderKL(
-        latent_channels=_LATENT_CHANNELS,
-        block_out_channels=(4, 4, 4, 4),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        norm_num_groups=4,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        mid_block_add_attention=False,
-        scaling_factor=0.3611,  # FLUX.1's, which the pipelines undo before decoding
-        shift_factor=0.1159,
-    )
-    return vae.eval()

@@ -41,7 +41,7 @@ def build_tiny_qwen_image(directory: Path, seed: int = 0) -> None:
     pipeline = QwenImagePipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_tiny_vae(),
-        text_encoder=_tiny_text_encoder(tokenizer),
+        text_encoder=tiny_text_encoder(tokenizer),
         tokenizer=tokenizer,
         transformer=_tiny_transformer(),
     )
@@ -62,7 +62,7 @@ def build_tiny_qwen_image_edit(directory: Path, seed: int = 0) -> None:
     pipeline = QwenImageEditPlusPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_tiny_vae(),
-        text_encoder=_tiny_text_encoder(tokenizer),
+        text_encoder=tiny_text_encoder(tokenizer),
         tokenizer=tokenizer,
         processor=processor,
         transformer=_tiny_transformer(),
@@ -82,7 +82,7 @@ class _WithConditioning:
         write_conditioning(Path(directory), self.areas)
 
 
-def _tiny_text_encoder(tokenizer: Qwen2Tokenizer) -> Any:
+def tiny_text_encoder(tokenizer: Qwen2Tokenizer) -> Any:
     """Qwen2.5-VL at hidden size 16; its token ids must be the tiny tokenizer's."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 

@@ -22,6 +22,7 @@ from plantain.engines.base import Engine
 from plantain.engines.checkpoints import save_atomically
 from plantain.engines.family import Family
 from plantain.engines.fastpath import AttentionMasks, Embedding
+from plantain.engines.flux1 import tiny_flux1_vae
 from plantain.engines.jobs import Capabilities, EngineJob, Preset
 from plantain.engines.licences import APACHE_2
 from plantain.engines.loading import WeightsSource, load_pipeline
@@ -138,7 +139,7 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> None:
     components = {
         "text_encoder": _tiny_text_encoder(tokenizer),
         "transformer": _tiny_transformer(),
-        "vae": _tiny_vae(),
+        "vae": tiny_flux1_vae(),
     }
     for module in components.values():
         module.eval()  # fresh modules are in train mode; dropout would make seeds unrepeatable
@@ -176,25 +177,6 @@ def _tiny_transformer() -> Any:
         # diffusers' default RoPE table (Z-Image-Turbo's config has 1536 on the first axis): room
         # for 512 text tokens and 8K-pixel sides. A longer table changes no rotation in use.
         axes_lens=[1024, 512, 512],
-    )
-
-
-def _tiny_vae() -> Any:
-    from diffusers import AutoencoderKL
-
-    # Four blocks give the real 8x VAE; no mid-block attention keeps the 1K decode cheap.
-    return AutoencoderKL(
-        latent_channels=16,
-        block_out_channels=(4, 4, 4, 4),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        norm_num_groups=4,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        mid_block_add_attention=False,
-        shift_factor=0.1159,  # the FLUX.1 VAE's latent statistics, as Z-Image uses that VAE
-        scaling_factor=0.3611,
     )
 
 
