@@ -43,8 +43,9 @@ QWEN_RESEARCH = Licence(
 
 def check_accepted(engine: str, licence: Licence | None, settings: Settings) -> None:
     """Refuse ``engine`` while its gated licence is not in the setting ``accept_licences``."""
-    if licence is None or not licence.gated or licence.id in settings.accept_licences:
+    if not _unaccepted(licence, settings):
         return
+    assert licence is not None
     raise LicenceNotAcceptedError(
         f"engine {engine} is under the {licence.name}{_use(licence)} ({licence.url}), which this "
         f"server's operator has not accepted; an operator who has read it and accepts it adds "
@@ -59,5 +60,8 @@ def _use(licence: Licence) -> str:
 
 def licence_refused(engine: Engine) -> bool:
     """Whether ``engine`` refuses every request for its licence (a server still starts with it)."""
-    licence = engine.licence
-    return licence is not None and licence.gated and licence.id not in engine.settings.accept_licences
+    return _unaccepted(engine.licence, engine.settings)
+
+
+def _unaccepted(licence: Licence | None, settings: Settings) -> bool:
+    return licence is not None and licence.gated and licence.id not in settings.accept_licences
