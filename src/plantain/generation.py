@@ -17,7 +17,7 @@ from PIL import Image
 from plantain.engines.base import Engine, EngineJob, Previews, StepCallback, StopFlag
 from plantain.engines.options import named_preset
 from plantain.errors import PlantainError
-from plantain.imaging.background import apply_background, steered
+from plantain.imaging.background import apply_background, flatten, steered
 from plantain.imaging.codecs import decode_image, encode_image, media_type
 from plantain.limits import DEFAULT_LIMITS, Limits
 from plantain.providers.passthrough import remote_output
@@ -167,6 +167,8 @@ def encode_output(
         return remote
     image = apply_background(image, request.background)
     output_format, quality = request.output_format, request.output_quality
+    if output_format == "jpeg":  # no alpha channel: transparency the engine made on its own
+        image = flatten(image)
 
     def encode(pixels: Image.Image) -> tuple[bytes, str]:
         return encode_image(pixels, output_format, quality), media_type(output_format)

@@ -114,3 +114,30 @@ def test_only_a_transparent_request_has_its_prompt_steered_and_only_once() -> No
     transparent = ImageRequest.create(prompt="a red apple", background="transparent")
     assert steered(transparent).prompt == "a red apple" + STEER_SUFFIX
     assert steered(steered(transparent)).prompt == "a red apple" + STEER_SUFFIX
+
+
+def _half_transparent() -> Image.Image:
+    """Red on the left, fully transparent (its colour channels black) on the right."""
+    image = Image.new("RGBA", (8, 4), (255, 0, 0, 255))
+    image.paste((0, 0, 0, 0), (4, 0, 8, 4))
+    return image
+
+
+def test_opaque_lays_transparency_an_engine_made_onto_white() -> None:
+    flat = apply_background(_half_transparent(), "opaque")
+    assert (
+        flat.mode == "RGB"
+        and flat.getpixel((1, 1)) == (255, 0, 0)
+        and flat.getpixel((6, 1)) == (255, 255, 255)
+    )
+
+
+def test_a_jpeg_answer_of_a_transparent_image_is_flattened_onto_white() -> None:
+    import io
+
+    from plantain.generation import encode_output
+
+    request = ImageRequest.create(prompt="x", output_format="jpeg")
+    made = encode_output(_half_transparent(), 1, request)
+    decoded = Image.open(io.BytesIO(made.data))
+    assert decoded.mode == "RGB" and min(decoded.getpixel((7, 3))) > 240  # white, not black

@@ -57,8 +57,19 @@ def apply_background(image: Image.Image, background: Background) -> Image.Image:
     if background == "transparent":
         return remove_background(image)
     if background == "opaque":
-        return image.convert("RGB")
+        return flatten(image)
     return image
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """``image`` without transparency: what an engine made transparent on its own (Qwen-Image-2.1
+    can) laid onto white, the background every engine is steered to; an opaque one as RGB."""
+    if image.mode not in {"RGBA", "LA", "PA"}:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    flat = Image.new("RGB", image.size, "white")
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    return flat
 
 
 def remove_background(image: Image.Image) -> Image.Image:

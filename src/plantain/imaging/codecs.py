@@ -217,13 +217,9 @@ def encode_image(image: Image.Image, output_format: OutputFormat, quality: int |
 
     ``quality`` (0-100) overrides the JPEG/WebP/AVIF default; PNG is lossless and ignores it.
     An RGBA image keeps its alpha channel (PNG, WebP, AVIF; JPEG has none: requests that want
-    transparency in JPEG are refused before they run, and an engine that made transparency on its
-    own, as Qwen-Image-2.1 can, has it flattened onto white).
+    transparency in JPEG are refused before they run; ``generation.encode_output`` flattens one
+    an engine made transparent on its own).
     """
-    if output_format == "jpeg" and image.mode in {"RGBA", "LA", "PA"}:
-        flat = Image.new("RGB", image.size, "white")
-        flat.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
-        image = flat
     if output_format == "png" and png.can_encode(image):
         return png.encode_png(image)  # ~6x faster than Pillow's PNG encoder (plantain.imaging.png)
     options = dict(ENCODE_OPTIONS[output_format], icc_profile=None)  # PNG would copy info's ICC
