@@ -5,6 +5,7 @@ naming the setting; ``tiny`` makes 4K natively and says nothing."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_4k_is_made_natively_then_upscaled_to_the_exact_table_size(
     table = (TABLE_1K["1:1"][0] * 4, TABLE_1K["1:1"][1] * 4)
     image = result.images[0]
     assert (image.width, image.height) == table
-    assert Image.open(_bytes(image.data)).size == table
+    assert Image.open(io.BytesIO(image.data)).size == table
     made = result.upscaled
     assert made is not None and (made.width, made.height) == table
     native = (made.from_width, made.from_height)
@@ -148,12 +149,6 @@ def test_refining_repaints_the_upscaled_image_tile_by_tile(
     assert "refined at strength 0.3" in second.upscaled.describe()
     assert (second.images[0].width, second.images[0].height) == (4096, 4096)
     assert first.images[0].data != second.images[0].data
-
-
-def _bytes(data: bytes) -> object:
-    import io
-
-    return io.BytesIO(data)
 
 
 def test_a_remote_provider_or_route_is_never_planned_through_the_upscaler(
